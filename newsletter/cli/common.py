@@ -1,0 +1,58 @@
+"""What every command shares: the Desk, JSON output, errors turned into exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Any, TypeVar
+
+import click
+
+from ..config import load_settings
+from ..desk import Desk
+from ..errors import NewsletterError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DeskError(click.ClickException):
+    def __init__(self, error: NewsletterError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class DeskGroup(click.Group):
+    """Turns NewsletterError into a one-line reason and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as error:
+            raise DeskError(error) from None
+
+
+def pass_desk(func: F) -> F:
+    """Give a command the Desk, built from settings only when the command runs."""
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        root = ctx.find_root()
+        if not isinstance(root.obj, Desk):
+            root.obj = Desk(load_settings())
+        return ctx.invoke(func, root.obj, *args, **kwargs)
+
+    return update_wrapper(wrapper, func)  # type: ignore[return-value]
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(func)
+
+
+def emit(as_json: bool, document: Any, lines: list[str]) -> None:
+    """Print a JSON document on stdout, or lines for a person."""
+    if as_json:
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)

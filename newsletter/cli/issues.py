@@ -1,0 +1,241 @@
+"""`newsletter issue …`: curating one week's issue."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import issues as library
+from ..db import now_utc
+from ..desk import Desk
+from ..models import Issue
+from .common import emit, json_option, pass_desk
+
+
+@click.group("issue")
+def group() -> None:
+    """One issue per send day: create, pick and order articles, approve."""
+
+
+def issue_document(issue: Issue) -> dict[str, Any]:
+    document = asdict(issue)
+    document["items"] = [
+        {
+            "position": item.position,
+            "article_id": item.article.id,
+            "url": item.article.url,
+            "title": item.title,
+            "summary": item.summary,
+            "section": item.article.section,
+            "title_override": item.title_override,
+            "summary_override": item.summary_override,
+        }
+        for item in issue.items
+    ]
+    return document
+
+
+def issue_lines(issue: Issue) -> list[str]:
+    lines = [
+        f"issue {issue.id} for {issue.send_date:%A %Y-%m-%d}: {issue.status}",
+        f"subject:   {issue.subject or '(none)'}",
+        f"preheader: {issue.preheader or '(none)'}",
+        f"appeal:    {'on' if issue.appeal else 'off'}",
+    ]
+    if issue.note:
+        lines.append("note:      " + issue.note.replace("\n", "\n           "))
+    for item in issue.items:
+        section = f" [{item.article.section}]" if item.article.section else ""
+        lines.append(f"{item.position:>3}. ({item.article.id}){section} {item.title}")
+    if not issue.items:
+        lines.append("no articles picked yet")
+    return lines
+
+
+def _show(as_json: bool, issue: Issue) -> None:
+    emit(as_json, issue_document(issue), issue_lines(issue))
+
+
+@group.command("new")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Default: today.")
+@json_option
+@pass_desk
+def new(desk: Desk, day: datetime | None, as_json: bool) -> None:
+    """Create the issue for the send day on or after DATE; prints its id.
+
+    \b
+    Example:
+        newsletter issue new --date 2026-12-01
+    """
+    moment = now_utc()
+    start = day.date() if day else moment.astimezone(desk.settings.timezone).date()
+    send_date = library.send_day_on_or_after(start, desk.settings.send_at.weekday)
+    with desk.engine.begin() as conn:
+        issue = library.new_issue(conn, send_date, moment)
+    emit(as_json, issue_document(issue), [str(issue.id)])
+
+
+@group.command("pick")
+@click.argument("issue")
+@click.argument("articles", nargs=-1, required=True)
+@json_option
+@pass_desk
+def pick(desk: Desk, issue: str, articles: tuple[str, ...], as_json: bool) -> None:
+    """Append articles (ids or urls) to an issue, in the order given.
+
+    \b
+    Example:
+        newsletter issue pick 3 12 9 https://example.org/2026/11/27/budget
+    """
+    with desk.engine.begin() as conn:
+        _show(as_json, library.pick(conn, issue, list(articles), now_utc()))
+
+
+@group.command("unpick")
+@click.argument("issue")
+@click.argument("articles", nargs=-1, required=True)
+@json_option
+@pass_desk
+def unpick(desk: Desk, issue: str, articles: tuple[str, ...], as_json: bool) -> None:
+    """Take articles out of an issue.
+
+    \b
+    Example:
+        newsletter issue unpick 3 9
+    """
+    with desk.engine.begin() as conn:
+        _show(as_json, library.unpick(conn, issue, list(articles), now_utc()))
+
+
+@group.command("move")
+@click.argument("issue")
+@click.argument("article")
+@click.argument("position", type=int)
+@json_option
+@pass_desk
+def move(desk: Desk, issue: str, article: str, position: int, as_json: bool) -> None:
+    """Move one article to a position (1 is the top).
+
+    \b
+    Example:
+        newsletter issue move 3 12 1
+    """
+    with desk.engine.begin() as conn:
+        _show(as_json, library.move(conn, issue, article, position, now_utc()))
+
+
+@group.command("set")
+@click.argument("issue")
+@click.option("--subject")
+@click.option("--preheader", help="The line inboxes show after the subject.")
+@click.option(
+    "--note-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The editor's note, from a text file ('-' is not accepted).",
+)
+@click.option("--appeal/--no-appeal", default=None, help="The support appeal block.")
+@click.option("--item", "item", help="Article (id or url) whose title or summary to override.")
+@click.option("--title", help="With --item: the title in this issue ('' restores).")
+@click.option("--summary", help="With --item: the summary in this issue ('' restores).")
+@json_option
+@pass_desk
+def set_(
+    desk: Desk,
+    issue: str,
+    subject: str | None,
+    preheader: str | None,
+    note_file: Path | None,
+    appeal: bool | None,
+    item: str | None,
+    title: str | None,
+    summary: str | None,
+    as_json: bool,
+) -> None:
+    """Set the subject, preheader, editor's note, appeal, or one item's overrides.
+
+    \b
+    Example:
+        newsletter issue set 3 --subject "The week in five stories" --note-file note.md
+        newsletter issue set 3 --item 12 --title "A shorter headline"
+    """
+    if (title is not None or summary is not None) and item is None:
+        raise click.UsageError("--title and --summary need --item ARTICLE")
+    note = note_file.read_text(encoding="utf-8") if note_file else None
+    with desk.engine.begin() as conn:
+        now = now_utc()
+        result = library.set_fields(
+            conn, issue, now, subject=subject, preheader=preheader, note=note, appeal=appeal
+        )
+        if item is not None:
+            result = library.set_item(conn, issue, item, now, title=title, summary=summary)
+    _show(as_json, result)
+
+
+@group.command("show")
+@click.argument("issue")
+@json_option
+@pass_desk
+def show(desk: Desk, issue: str, as_json: bool) -> None:
+    """Show an issue (by id or send date) and its items.
+
+    \b
+    Example:
+        newsletter issue show 2026-12-04
+    """
+    with desk.engine.connect() as conn:
+        _show(as_json, library.get_issue(conn, issue))
+
+
+@group.command("list")
+@json_option
+@pass_desk
+def list_(desk: Desk, as_json: bool) -> None:
+    """List issues, newest send date first.
+
+    \b
+    Example:
+        newsletter issue list --json
+    """
+    with desk.engine.connect() as conn:
+        found = library.list_issues(conn)
+    lines = [
+        f"{i.id:>4}  {i.send_date}  {i.status:<9} {len(i.items):>2} articles  {i.subject}"
+        for i in found
+    ]
+    emit(as_json, [issue_document(i) for i in found], lines or ["no issues"])
+
+
+def _state_command(name: str, action: Any, help_text: str) -> click.Command:
+    @click.argument("issue")
+    @json_option
+    @pass_desk
+    def command(desk: Desk, issue: str, as_json: bool) -> None:
+        with desk.engine.begin() as conn:
+            _show(as_json, action(conn, issue, now_utc()))
+
+    command.__doc__ = help_text
+    return group.command(name)(command)
+
+
+_state_command(
+    "approve",
+    library.approve,
+    "Approve an issue for sending; it is frozen until "
+    "unapproved.\n\n\b\nExample:\n    newsletter issue approve 3",
+)
+_state_command(
+    "unapprove",
+    library.unapprove,
+    "Return an approved issue to draft.\n\n\b\nExample:\n    newsletter issue unapprove 3",
+)
+_state_command(
+    "cancel",
+    library.cancel,
+    "Cancel an issue that has not been sent.\n\n\b\nExample:\n    newsletter issue cancel 3",
+)
+
+COMMANDS = [group]

@@ -1,0 +1,147 @@
+"""`newsletter render`, `preview`, `send` and `status`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+
+from .. import db
+from ..db import now_utc
+from ..desk import Desk, demo_settings
+from ..issues import get_issue
+from ..messages import build_message, message_id
+from ..preview import preview_copy
+from ..sending import ledger_counts, send_issue, send_test
+from .common import emit, json_option, pass_desk
+
+
+@click.command("render")
+@click.argument("issue")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--as", "as_email", help="Render the copy this subscriber gets.")
+@json_option
+@pass_desk
+def render(desk: Desk, issue: str, out: Path, as_email: str | None, as_json: bool) -> None:
+    """Write issue.html, issue.txt, issue.eml and preflight.json for an issue.
+
+    \b
+    Example:
+        newsletter render 3 --out /tmp/issue-3 --as anna@example.org
+    """
+    settings = demo_settings(desk.settings)
+    copy = preview_copy(desk.engine, settings, issue, as_email, now_utc())
+    out.mkdir(parents=True, exist_ok=True)
+    msgid = message_id(copy.issue_id, copy.reader.id, copy.composed.sender.domain)
+    eml = build_message(copy.composed.prepared, copy.reader, copy.values, msgid)
+    (out / "issue.html").write_text(copy.html, encoding="utf-8")
+    (out / "issue.txt").write_text(copy.text, encoding="utf-8")
+    (out / "issue.eml").write_bytes(eml)
+    preflight = copy.composed.preflight
+    (out / "preflight.json").write_text(json.dumps(preflight.as_dict(), indent=2), "utf-8")
+    lines = [f"wrote {out}/issue.html, issue.txt, issue.eml, preflight.json", *preflight.lines()]
+    if not desk.settings.secret_key:
+        lines.append("links are signed with the demo key: set NEWSLETTER_SECRET_KEY")
+    emit(as_json, {"out": str(out), "preflight": preflight.as_dict()}, lines)
+    if preflight.errors:
+        raise SystemExit(1)
+
+
+@click.command("preview")
+@click.argument("issue")
+@click.option("--as", "as_email", help="Preview the copy this subscriber gets.")
+@click.option("--port", default=8001, show_default=True)
+@pass_desk
+def preview(desk: Desk, issue: str, as_email: str | None, port: int) -> None:
+    """Serve the rendered issue on 127.0.0.1, re-rendered when a template changes.
+
+    \b
+    Example:
+        newsletter preview 3 --as anna@example.org
+    """
+    from ..web import create_app
+
+    with desk.engine.connect() as conn:
+        issue_id = get_issue(conn, issue).id
+    app = create_app(demo_settings(desk.settings))
+    query = f"?as={as_email}" if as_email else ""
+    click.echo(f"preview of issue {issue_id}: http://127.0.0.1:{port}/preview/{issue_id}{query}")
+    app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
+
+
+@click.command("send")
+@click.argument("issue")
+@click.option("--dry-run", is_flag=True, help="Render and report; send nothing.")
+@click.option("--test-to", multiple=True, help="Send a marked test copy here instead.")
+@click.option("--resend-uncertain", is_flag=True, help="Also send rows a crash left uncertain.")
+@json_option
+@pass_desk
+def send(
+    desk: Desk,
+    issue: str,
+    dry_run: bool,
+    test_to: tuple[str, ...],
+    resend_uncertain: bool,
+    as_json: bool,
+) -> None:
+    """Send an approved issue to every active reader, once; run again to resume.
+
+    \b
+    Example:
+        newsletter send 3 --test-to editor@example.org
+        newsletter send 3
+    """
+    transport = desk.transport()
+    try:
+        if test_to:
+            ids = send_test(issue, test_to, desk.engine, desk.settings, transport, now_utc())
+            emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(test_to)}"])
+            return
+        report = send_issue(
+            issue,
+            desk.engine,
+            desk.settings,
+            transport,
+            now_utc,
+            dry_run=dry_run,
+            resend_uncertain=resend_uncertain,
+        )
+    finally:
+        transport.close()
+    emit(as_json, report.as_dict(), report.lines())
+    if report.paused:
+        raise SystemExit(5)
+
+
+@click.command("status")
+@click.argument("issue")
+@json_option
+@pass_desk
+def status(desk: Desk, issue: str, as_json: bool) -> None:
+    """The delivery ledger's counts for one issue, and who is uncertain.
+
+    \b
+    Example:
+        newsletter status 3 --json
+    """
+    d, s = db.deliveries, db.subscribers
+    with desk.engine.connect() as conn:
+        found = get_issue(conn, issue)
+        counts = ledger_counts(conn, found.id)
+        uncertain = list(
+            conn.execute(
+                sa.select(s.c.email)
+                .join(d, d.c.subscriber_id == s.c.id)
+                .where(d.c.issue_id == found.id, d.c.status == "uncertain")
+            ).scalars()
+        )
+    lines = [f"issue {found.id} for {found.send_date}: {found.status}"]
+    lines += [f"{name:>10}: {count}" for name, count in sorted(counts.items())]
+    lines += [f"uncertain: {email}" for email in uncertain]
+    document = {"issue": found.id, "status": found.status, "counts": counts}
+    emit(as_json, {**document, "uncertain": uncertain}, lines)
+
+
+COMMANDS = [render, preview, send, status]

@@ -1,0 +1,294 @@
+"""Settings from NEWSLETTER_* environment variables and an optional newsletter.toml.
+
+The environment wins over the file. Every setting is declared once in SETTINGS
+(name, default, help); the README lists them all and a test keeps it so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+PREFIX = "NEWSLETTER_"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SendAt:
+    weekday: int  # Monday is 0, as in datetime.weekday()
+    at: time
+
+    def __str__(self) -> str:
+        return f"{WEEKDAYS[self.weekday]} {self.at:%H:%M}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///subscribers/newsletter.db"
+    smtp_url: str | None = None
+    outbox: Path = Path("outbox")
+    templates: Path = Path("templates")
+    privacy_dir: Path = Path("privacy")
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    site_name: str = "The Weekly"
+    site_url: str = "https://example.org"
+    support_url: str = "https://example.org/support"
+    privacy_url: str = ""
+    from_addr: str = "The Weekly <newsletter@example.org>"
+    reply_to: str | None = None
+    list_id: str = "weekly.example.org"
+    postal_address: str = "The Weekly, 1 Example Street, 10000 Example City"
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    send_at: SendAt = SendAt(4, time(9, 0))
+    concurrency: int = 4
+    rate: float = 0.0
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key: Path | None = None
+    editors: tuple[str, ...] = ()
+    misfire_grace: timedelta = timedelta(hours=6)
+    bounce_address: str | None = None
+
+    def require_secret(self) -> str:
+        """The signing key; refused when unset, because tokens signed without it are forgeable."""
+        if not self.secret_key:
+            raise ConfigError(
+                PREFIX + "SECRET_KEY",
+                "is not set; it signs unsubscribe and confirmation links "
+                "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            )
+        return self.secret_key
+
+    @property
+    def privacy_link(self) -> str:
+        return self.privacy_url or self.base_url.rstrip("/") + "/privacy"
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.from_addr)[1]
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _optional(value: str) -> str | None:
+    return value or None
+
+
+def _path(value: str) -> Path:
+    return Path(value)
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// address with a host")
+    return value.rstrip("/")
+
+
+def _smtp_url(value: str) -> str | None:
+    if not value:
+        return None
+    for one in value.split(","):
+        parts = urlsplit(one.strip())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must look like smtp://user:pass@host:port or smtps://host:port")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+    return value
+
+
+def _address(value: str) -> str:
+    _name, addr = parseaddr(value)
+    if "@" not in addr or any(c in value for c in "\r\n"):
+        raise ValueError("must be an email address, optionally with a name: Name <addr@host>")
+    return value
+
+
+def _optional_address(value: str) -> str | None:
+    return _address(value) if value else None
+
+
+def _addresses(value: str) -> tuple[str, ...]:
+    found = tuple(a.strip() for a in value.split(",") if a.strip())
+    for one in found:
+        _address(one)
+    return found
+
+
+def _zone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Amsterdam)") from None
+
+
+_SEND_AT = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+
+
+def parse_send_at(value: str) -> SendAt:
+    match = _SEND_AT.match(value)
+    if not match or match.group(1).lower() not in WEEKDAYS:
+        raise ValueError(f"{value!r} is not a weekday and a time, e.g. 'fri 09:00'")
+    hour, minute = int(match.group(2)), int(match.group(3))
+    if hour > 23 or minute > 59:
+        raise ValueError(f"{value!r} has no such time of day")
+    return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute))
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be 1 or more")
+    return number
+
+
+def _rate(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be 0 (no cap) or more")
+    return number
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def parse_duration(value: str) -> timedelta:
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 30m, 6h or 2d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the field of Settings; the variable is NEWSLETTER_ + name.upper()
+    default: str
+    help: str
+    parse: Callable[[str], Any] = _text
+
+    @property
+    def variable(self) -> str:
+        return PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        "sqlite:///subscribers/newsletter.db",
+        "SQLAlchemy URL; postgresql+psycopg://… to scale out",
+    ),
+    Setting(
+        "smtp_url",
+        "",
+        "smtp://user:pass@host:port (STARTTLS when offered) or smtps://…; "
+        "unset: write .eml files to the outbox",
+        _smtp_url,
+    ),
+    Setting("outbox", "outbox", "folder for the embedded transport", _path),
+    Setting("templates", "templates", "email templates folder", _path),
+    Setting("privacy_dir", "privacy", "folder of published privacy policy texts", _path),
+    Setting(
+        "base_url",
+        "http://127.0.0.1:8000",
+        "public address of this app, for links in mail (https in production)",
+        _url,
+    ),
+    Setting(
+        "secret_key",
+        "",
+        "signs unsubscribe and confirmation tokens and sessions; "
+        "required for anything that mails readers",
+        _optional,
+    ),
+    Setting("site_name", "The Weekly", "the newsletter's name in the masthead and From"),
+    Setting("site_url", "https://example.org", "the news site the articles live on", _url),
+    Setting(
+        "support_url",
+        "https://example.org/support",
+        "where the support appeal's once / monthly / annual links go",
+        _url,
+    ),
+    Setting("privacy_url", "", "the privacy policy page; unset: BASE_URL/privacy", _text),
+    Setting("from", "The Weekly <newsletter@example.org>", "From header", _address),
+    Setting("reply_to", "", "Reply-To header; unset: none", _optional_address),
+    Setting("list_id", "weekly.example.org", "List-Id header (a dotted identifier)"),
+    Setting(
+        "postal_address",
+        "The Weekly, 1 Example Street, 10000 Example City",
+        "the postal address printed in every footer",
+    ),
+    Setting("timezone", "UTC", "IANA time zone of the Friday send", _zone),
+    Setting("send_at", "fri 09:00", "weekday and wall-clock time of the send", parse_send_at),
+    Setting("concurrency", "4", "SMTP connections in parallel", _positive_int),
+    Setting("rate", "0", "messages per second cap; 0 for none", _rate),
+    Setting("dkim_domain", "", "DKIM signing domain; unset: no signing", _optional),
+    Setting("dkim_selector", "", "DKIM selector", _optional),
+    Setting("dkim_key", "", "path to the DKIM private key (PEM)", _optional_path),
+    Setting("editors", "", "comma-separated addresses that get alerts and tests", _addresses),
+    Setting("misfire_grace", "6h", "how late a Friday send may still start", parse_duration),
+    Setting(
+        "bounce_address", "", "envelope sender base; unset: the From address", _optional_address
+    ),
+)
+
+_FIELD = {"from": "from_addr"}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, toml_path: Path | None = None
+) -> Settings:
+    """Read every setting; a malformed one fails with its variable's name and the problem."""
+    environ = os.environ if environ is None else environ
+    if toml_path is None:
+        toml_path = Path(environ.get(PREFIX + "CONFIG", "newsletter.toml"))
+    from_file = _read_toml(toml_path)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.variable in environ:
+            raw, where = environ[setting.variable], setting.variable
+        elif setting.name in from_file:
+            raw, where = str(from_file[setting.name]), f"{toml_path}: {setting.name}"
+        else:
+            continue
+        try:
+            values[_FIELD.get(setting.name, setting.name)] = setting.parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(where, str(exc)) from None
+    unknown = sorted(set(from_file) - {s.name for s in SETTINGS})
+    if unknown:
+        raise ConfigError(str(toml_path), f"unknown setting(s): {', '.join(unknown)}")
+    return Settings(**values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+
+
+def setting_names() -> list[str]:
+    return [s.variable for s in SETTINGS]

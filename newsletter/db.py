@@ -1,0 +1,186 @@
+"""Tables, the engine, and migrations (Alembic) for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine.url import make_url
+
+from .errors import ConfigError
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("section", sa.String(200), nullable=False, server_default=""),
+    sa.Column("author", sa.String(300), nullable=False, server_default=""),
+    sa.Column("published_at", UTCDateTime, nullable=True),
+    sa.Column("image_url", sa.String(2000), nullable=True),
+    sa.Column("image_alt", sa.Text, nullable=False, server_default=""),
+    sa.Column("source", sa.String(2000), nullable=False, server_default="hand"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("send_date", sa.Date, nullable=False, unique=True),
+    sa.Column("status", sa.String(20), nullable=False, server_default="draft"),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("preheader", sa.Text, nullable=False, server_default=""),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("appeal", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("approved_at", UTCDateTime, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+)
+
+issue_items = sa.Table(
+    "issue_items",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("article_id", sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("summary", sa.Text, nullable=True),
+)
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("version", sa.String(100), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("wording", sa.Text, nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=True, unique=True),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("policy_version", sa.ForeignKey("policy_versions.version"), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("bounce_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_subscribers_status", "status"),
+)
+
+consent_events = sa.Table(
+    "consent_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.String(100), nullable=True),
+    sa.Column("policy_sha256", sa.String(64), nullable=True),
+    sa.Column("wording", sa.Text, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(30), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("message_id", sa.String(300), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker", sa.String(100), nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("reply", sa.Text, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
+    sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
+)
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite files get their folder, WAL and foreign keys."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError("NEWSLETTER_DATABASE_URL", f"not a database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise ConfigError("NEWSLETTER_DATABASE_URL", str(exc)) from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def upgrade_database(engine: Engine) -> None:
+    """Create or upgrade every table to the newest migration; harmless to run twice."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def now_utc() -> datetime:
+    """The clock, read only at the edges (CLI, web, workers) and passed in from there."""
+    return datetime.now(UTC)

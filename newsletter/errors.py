@@ -1,0 +1,74 @@
+"""The one exception tree of the newsletter desk.
+
+The CLI and the web turn these into an exit code or an HTTP status at the
+boundary, never deeper.
+
+NewsletterError
+ ├── ConfigError           a setting is missing or malformed (names the variable)
+ ├── InputError            bad input from a person or a file (names the field, file or line)
+ │    ├── FeedError        a feed that cannot be read as RSS or Atom
+ │    └── TemplateError    a template that fails to load or render
+ ├── NotFound              an article, issue or subscriber that does not exist
+ ├── StateError            an action the object's state forbids (approve an empty issue, …)
+ └── DeliveryError         a transport could not hand a message on
+      ├── TemporaryDeliveryError   worth retrying later (4xx, dropped connection)
+      └── PermanentDeliveryError   not worth retrying (5xx)
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base of every error the desk raises on purpose."""
+
+    exit_code = 1
+    status = 500
+
+
+class ConfigError(NewsletterError):
+    exit_code = 2
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {problem}")
+
+
+class InputError(NewsletterError):
+    exit_code = 2
+    status = 400
+
+
+class FeedError(InputError):
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: {problem}")
+
+
+class TemplateError(InputError):
+    status = 500
+
+
+class NotFound(NewsletterError):
+    exit_code = 3
+    status = 404
+
+
+class StateError(NewsletterError):
+    exit_code = 4
+    status = 409
+
+
+class DeliveryError(NewsletterError):
+    exit_code = 5
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TemporaryDeliveryError(DeliveryError):
+    pass
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass

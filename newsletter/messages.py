@@ -1,0 +1,191 @@
+"""MIME bytes: prepared once per issue, filled per reader.
+
+Everything that is the same for every reader (headers, boundaries, the
+quoted-printable bodies) is encoded once. Each literal stretch of a body is
+encoded on its own and ends in a soft line break, so a reader's value can be
+encoded alone and spliced in between: building one reader's message is a join of
+bytes that were ready, plus a few short encodings.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.utils import format_datetime, formataddr, parseaddr
+from html import escape
+from urllib.parse import quote
+
+from .config import Settings
+from .models import Reader
+from .rendering import ReaderValues, RenderedIssue, value_for
+from .tokens import reader_token
+
+SOFT_BREAK = b"=\r\n"
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a message is from and where its links point; taken from settings once."""
+
+    from_addr: str
+    reply_to: str | None
+    list_id: str
+    site_name: str
+    base_url: str
+    unsubscribe_mailbox: str
+    domain: str
+    secret: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sender:
+        sender = settings.sender_address
+        return cls(
+            from_addr=settings.from_addr,
+            reply_to=settings.reply_to,
+            list_id=settings.list_id,
+            site_name=settings.site_name,
+            base_url=settings.base_url,
+            unsubscribe_mailbox=parseaddr(settings.bounce_address or "")[1] or sender,
+            domain=sender.rpartition("@")[2] or "localhost",
+            secret=settings.require_secret(),
+        )
+
+    def reader_values(self, reader: Reader, issue_id: int) -> ReaderValues:
+        token = reader_token(self.secret, reader.id)
+        return ReaderValues(
+            name=one_line(reader.name),
+            email=reader.email,
+            unsubscribe_url=f"{self.base_url}/unsubscribe/{token}",
+            view_url=f"{self.base_url}/view/{issue_id}/{token}",
+        )
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """One issue's message with the per-reader places left open."""
+
+    head: bytes
+    boundary: bytes
+    text_parts: tuple[bytes | str, ...]  # encoded literal bytes and marker keys
+    html_parts: tuple[bytes | str, ...]
+    fallbacks: tuple[str, ...]
+    issue_id: int
+    test: bool
+    mailbox: str  # where a mailto: unsubscribe goes
+
+
+def one_line(value: str) -> str:
+    """A value safe for a header line: control characters (CR, LF, …) become spaces."""
+    return _UNSAFE_IN_HEADER.sub(" ", value).strip()
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable (C speed), CRLF line ends, lines of at most 76 octets."""
+    normal = text.replace("\r\n", "\n").replace("\r", "\n")
+    return binascii.b2a_qp(normal.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+def encode_parts(split: list[str]) -> tuple[bytes | str, ...]:
+    """Literal stretches encoded once, each ending on a line break; marker keys kept."""
+    parts: list[bytes | str] = []
+    for i, piece in enumerate(split):
+        if i % 2:
+            parts.append(piece)
+            continue
+        encoded = qp(piece)
+        if i + 1 < len(split) and not encoded.endswith(b"\r\n"):
+            encoded += SOFT_BREAK
+        parts.append(encoded)
+    return tuple(parts)
+
+
+def message_id(issue_id: int, subscriber_id: int, domain: str) -> str:
+    """Deterministic per (issue, reader), so a resent copy is recognisably the same."""
+    return f"<newsletter.{issue_id}.{subscriber_id}@{domain}>"
+
+
+def _fold(name: str, value: str) -> bytes:
+    return str(policy.SMTP.fold(name, value)).encode("ascii")
+
+
+def prepare_message(
+    rendered: RenderedIssue, sender: Sender, issue_id: int, now: datetime, *, test: bool = False
+) -> PreparedMessage:
+    boundary = ("=_" + secrets.token_hex(12)).encode("ascii")  # "=_" never occurs in QP
+    subject = ("[TEST] " if test else "") + one_line(rendered.subject)
+    head = [
+        _fold("From", sender.from_addr),
+        _fold("Reply-To", sender.reply_to) if sender.reply_to else b"",
+        _fold("Subject", subject),
+        _fold("Date", format_datetime(now)),
+        _fold("List-Id", f"{one_line(sender.site_name)} <{sender.list_id}>"),
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"X-Newsletter-Test: yes\r\n" if test else b"",
+        b"MIME-Version: 1.0\r\n",
+        b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n',
+    ]
+    return PreparedMessage(
+        head=b"".join(head),
+        boundary=boundary,
+        text_parts=encode_parts(rendered.split_text()),
+        html_parts=encode_parts(rendered.split_html()),
+        fallbacks=rendered.fallbacks,
+        issue_id=issue_id,
+        test=test,
+        mailbox=sender.unsubscribe_mailbox,
+    )
+
+
+def _fill(
+    parts: tuple[bytes | str, ...], values: ReaderValues, fallbacks: tuple[str, ...], html: bool
+) -> list[bytes]:
+    out: list[bytes] = []
+    for part in parts:
+        if isinstance(part, bytes):
+            out.append(part)
+        else:
+            value = value_for(part, values, fallbacks)
+            out.append(qp(escape(value) if html else value) + SOFT_BREAK)
+    return out
+
+
+def header_address(reader: Reader) -> str:
+    """To: the reader's name (RFC 2047 encoded when not ASCII) and address (IDNA domain)."""
+    local, _, domain = reader.email.rpartition("@")
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return formataddr((one_line(reader.name), f"{local}@{domain}"), charset="utf-8")
+
+
+def build_message(
+    prepared: PreparedMessage, reader: Reader, values: ReaderValues, msgid: str
+) -> bytes:
+    """One reader's complete message, ready for the transport."""
+    token = values.unsubscribe_url.rsplit("/", 1)[1]
+    mailto = f"mailto:{prepared.mailbox}?subject={quote('unsubscribe ' + token)}"
+    part_head = b'Content-Type: text/%s; charset="utf-8"\r\n' + (
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    dash = b"--" + prepared.boundary
+    chunks = [
+        prepared.head,
+        b"To: " + header_address(reader).encode("ascii") + b"\r\n",
+        b"Message-ID: " + msgid.encode("ascii") + b"\r\n",
+        b"List-Unsubscribe: <" + values.unsubscribe_url.encode("ascii") + b">,\r\n <",
+        mailto.encode("ascii") + b">\r\n",
+        b"\r\n",
+        dash + b"\r\n",
+        part_head % b"plain",
+        *_fill(prepared.text_parts, values, prepared.fallbacks, html=False),
+        b"\r\n" + dash + b"\r\n",
+        part_head % b"html",
+        *_fill(prepared.html_parts, values, prepared.fallbacks, html=True),
+        b"\r\n" + dash + b"--\r\n",
+    ]
+    return b"".join(chunks)

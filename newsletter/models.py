@@ -1,0 +1,67 @@
+"""Plain values passed between the pure core and the edges."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Article:
+    id: int
+    url: str
+    title: str
+    summary: str = ""
+    section: str = ""
+    author: str = ""
+    published_at: datetime | None = None
+    image_url: str | None = None
+    image_alt: str = ""
+    source: str = "hand"
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Article:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class IssueItem:
+    """An article as it appears in one issue: the editor's overrides win."""
+
+    article: Article
+    position: int
+    title_override: str | None = None
+    summary_override: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.title_override or self.article.title
+
+    @property
+    def summary(self) -> str:
+        return self.summary_override if self.summary_override is not None else self.article.summary
+
+
+@dataclass(frozen=True)
+class Issue:
+    id: int
+    send_date: date
+    status: str  # draft, approved, sending, sent, cancelled
+    subject: str = ""
+    preheader: str = ""
+    note: str = ""
+    appeal: bool = True
+    items: tuple[IssueItem, ...] = ()
+    approved_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The part of a subscriber a message needs."""
+
+    id: int
+    email: str
+    name: str = ""

@@ -1,0 +1,193 @@
+"""Where finished messages go: an SMTP relay, an outbox folder of .eml files, or memory.
+
+Every transport takes an Envelope and returns the receiving side's reply, or raises
+TemporaryDeliveryError (worth retrying) or PermanentDeliveryError (not).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from .errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+class Transport(Protocol):
+    def send(self, envelope: Envelope) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class MemoryTransport:
+    """Keeps every message in a list: for tests and for previews."""
+
+    sent: list[Envelope] = field(default_factory=list)
+
+    def send(self, envelope: Envelope) -> str:
+        self.sent.append(envelope)
+        return "250 kept in memory"
+
+    def close(self) -> None:
+        pass
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+@dataclass
+class OutboxTransport:
+    """Writes one .eml file per message; the file appears whole or not at all."""
+
+    folder: Path
+
+    def send(self, envelope: Envelope) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = _UNSAFE_NAME.sub("_", envelope.message_id.strip("<>")) + ".eml"
+        final = self.folder / name
+        partial = self.folder / f".{name}.partial"
+        try:
+            with open(partial, "wb") as out:
+                out.write(envelope.data)
+            os.replace(partial, final)
+        except OSError as exc:
+            raise TemporaryDeliveryError(f"outbox {self.folder}: {exc.strerror}") from None
+        return f"250 written to {final}"
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RelayAddress:
+    host: str
+    port: int
+    implicit_tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> RelayAddress:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError("NEWSLETTER_SMTP_URL", f"{url!r} is not smtp://host:port")
+        implicit = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit else 25),
+            implicit_tls=implicit,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class SMTPTransport:
+    """One SMTP connection kept open across messages; STARTTLS whenever offered."""
+
+    def __init__(self, relay: RelayAddress, timeout: float = 60.0) -> None:
+        self.relay = relay
+        self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        relay = self.relay
+        context = ssl.create_default_context()
+        try:
+            smtp: smtplib.SMTP
+            if relay.implicit_tls:
+                smtp = smtplib.SMTP_SSL(
+                    relay.host, relay.port, timeout=self.timeout, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(relay.host, relay.port, timeout=self.timeout)
+                smtp.ehlo()
+                if smtp.has_extn("starttls"):
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+            if relay.username:
+                smtp.login(relay.username, relay.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentDeliveryError(
+                f"{relay.host}:{relay.port} refused the login: {_reply(exc)}", exc.smtp_code
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            raise TemporaryDeliveryError(
+                f"{relay.host}:{relay.port}: {_reply(exc)}", exc.smtp_code
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryDeliveryError(f"{relay.host}:{relay.port}: {exc}") from None
+        return smtp
+
+    def send(self, envelope: Envelope) -> str:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            return self._transact(self._smtp, envelope)
+        except smtplib.SMTPResponseException as exc:  # DATA refused before the body went
+            self._smtp.rset()
+            reply = exc.smtp_error
+            _raise_for(exc.smtp_code, reply if isinstance(reply, bytes) else b"", "DATA")
+            raise  # unreachable: _raise_for always raises
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise TemporaryDeliveryError(f"connection lost: {exc}") from None
+
+    def _transact(self, smtp: smtplib.SMTP, envelope: Envelope) -> str:
+        for verb, args in (("mail", envelope.sender), ("rcpt", envelope.recipient)):
+            code, text = getattr(smtp, verb)(args)
+            if code >= 300:
+                smtp.rset()
+                _raise_for(code, text, verb.upper())
+        code, text = smtp.data(envelope.data)
+        if code >= 300:
+            _raise_for(code, text, "DATA")
+        return f"{code} {text.decode('utf-8', 'replace')}"
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            finally:
+                self._smtp = None
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):  # quitting politely is best effort
+                pass
+            self._drop()
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error
+    return f"{exc.smtp_code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
+
+
+def _raise_for(code: int, text: bytes, stage: str) -> None:
+    reply = f"{code} {text.decode('utf-8', 'replace')} (at {stage})"
+    if 400 <= code < 500:
+        raise TemporaryDeliveryError(reply, code)
+    raise PermanentDeliveryError(reply, code)
+
+
+def open_transport(smtp_url: str | None, outbox: Path) -> Transport:
+    """The relay when one is configured, else the outbox folder."""
+    if not smtp_url:
+        return OutboxTransport(outbox)
+    first = smtp_url.split(",")[0]  # several relays: a later step spreads over them
+    return SMTPTransport(RelayAddress.parse(first))

@@ -1,0 +1,24 @@
+"""The web app: for now the preview editors and designers keep open beside templates/."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..config import Settings
+from ..desk import Desk
+from ..errors import NewsletterError
+
+
+def create_app(settings: Settings) -> Flask:
+    """The app factory: everything it needs comes from the settings passed in."""
+    from . import preview
+
+    app = Flask(__name__)
+    app.config["DESK"] = Desk(settings)
+    app.register_blueprint(preview.bp)
+
+    @app.errorhandler(NewsletterError)
+    def desk_error(error: NewsletterError) -> tuple[str, int]:
+        return f"{type(error).__name__}: {error}", error.status
+
+    return app
