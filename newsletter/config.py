@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -52,13 +52,6 @@ class Settings:
     postal_address: str = "The Weekly, 1 Example Street, 10000 Example City"
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     send_at: SendAt = SendAt(4, time(9, 0))
-    concurrency: int = 4
-    rate: float = 0.0
-    dkim_domain: str | None = None
-    dkim_selector: str | None = None
-    dkim_key: Path | None = None
-    editors: tuple[str, ...] = ()
-    misfire_grace: timedelta = timedelta(hours=6)
     bounce_address: str | None = None
 
     def require_secret(self) -> str:
@@ -90,10 +83,6 @@ def _optional(value: str) -> str | None:
 
 def _path(value: str) -> Path:
     return Path(value)
-
-
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value else None
 
 
 def _url(value: str) -> str:
@@ -128,13 +117,6 @@ def _optional_address(value: str) -> str | None:
     return _address(value) if value else None
 
 
-def _addresses(value: str) -> tuple[str, ...]:
-    found = tuple(a.strip() for a in value.split(",") if a.strip())
-    for one in found:
-        _address(one)
-    return found
-
-
 def _zone(value: str) -> ZoneInfo:
     try:
         return ZoneInfo(value)
@@ -153,31 +135,6 @@ def parse_send_at(value: str) -> SendAt:
     if hour > 23 or minute > 59:
         raise ValueError(f"{value!r} has no such time of day")
     return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute))
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
-
-
-def _rate(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must be 0 (no cap) or more")
-    return number
-
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-
-
-def parse_duration(value: str) -> timedelta:
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration like 30m, 6h or 2d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-    return timedelta(**{unit: int(match.group(1))})
 
 
 @dataclass(frozen=True)
@@ -240,13 +197,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("timezone", "UTC", "IANA time zone of the Friday send", _zone),
     Setting("send_at", "fri 09:00", "weekday and wall-clock time of the send", parse_send_at),
-    Setting("concurrency", "4", "SMTP connections in parallel", _positive_int),
-    Setting("rate", "0", "messages per second cap; 0 for none", _rate),
-    Setting("dkim_domain", "", "DKIM signing domain; unset: no signing", _optional),
-    Setting("dkim_selector", "", "DKIM selector", _optional),
-    Setting("dkim_key", "", "path to the DKIM private key (PEM)", _optional_path),
-    Setting("editors", "", "comma-separated addresses that get alerts and tests", _addresses),
-    Setting("misfire_grace", "6h", "how late a Friday send may still start", parse_duration),
     Setting(
         "bounce_address", "", "envelope sender base; unset: the From address", _optional_address
     ),

@@ -111,7 +111,8 @@ def message_id(issue_id: int, subscriber_id: int, domain: str) -> str:
 
 
 def _fold(name: str, value: str) -> bytes:
-    return str(policy.SMTP.fold(name, value)).encode("ascii")
+    header = policy.SMTP.header_factory(name, value)  # parsed, so RFC 2047 applies
+    return str(policy.SMTP.fold(name, header)).encode("ascii")
 
 
 def prepare_message(

@@ -1,0 +1,145 @@
+"""Shared fixtures: real parts only (SQLite in a temporary folder, aiosmtpd on loopback)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from newsletter.articles import import_sources
+from newsletter.config import Settings
+from newsletter.consent import Evidence, current_policy
+from newsletter.desk import Desk, init_desk
+from newsletter.issues import approve, new_issue, pick, set_fields
+from newsletter.models import Issue
+from newsletter.subscribers import add_active_reader
+
+ROOT = Path(__file__).resolve().parent.parent
+FEEDS = Path(__file__).parent / "feeds"
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday; that week's Friday is the 27th
+SECRET = "test-secret-key-0123456789"
+
+READERS = (
+    ("anna@example.org", "Анна Петрова"),
+    ("tom@example.org", "Tom Baker"),
+    ("noname@example.net", ""),
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path}/subscribers/newsletter.db",
+        outbox=tmp_path / "outbox",
+        templates=ROOT / "templates",
+        privacy_dir=ROOT / "privacy",
+        base_url="https://news.example.org",
+        secret_key=SECRET,
+        site_url="https://example.org",
+        support_url="https://example.org/support",
+        from_addr="Еженедельник <weekly@example.org>",
+        list_id="weekly.example.org",
+    )
+
+
+@pytest.fixture
+def desk(settings: Settings) -> Desk:
+    desk = Desk(settings)
+    init_desk(desk, NOW)
+    return desk
+
+
+def seed_readers(engine: sa.Engine, readers: tuple[tuple[str, str], ...] = READERS) -> list[int]:
+    with engine.begin() as conn:
+        policy = current_policy(conn)
+        evidence = Evidence(source="tests", ip="192.0.2.1")
+        return [add_active_reader(conn, e, n, evidence, policy, NOW) for e, n in readers]
+
+
+def approved_issue(engine: sa.Engine, feed: str = "liga-ru-2021.xml", picks: int = 5) -> Issue:
+    """An approved issue with Cyrillic articles and subject."""
+    import_sources(engine, [str(FEEDS / feed)], NOW)
+    with engine.begin() as conn:
+        issue = new_issue(conn, NOW.date().replace(day=27), NOW)
+        article_ids = conn.execute(
+            sa.text("SELECT id FROM articles ORDER BY id LIMIT :n"), {"n": picks}
+        ).scalars()
+        pick(conn, issue.id, list(article_ids), NOW)
+        set_fields(
+            conn,
+            issue.id,
+            NOW,
+            subject="Главное за неделю: футбол, политика и экономика",
+            preheader="Пять историй, которые выбрали редакторы — и одна хорошая новость.",
+            note="Доброе утро! Это выпуск недели.\n\nСпасибо, что читаете.",
+        )
+        return approve(conn, issue.id, NOW)
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class RecordingHandler:
+    """An SMTP server's handler that keeps every message and can refuse some recipients."""
+
+    received: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 2.0.0 queued"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class SMTPServer:
+    handler: RecordingHandler
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SMTPServer(handler, port)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, smtp_server: SMTPServer) -> Settings:
+    return replace(settings, smtp_url=smtp_server.url)

@@ -1,0 +1,84 @@
+"""Settings: defaults that work on a laptop, the environment over the file, clear errors."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import SETTINGS, SendAt, Settings, load_settings
+from newsletter.errors import ConfigError
+
+from .conftest import ROOT
+
+
+def test_defaults_work_with_nothing_configured(tmp_path: Path) -> None:
+    settings = load_settings({}, tmp_path / "absent.toml")
+    assert settings == Settings()
+    assert settings.database_url == "sqlite:///subscribers/newsletter.db"
+    assert settings.smtp_url is None and settings.outbox == Path("outbox")
+    assert settings.send_at == SendAt(4, time(9, 0))
+    assert str(settings.timezone) == "UTC"
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    toml = tmp_path / "newsletter.toml"
+    toml.write_text('site_name = "From the file"\nbase_url = "https://file.example.org"\n')
+    settings = load_settings({"NEWSLETTER_SITE_NAME": "From the environment"}, toml)
+    assert settings.site_name == "From the environment"
+    assert settings.base_url == "https://file.example.org"
+
+
+def test_the_file_is_found_through_newsletter_config(tmp_path: Path) -> None:
+    toml = tmp_path / "elsewhere.toml"
+    toml.write_text('send_at = "thu 17:30"\ntimezone = "Europe/Moscow"\n')
+    settings = load_settings({"NEWSLETTER_CONFIG": str(toml)})
+    assert settings.send_at == SendAt(3, time(17, 30))
+    assert str(settings.timezone) == "Europe/Moscow"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("NEWSLETTER_SEND_AT", "friday at nine", "NEWSLETTER_SEND_AT: 'friday at nine' is not a weekday and a time"),
+        ("NEWSLETTER_SEND_AT", "fri 25:00", "NEWSLETTER_SEND_AT: 'fri 25:00' has no such time of day"),
+        ("NEWSLETTER_TIMEZONE", "Mars/Olympus", "NEWSLETTER_TIMEZONE: unknown IANA time zone 'Mars/Olympus'"),
+        ("NEWSLETTER_BASE_URL", "news.example.org", "NEWSLETTER_BASE_URL: must be an http:// or https:// address"),
+        ("NEWSLETTER_SMTP_URL", "mail.example.org:25", "NEWSLETTER_SMTP_URL: must look like smtp://"),
+        ("NEWSLETTER_SMTP_URL", "smtp://host:port", "NEWSLETTER_SMTP_URL: bad port"),
+        ("NEWSLETTER_FROM", "not an address", "NEWSLETTER_FROM: must be an email address"),
+    ],
+)  # fmt: skip
+def test_a_malformed_setting_names_its_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings({variable: value}, tmp_path / "absent.toml")
+
+
+def test_a_malformed_file_names_the_file_and_key(tmp_path: Path) -> None:
+    toml = tmp_path / "newsletter.toml"
+    toml.write_text('send_at = "someday"\n')
+    with pytest.raises(ConfigError, match=r"newsletter.toml: send_at: 'someday' is not"):
+        load_settings({}, toml)
+    toml.write_text("send_at = \n")
+    with pytest.raises(ConfigError, match=r"newsletter.toml: not valid TOML"):
+        load_settings({}, toml)
+    toml.write_text('sned_at = "fri 09:00"\n')
+    with pytest.raises(ConfigError, match=r"unknown setting.*sned_at"):
+        load_settings({}, toml)
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.variable for s in SETTINGS if f"`{s.variable}`" not in readme]
+    assert missing == []
+    documented = set(re.findall(r"`(NEWSLETTER_[A-Z_]+)`", readme))
+    assert documented - {s.variable for s in SETTINGS} <= {"NEWSLETTER_CONFIG"}
+
+
+def test_every_declared_setting_is_a_field() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    assert {s.name if s.name != "from" else "from_addr" for s in SETTINGS} <= fields

@@ -1,0 +1,73 @@
+"""The preview app: the issue as readers get it, re-rendered when a template changes."""
+
+from __future__ import annotations
+
+import email
+import os
+import shutil
+from dataclasses import replace
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from newsletter.web import create_app
+
+from .conftest import ROOT, approved_issue, seed_readers
+
+
+@pytest.fixture
+def client(desk, tmp_path: Path):
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    seed_readers(desk.engine)
+    issue = approved_issue(desk.engine)
+    app = create_app(replace(desk.settings, templates=templates))
+    return app.test_client(), issue.id, templates
+
+
+def test_the_page_shows_both_widths_text_and_preflight(client) -> None:
+    http, issue_id, _ = client
+    page = http.get(f"/preview/{issue_id}").get_data(as_text=True)
+    assert 'width="640"' in page and 'width="375"' in page
+    assert "Gmail clips above" in page and "Арсенал" in page
+
+
+def test_the_html_is_inlined_and_the_eml_parses(client) -> None:
+    http, issue_id, _ = client
+    html = http.get(f"/preview/{issue_id}/html").get_data(as_text=True)
+    assert 'class="card"' in html and "style=" in html
+    raw = http.get(f"/preview/{issue_id}/eml")
+    assert raw.mimetype == "message/rfc822"
+    message = email.message_from_bytes(raw.get_data(), policy=default)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert http.get(f"/preview/{issue_id}/preflight").get_json()["ok"] is True
+
+
+def test_preview_as_a_reader_uses_their_name(client) -> None:
+    http, issue_id, _ = client
+    text = http.get(f"/preview/{issue_id}/text?as=anna@example.org").get_data(as_text=True)
+    assert "Анна Петрова" in text
+    missing = http.get(f"/preview/{issue_id}/text?as=nobody@example.org")
+    assert missing.status_code == 404 and "no subscriber nobody@example.org" in missing.get_data(
+        as_text=True
+    )
+
+
+def test_a_template_edit_shows_on_the_next_load(client) -> None:
+    http: FlaskClient
+    http, issue_id, templates = client
+    before = http.get(f"/preview/{issue_id}/version").get_data(as_text=True)
+    path = templates / "issue.txt"
+    path.write_text(path.read_text() + "\nA line the designer just added.\n")
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    assert http.get(f"/preview/{issue_id}/version").get_data(as_text=True) != before
+    text = http.get(f"/preview/{issue_id}/text").get_data(as_text=True)
+    assert "A line the designer just added." in text
+
+
+def test_an_unknown_issue_is_a_404(client) -> None:
+    http, _, _ = client
+    assert http.get("/preview/999").status_code == 404
