@@ -123,7 +123,7 @@ class _TextExtractor(HTMLParser):
 def html_to_text(markup: str) -> tuple[str, tuple[str, str] | None]:
     """Plain text of an HTML fragment, and its first http(s) <img> as (src, alt)."""
     parser = _TextExtractor()
-    parser.feed(markup)
+    parser.feed(markup.replace("\x00", ""))  # NUL is never HTML; it would split a tag name
     parser.close()
     return clean_text("".join(parser.parts)), parser.image
 
