@@ -56,11 +56,11 @@ class OutboxTransport:
     folder: Path
 
     def send(self, envelope: Envelope) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = _UNSAFE_NAME.sub("_", envelope.message_id.strip("<>")) + ".eml"
         final = self.folder / name
         partial = self.folder / f".{name}.partial"
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as out:
                 out.write(envelope.data)
             os.replace(partial, final)
@@ -98,14 +98,16 @@ class RelayAddress:
 class SMTPTransport:
     """One SMTP connection kept open across messages; STARTTLS whenever offered."""
 
-    def __init__(self, relay: RelayAddress, timeout: float = 60.0) -> None:
+    def __init__(
+        self, relay: RelayAddress, timeout: float = 60.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.relay = relay
         self.timeout = timeout
+        self.tls = tls or ssl.create_default_context()  # verifies the relay's certificate
         self._smtp: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
-        relay = self.relay
-        context = ssl.create_default_context()
+        relay, context = self.relay, self.tls
         try:
             smtp: smtplib.SMTP
             if relay.implicit_tls:

@@ -88,6 +88,7 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    encrypted: bool = False
 
 
 @dataclass
@@ -107,7 +108,12 @@ class RecordingHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.original_content,
+                encrypted=session.ssl is not None,
+            )
         )
         return "250 2.0.0 queued"
 

@@ -19,7 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class DeskError(click.ClickException):
     def __init__(self, error: NewsletterError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        setattr(self, "exit_code", error.exit_code)  # noqa: B010 - a ClassVar in click's stubs
 
 
 class DeskGroup(click.Group):
