@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,10 @@ class Settings:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     send_at: SendAt = SendAt(4, time(9, 0))
     bounce_address: str | None = None
+    confirm_ttl: timedelta = timedelta(days=7)
+    confirm_mails_per_day: int = 3
+    signups_per_hour: int = 20
+    bounce_limit: int = 2
 
     def require_secret(self) -> str:
         """The signing key; refused when unset, because tokens signed without it are forgeable."""
@@ -137,6 +141,24 @@ def parse_send_at(value: str) -> SendAt:
     return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute))
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be a whole number, 1 or more, got {value!r}")
+    return number
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def parse_duration(value: str) -> timedelta:
+    match = _DURATION.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{value!r} is not a duration like 30m, 6h or 7d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # the field of Settings; the variable is NEWSLETTER_ + name.upper()
@@ -200,6 +222,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "bounce_address", "", "envelope sender base; unset: the From address", _optional_address
     ),
+    Setting("confirm_ttl", "7d", "how long a confirmation link works", parse_duration),
+    Setting(
+        "confirm_mails_per_day",
+        "3",
+        "confirmation mails one address gets at most in a day",
+        _positive_int,
+    ),
+    Setting("signups_per_hour", "20", "sign-ups one IP address may make in an hour", _positive_int),
+    Setting(
+        "bounce_limit",
+        "2",
+        "permanent delivery failures after which a reader is marked bounced",
+        _positive_int,
+    ),
 )
 
 _FIELD = {"from": "from_addr"}
@@ -242,3 +278,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def setting_names() -> list[str]:
     return [s.variable for s in SETTINGS]
+
+
+def settings_table() -> str:
+    """The README's table of settings (python -m newsletter.config)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "unset"
+        rows.append(f"| `{s.variable}` | {default} | {s.help} |")
+    rows.append(
+        f"| `{PREFIX}CONFIG` | `newsletter.toml` | the optional settings file "
+        "(keys are the names above without the prefix, lower case) |"
+    )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -111,9 +111,9 @@ def record_consent(
     evidence: Evidence,
     now: datetime,
     policy: Policy | None = None,
-) -> None:
-    """Append one event to the consent ledger; events are never updated."""
-    conn.execute(
+) -> int:
+    """Append one event to the consent ledger (events are never updated); returns its id."""
+    inserted = conn.execute(
         db.consent_events.insert().values(
             subscriber_id=subscriber_id,
             kind=kind,
@@ -126,4 +126,6 @@ def record_consent(
             policy_sha256=policy.sha256 if policy else None,
             wording=policy.wording if policy else None,
         )
-    )
+    ).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])

@@ -123,6 +123,25 @@ suppressions = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
 )
 
+signup_attempts = sa.Table(
+    "signup_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("address_hash", sa.String(64), nullable=False),
+    sa.Column("ip_hash", sa.String(64), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("mailed", sa.Boolean, nullable=False),
+    sa.Index("ix_signup_attempts_address", "address_hash", "at"),
+    sa.Index("ix_signup_attempts_ip", "ip_hash", "at"),
+)
+
+desk_keys = sa.Table(
+    "desk_keys",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
 deliveries = sa.Table(
     "deliveries",
     metadata,

@@ -78,6 +78,7 @@ class PreparedMessage:
     issue_id: int
     test: bool
     mailbox: str  # where a mailto: unsubscribe goes
+    list_headers: bool  # List-Id and List-Unsubscribe: mail to subscribers, not to sign-ups
 
 
 def one_line(value: str) -> str:
@@ -116,7 +117,13 @@ def _fold(name: str, value: str) -> bytes:
 
 
 def prepare_message(
-    rendered: RenderedIssue, sender: Sender, issue_id: int, now: datetime, *, test: bool = False
+    rendered: RenderedIssue,
+    sender: Sender,
+    issue_id: int,
+    now: datetime,
+    *,
+    test: bool = False,
+    list_headers: bool = True,
 ) -> PreparedMessage:
     boundary = ("=_" + secrets.token_hex(12)).encode("ascii")  # "=_" never occurs in QP
     subject = ("[TEST] " if test else "") + one_line(rendered.subject)
@@ -125,8 +132,10 @@ def prepare_message(
         _fold("Reply-To", sender.reply_to) if sender.reply_to else b"",
         _fold("Subject", subject),
         _fold("Date", format_datetime(now)),
-        _fold("List-Id", f"{one_line(sender.site_name)} <{sender.list_id}>"),
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        _fold("List-Id", f"{one_line(sender.site_name)} <{sender.list_id}>")
+        if list_headers
+        else b"",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if list_headers else b"",
         b"X-Newsletter-Test: yes\r\n" if test else b"",
         b"MIME-Version: 1.0\r\n",
         b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n',
@@ -140,6 +149,7 @@ def prepare_message(
         issue_id=issue_id,
         test=test,
         mailbox=sender.unsubscribe_mailbox,
+        list_headers=list_headers,
     )
 
 
@@ -168,8 +178,12 @@ def build_message(
     prepared: PreparedMessage, reader: Reader, values: ReaderValues, msgid: str
 ) -> bytes:
     """One reader's complete message, ready for the transport."""
-    token = values.unsubscribe_url.rsplit("/", 1)[1]
-    mailto = f"mailto:{prepared.mailbox}?subject={quote('unsubscribe ' + token)}"
+    unsubscribe = b""
+    if prepared.list_headers:
+        token = values.unsubscribe_url.rsplit("/", 1)[1]
+        mailto = f"mailto:{prepared.mailbox}?subject={quote('unsubscribe ' + token)}"
+        header = f"List-Unsubscribe: <{values.unsubscribe_url}>,\r\n <{mailto}>\r\n"
+        unsubscribe = header.encode("ascii")
     part_head = b'Content-Type: text/%s; charset="utf-8"\r\n' + (
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     )
@@ -178,8 +192,7 @@ def build_message(
         prepared.head,
         b"To: " + header_address(reader).encode("ascii") + b"\r\n",
         b"Message-ID: " + msgid.encode("ascii") + b"\r\n",
-        b"List-Unsubscribe: <" + values.unsubscribe_url.encode("ascii") + b">,\r\n <",
-        mailto.encode("ascii") + b">\r\n",
+        unsubscribe,
         b"\r\n",
         dash + b"\r\n",
         part_head % b"plain",

@@ -32,8 +32,6 @@ os.environ.setdefault("PREMAILER_CACHE_MAXSIZE", "2048")
 import premailer
 
 HTML_TEMPLATE = "issue.html"
-TEXT_TEMPLATE = "issue.txt"
-TOKENS = ("name", "email", "unsubscribe_url", "view_url")
 
 
 @dataclass(frozen=True)
@@ -131,6 +129,11 @@ class ReaderValues:
     email: str
     unsubscribe_url: str
     view_url: str
+    confirm_url: str = ""  # only in the double opt-in mail
+    reconsent_url: str = ""  # only in the notice of a new privacy policy
+
+
+FIELDS = ("email", "unsubscribe_url", "view_url", "confirm_url", "reconsent_url")
 
 
 def marker(nonce: str, key: str, index: int = 0) -> str:
@@ -145,27 +148,25 @@ class MarkerReader:
     """What templates see as `reader`: every attribute renders as a marker."""
 
     def __init__(self, nonce: str) -> None:
-        self._nonce = nonce
+        self.nonce = nonce
         self.fallbacks: list[str] = []
-        self.email = marker(nonce, "email")
-        self.unsubscribe_url = marker(nonce, "unsubscribe_url")
-        self.view_url = marker(nonce, "view_url")
+        for name in FIELDS:
+            setattr(self, name, marker(nonce, name))
 
     def name_or(self, fallback: str) -> str:
         """The reader's name, or `fallback` for a reader who gave none."""
         self.fallbacks.append(str(fallback))
-        return marker(self._nonce, "name", len(self.fallbacks) - 1)
+        return marker(self.nonce, "name", len(self.fallbacks) - 1)
+
+
+_FIELD_OF_KEY = {name.upper().replace("_", "") + "0": name for name in FIELDS}
 
 
 def value_for(key: str, values: ReaderValues, fallbacks: tuple[str, ...]) -> str:
     """The plain value a marker key (as split out of the output) stands for."""
     if key.startswith("NAME"):
         return values.name or fallbacks[int(key[4:])]
-    return {
-        "EMAIL0": values.email,
-        "UNSUBSCRIBEURL0": values.unsubscribe_url,
-        "VIEWURL0": values.view_url,
-    }[key]
+    return str(getattr(values, _FIELD_OF_KEY[key]))
 
 
 def fill(parts: list[str], values: ReaderValues, fallbacks: tuple[str, ...], html: bool) -> str:
@@ -239,18 +240,43 @@ def render_issue(
     issue: Issue, site: Site, templates: Path, *, is_test: bool = False
 ) -> RenderedIssue:
     """Render and inline once; the result is filled per reader."""
-    nonce = "".join(secrets.choice(string.ascii_lowercase) for _ in range(12))
-    reader = MarkerReader(nonce)
-    html_env, text_env = environments(str(templates.resolve()))
+    reader = MarkerReader(_nonce())
     context = template_context(issue, site, reader, is_test=is_test)
-    html = _render(html_env, HTML_TEMPLATE, context)
-    text = _render(text_env, TEXT_TEMPLATE, context)
+    return _render_pair("issue", context, templates, reader, issue.subject, issue.preheader)
+
+
+def render_mail(
+    name: str, context: Mapping[str, Any], site: Site, templates: Path
+) -> RenderedIssue:
+    """A mail of its own (confirmation, welcome, …) from NAME.html, NAME.txt, NAME_subject.txt."""
+    reader = MarkerReader(_nonce())
+    full = {**context, "site": site, "reader": reader}
+    _, text_env = environments(str(templates.resolve()))
+    subject = " ".join(_render(text_env, f"{name}_subject.txt", full).split())
+    return _render_pair(name, full, templates, reader, subject, "")
+
+
+def _nonce() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(12))
+
+
+def _render_pair(
+    name: str,
+    context: Mapping[str, Any],
+    templates: Path,
+    reader: MarkerReader,
+    subject: str,
+    preheader: str,
+) -> RenderedIssue:
+    html_env, text_env = environments(str(templates.resolve()))
+    html = _render(html_env, f"{name}.html", context)
+    text = _render(text_env, f"{name}.txt", context)
     return RenderedIssue(
-        subject=issue.subject,
-        preheader=issue.preheader,
+        subject=subject,
+        preheader=preheader,
         html=inline_css(html),
         text=text,
-        nonce=nonce,
+        nonce=reader.nonce,
         fallbacks=tuple(reader.fallbacks),
     )
 

@@ -32,6 +32,7 @@ from .messages import PreparedMessage, Sender, build_message, message_id, prepar
 from .models import Issue, Reader
 from .preflight import Report, check
 from .rendering import RenderedIssue, Site, personalise, render_issue
+from .subscribers import record_permanent_failure
 from .transports import Envelope, Transport
 
 Clock = Callable[[], datetime]
@@ -221,6 +222,18 @@ class Ledger:
     def outcome(self, subscriber_id: int, status: str, **values: Any) -> None:
         self._set(subscriber_id, db.deliveries.c.status == "claimed", status=status, **values)
 
+    def refused(self, subscriber_id: int, reply: str, attempts: int, bounce_limit: int) -> None:
+        """A permanent refusal: the row fails and the reader's bounce count grows, together."""
+        d = db.deliveries
+        with self.engine.begin() as conn:
+            conn.execute(
+                d.update()
+                .where(d.c.issue_id == self.issue_id, d.c.subscriber_id == subscriber_id)
+                .where(d.c.status == "claimed")
+                .values(status="failed", reply=reply, attempts=attempts, updated_at=self.clock())
+            )
+            record_permanent_failure(conn, subscriber_id, reply, bounce_limit, self.clock())
+
     def skip(self, subscriber_id: int, why: str) -> None:
         self._set(
             subscriber_id,
@@ -303,7 +316,7 @@ def _deliver(
             try:
                 reply = transport.send(Envelope(bounce_to, email, msgid, data))
             except PermanentDeliveryError as exc:
-                ledger.outcome(subscriber_id, "failed", reply=str(exc), attempts=attempts + 1)
+                ledger.refused(subscriber_id, str(exc), attempts + 1, settings.bounce_limit)
                 report.failed += 1
                 report.failures.append(f"{email}: {exc}")
                 temporary_run = 0

@@ -1,27 +1,348 @@
-"""Readers: addresses, their status, and the consent events behind it."""
+"""Readers and their status, kept beside the consent ledger in the same transaction.
+
+pending (awaits double opt-in) -> active -> unsubscribed, bounced or complained;
+active -> reconsent (a new policy awaits agreement) -> active. Erasure leaves only
+a keyed hash of the address, so it is never mailed or imported again.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import hmac
+import importlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from . import db
-from .consent import Evidence, Policy, record_consent
-from .errors import InputError, StateError
+from .consent import Evidence, Policy, current_policy, get_policy, record_consent
+from .errors import InputError, NotFound, StateError
 from .issues import check_line
+from .tokens import CONFIRM, RECONSENT, TokenError, read_timed_token, timed_token
 
 NAME_MAX = 300
+STATUSES = ("pending", "active", "reconsent", "unsubscribed", "bounced", "complained", "erased")
+MAILABLE_AGAIN = ("pending", "unsubscribed", "bounced", "reconsent")
+RECONSENT_TTL = timedelta(days=365)
+
+# email-validator spends most of each call checking the domain, a pure function of it;
+# a list of 100,000 readers has a few thousand domains. Memoising keeps its checks intact.
+_validator = importlib.import_module("email_validator.validate_email")
+if hasattr(_validator, "validate_email_domain_name"):
+    _check_domain = _validator.validate_email_domain_name
+    setattr(_validator, "validate_email_domain_name", lru_cache(maxsize=65536)(_check_domain))  # noqa: B010
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str | None
+    name: str
+    status: str
+    policy_version: str | None
+    created_at: datetime
+    updated_at: datetime
+    bounce_count: int
+
+
+@dataclass(frozen=True)
+class SignUp:
+    """One sign-up as a person made it: the address, the explicit yes, and where from."""
+
+    email: str
+    consent: bool
+    name: str = ""
+    evidence: Evidence = field(default_factory=lambda: Evidence(source="cli"))
+
+
+@dataclass(frozen=True)
+class Limits:
+    confirm_ttl: timedelta = timedelta(days=7)
+    confirm_mails_per_day: int = 3
+    signups_per_hour: int = 20
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A notice the caller sends once the transaction has committed."""
+
+    kind: str  # "confirm", "welcome" or "reconsent"
+    subscriber_id: int
+    email: str
+    name: str
+    token: str = ""
+
+
+class RateLimited(InputError):
+    status = 429
 
 
 def normalise_address(address: str) -> str:
-    """The canonical form of an address (domain lower-cased and IDNA-checked); no DNS."""
+    """The canonical form of an address (domain lower-cased, IDNA-checked); no DNS look-up."""
     try:
         valid = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise InputError(f"email: {address!r} is not a valid address: {exc}") from None
     return str(valid.normalized)
+
+
+def desk_key(conn: sa.Connection, name: str) -> str:
+    """A random key made once per desk and kept in its database (e.g. for suppression hashes)."""
+    k = db.desk_keys
+    value = conn.execute(sa.select(k.c.value).where(k.c.name == name)).scalar()
+    if value is None:
+        value = secrets.token_hex(32)
+        conn.execute(k.insert().values(name=name, value=value))
+    return str(value)
+
+
+def keyed_hash(conn: sa.Connection, value: str, purpose: str = "suppression") -> str:
+    key = desk_key(conn, purpose).encode()
+    return hmac.new(key, value.casefold().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def is_suppressed(conn: sa.Connection, address: str) -> bool:
+    digest = keyed_hash(conn, address)
+    found = conn.execute(
+        sa.select(db.suppressions.c.address_hash).where(db.suppressions.c.address_hash == digest)
+    ).first()
+    return found is not None
+
+
+def suppress(conn: sa.Connection, address: str, reason: str, now: datetime) -> None:
+    digest = keyed_hash(conn, address)
+    if not is_suppressed(conn, address):
+        conn.execute(db.suppressions.insert().values(address_hash=digest, reason=reason, at=now))
+
+
+def _row(conn: sa.Connection, where: Any) -> Subscriber | None:
+    row = conn.execute(sa.select(db.subscribers).where(where)).mappings().first()
+    return Subscriber(**row) if row else None
+
+
+def get_subscriber(conn: sa.Connection, ref: str | int) -> Subscriber:
+    """By id or by address."""
+    s = db.subscribers
+    text = str(ref).strip()
+    found = _row(conn, s.c.id == int(text)) if text.isdigit() else None
+    if found is None and "@" in text:
+        found = _row(conn, s.c.email == normalise_address(text))
+    if found is None:
+        raise NotFound(f"no subscriber {text}")
+    return found
+
+
+def set_status(
+    conn: sa.Connection, subscriber_id: int, status: str, now: datetime, **extra: Any
+) -> None:
+    conn.execute(
+        db.subscribers.update()
+        .where(db.subscribers.c.id == subscriber_id)
+        .values(status=status, updated_at=now, **extra)
+    )
+
+
+def _attempts(
+    conn: sa.Connection,
+    column: sa.ColumnElement[Any],
+    value: str,
+    since: datetime,
+    mailed_only: bool = False,
+) -> int:
+    a = db.signup_attempts
+    query = sa.select(sa.func.count()).where(column == value, a.c.at > since)
+    if mailed_only:
+        query = query.where(a.c.mailed.is_(True))
+    return int(conn.execute(query).scalar_one())
+
+
+def sign_up(
+    conn: sa.Connection, request: SignUp, limits: Limits, secret: str, now: datetime
+) -> Mail | None:
+    """Record an explicit yes and ask for confirmation; the same outcome whoever the address is.
+
+    Returns the confirmation mail to send, or None when none is due (already active,
+    suppressed, or mailed too often today); the caller answers the person alike either way.
+    """
+    if request.consent is not True:
+        raise InputError("consent: tick the box to agree to the privacy policy; nothing was stored")
+    address = normalise_address(request.email)
+    name = check_line("name", request.name, NAME_MAX)
+    a = db.signup_attempts
+    ip_hash = keyed_hash(conn, request.evidence.ip, "ip") if request.evidence.ip else None
+    if (
+        ip_hash
+        and _attempts(conn, a.c.ip_hash, ip_hash, now - timedelta(hours=1))
+        >= limits.signups_per_hour
+    ):
+        raise RateLimited("too many sign-ups from your network in the last hour: try again later")
+    address_hash = keyed_hash(conn, address, "address")
+    mail = _sign_up(conn, address, name, request.evidence, secret, now)
+    if (
+        mail
+        and _attempts(
+            conn, a.c.address_hash, address_hash, now - timedelta(days=1), mailed_only=True
+        )
+        >= limits.confirm_mails_per_day
+    ):
+        mail = None
+    conn.execute(
+        a.insert().values(
+            address_hash=address_hash, ip_hash=ip_hash, at=now, mailed=mail is not None
+        )
+    )
+    return mail
+
+
+def _sign_up(
+    conn: sa.Connection, address: str, name: str, evidence: Evidence, secret: str, now: datetime
+) -> Mail | None:
+    if is_suppressed(conn, address):
+        return None
+    policy = current_policy(conn)
+    found = _row(conn, db.subscribers.c.email == address)
+    if found is not None and found.status not in MAILABLE_AGAIN:
+        return None  # active or complained: nothing changes, nothing is sent
+    if found is None:
+        inserted = conn.execute(
+            db.subscribers.insert().values(
+                email=address, name=name, status="pending", created_at=now, updated_at=now
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        subscriber_id = int(inserted[0])
+    else:
+        subscriber_id = found.id
+        set_status(conn, subscriber_id, "pending", now, **({"name": name} if name else {}))
+    event_id = record_consent(conn, subscriber_id, "given", evidence, now, policy)
+    token = timed_token(secret, CONFIRM, subscriber_id, str(event_id), now)
+    return Mail("confirm", subscriber_id, address, name or (found.name if found else ""), token)
+
+
+def confirm(
+    conn: sa.Connection, token: str, evidence: Evidence, secret: str, ttl: timedelta, now: datetime
+) -> Mail | None:
+    """The double opt-in: a pending reader becomes active; replays change nothing."""
+    subscriber_id, event_ref = read_timed_token(secret, CONFIRM, token, now, ttl)
+    found = _row(conn, db.subscribers.c.id == subscriber_id)
+    e = db.consent_events
+    given = (
+        conn.execute(
+            sa.select(e).where(
+                e.c.id == int(event_ref),
+                e.c.subscriber_id == subscriber_id,
+                e.c.kind.in_(("given", "imported")),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if found is None or found.email is None or given is None:
+        raise TokenError("this link is no longer valid")
+    later = conn.execute(
+        sa.select(sa.func.count()).where(
+            e.c.subscriber_id == subscriber_id,
+            e.c.id > given["id"],
+            e.c.kind.in_(("withdrawn", "erased", "complained")),
+        )
+    ).scalar_one()
+    if later:
+        raise TokenError("this link is no longer valid: the subscription was ended since")
+    if found.status != "pending":
+        return None  # already confirmed: a replayed link changes nothing
+    # an import without evidence offered today's policy in its opt-in mail
+    version = given["policy_version"]
+    policy = get_policy(conn, version) if version else current_policy(conn)
+    set_status(conn, subscriber_id, "active", now, policy_version=policy.version)
+    record_consent(conn, subscriber_id, "confirmed", evidence, now, policy)
+    return Mail("welcome", subscriber_id, found.email, found.name)
+
+
+def unsubscribe(conn: sa.Connection, subscriber_id: int, evidence: Evidence, now: datetime) -> bool:
+    """Withdrawal, at once; returns False when there was nothing to withdraw."""
+    found = _row(conn, db.subscribers.c.id == subscriber_id)
+    if found is None:
+        raise NotFound(f"no subscriber {subscriber_id}")
+    if found.status in ("unsubscribed", "complained", "erased"):
+        return False
+    set_status(conn, subscriber_id, "unsubscribed", now)
+    record_consent(conn, subscriber_id, "withdrawn", evidence, now)
+    return True
+
+
+def record_permanent_failure(
+    conn: sa.Connection, subscriber_id: int, diagnostic: str, limit: int, now: datetime
+) -> bool:
+    """Count a hard bounce; at `limit` an active reader becomes bounced. True when it did."""
+    s = db.subscribers
+    conn.execute(
+        s.update().where(s.c.id == subscriber_id).values(bounce_count=s.c.bounce_count + 1)
+    )
+    found = _row(conn, s.c.id == subscriber_id)
+    if found is None or found.status != "active" or found.bounce_count < limit:
+        return False
+    set_status(conn, subscriber_id, "bounced", now)
+    record_consent(
+        conn, subscriber_id, "bounced", Evidence(source="delivery", detail=diagnostic), now
+    )
+    return True
+
+
+def record_complaint(conn: sa.Connection, subscriber_id: int, detail: str, now: datetime) -> None:
+    """A spam complaint: never mailed again, and never re-added by a sign-up or an import."""
+    found = _row(conn, db.subscribers.c.id == subscriber_id)
+    if found is None or found.email is None or found.status == "complained":
+        return
+    set_status(conn, subscriber_id, "complained", now)
+    suppress(conn, found.email, "complained", now)
+    record_consent(
+        conn, subscriber_id, "complained", Evidence(source="complaint", detail=detail), now
+    )
+
+
+def request_reconsent(
+    conn: sa.Connection, policy: Policy, secret: str, now: datetime
+) -> list[Mail]:
+    """After a policy change: active readers on an older version stop getting the newsletter
+    until they agree again; returns the notices to send."""
+    s = db.subscribers
+    rows = conn.execute(
+        sa.select(s.c.id, s.c.email, s.c.name).where(
+            s.c.status == "active",
+            sa.or_(s.c.policy_version.is_(None), s.c.policy_version != policy.version),
+        )
+    ).all()
+    mails = []
+    evidence = Evidence(source="policy publish --reconsent")
+    for row in rows:
+        set_status(conn, row.id, "reconsent", now)
+        record_consent(conn, row.id, "reconsent_requested", evidence, now, policy)
+        token = timed_token(secret, RECONSENT, row.id, policy.version, now)
+        mails.append(Mail("reconsent", row.id, row.email, row.name, token))
+    return mails
+
+
+def reconsent(
+    conn: sa.Connection, token: str, evidence: Evidence, secret: str, now: datetime
+) -> bool:
+    """A reader agrees to the new policy; True when that made them active again."""
+    subscriber_id, version = read_timed_token(secret, RECONSENT, token, now, RECONSENT_TTL)
+    policy = current_policy(conn)
+    if version != policy.version:
+        raise TokenError(
+            "a newer privacy policy has been published: use the link in the latest notice"
+        )
+    found = _row(conn, db.subscribers.c.id == subscriber_id)
+    if found is None or found.status != "reconsent":
+        return False
+    set_status(conn, subscriber_id, "active", now, policy_version=policy.version)
+    record_consent(conn, subscriber_id, "confirmed", evidence, now, policy)
+    return True
 
 
 def add_active_reader(
@@ -33,16 +354,16 @@ def add_active_reader(
     now: datetime,
     kind: str = "imported",
 ) -> int:
-    """A reader whose consent was given elsewhere (import, demo): active, with evidence."""
+    """A reader whose consent was given elsewhere (the demo, an import): active, with evidence."""
     address = normalise_address(email)
-    clean_name = check_line("name", name, NAME_MAX)
-    s = db.subscribers
-    if conn.execute(sa.select(s.c.id).where(s.c.email == address)).scalar() is not None:
+    if is_suppressed(conn, address):
+        raise StateError(f"{address} is suppressed (erased or complained) and is never re-added")
+    if _row(conn, db.subscribers.c.email == address) is not None:
         raise StateError(f"{address} is already a subscriber")
     inserted = conn.execute(
-        s.insert().values(
+        db.subscribers.insert().values(
             email=address,
-            name=clean_name,
+            name=check_line("name", name, NAME_MAX),
             status="active",
             policy_version=policy.version,
             created_at=now,
@@ -50,7 +371,7 @@ def add_active_reader(
         )
     ).inserted_primary_key
     assert inserted is not None
-    record_consent(conn, inserted[0], kind, evidence, now, policy)
+    record_consent(conn, int(inserted[0]), kind, evidence, now, policy)
     return int(inserted[0])
 
 
@@ -58,3 +379,17 @@ def count_by_status(conn: sa.Connection) -> dict[str, int]:
     s = db.subscribers
     rows = conn.execute(sa.select(s.c.status, sa.func.count()).group_by(s.c.status))
     return {status: int(count) for status, count in rows}
+
+
+def list_subscribers(
+    conn: sa.Connection, status: str | None = None, search: str | None = None, limit: int = 100
+) -> list[Subscriber]:
+    s = db.subscribers
+    query = sa.select(s).where(s.c.status != "erased").order_by(s.c.id).limit(limit)
+    if status:
+        if status not in STATUSES:
+            raise InputError(f"--status: one of {', '.join(STATUSES)}, not {status!r}")
+        query = query.where(s.c.status == status)
+    if search:
+        query = query.where(s.c.email.contains(search.strip().lower(), autoescape=True))
+    return [Subscriber(**row) for row in conn.execute(query).mappings()]

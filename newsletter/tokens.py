@@ -1,17 +1,23 @@
-"""Signed per-reader tokens (HMAC with the secret key, via itsdangerous).
+"""Signed tokens (HMAC with the secret key, via itsdangerous).
 
 A token names one subscriber and one purpose; it cannot be forged, nor moved to
 another reader or another purpose. Unsubscribe tokens never expire: old mail must
-keep working.
+keep working. Confirmation tokens carry their issue time and the sign-up they
+confirm, and are checked against a clock passed in.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from .errors import InputError
 
 READER = "reader"  # unsubscribe and view-online links
+CONFIRM = "confirm"  # double opt-in
+RECONSENT = "reconsent"  # agreeing to a new privacy policy
 
 
 class TokenError(InputError):
@@ -22,11 +28,38 @@ def reader_token(secret: str, subscriber_id: int) -> str:
     return URLSafeSerializer(secret, salt=READER).dumps(subscriber_id)
 
 
-def read_reader_token(secret: str, token: str) -> int:
+def _load(secret: str, purpose: str, token: str) -> Any:
     try:
-        value = URLSafeSerializer(secret, salt=READER).loads(token)
+        return URLSafeSerializer(secret, salt=purpose).loads(token)
     except BadSignature:
         raise TokenError("this link is not valid: it may be incomplete or altered") from None
-    if not isinstance(value, int):
+
+
+def read_reader_token(secret: str, token: str) -> int:
+    value = _load(secret, READER, token)
+    if not isinstance(value, int) or isinstance(value, bool):
         raise TokenError("this link is not valid")
     return value
+
+
+def timed_token(secret: str, purpose: str, subscriber_id: int, ref: str, now: datetime) -> str:
+    """A token for one subscriber and one reference (a sign-up, a policy version)."""
+    return URLSafeSerializer(secret, salt=purpose).dumps([subscriber_id, ref, int(now.timestamp())])
+
+
+def read_timed_token(
+    secret: str, purpose: str, token: str, now: datetime, max_age: timedelta
+) -> tuple[int, str]:
+    value = _load(secret, purpose, token)
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], int)
+        and isinstance(value[1], str)
+        and isinstance(value[2], int)
+    ):
+        raise TokenError("this link is not valid")
+    issued = datetime.fromtimestamp(value[2], UTC)
+    if now - issued > max_age:
+        raise TokenError("this link has expired: please sign up again to get a new one")
+    return value[0], value[1]

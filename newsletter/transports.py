@@ -122,8 +122,8 @@ class SMTPTransport:
                     smtp.ehlo()
             if relay.username:
                 smtp.login(relay.username, relay.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentDeliveryError(
+        except smtplib.SMTPAuthenticationError as exc:  # the relay's fault, not the reader's
+            raise TemporaryDeliveryError(
                 f"{relay.host}:{relay.port} refused the login: {_reply(exc)}", exc.smtp_code
             ) from None
         except smtplib.SMTPResponseException as exc:

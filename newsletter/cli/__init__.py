@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import articles, desk_commands, issues, sending
+from . import articles, desk_commands, issues, readers, sending
 from .common import DeskGroup
 
 
@@ -25,7 +25,7 @@ def cli() -> None:
     """
 
 
-for module in (desk_commands, articles, issues, sending):
+for module in (desk_commands, articles, issues, readers, sending):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""`newsletter init`, `demo` and `policy publish`: setting up a desk."""
+"""`newsletter init` and `demo`: setting up a desk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..consent import publish_policy
 from ..db import now_utc
 from ..demo import run_demo
 from ..desk import Desk, demo_settings, init_desk
@@ -61,44 +60,4 @@ def demo(desk: Desk, as_json: bool) -> None:
     emit(as_json, asdict(result), lines)
 
 
-@click.group("policy")
-def policy() -> None:
-    """Privacy policy versions: published once, never edited."""
-
-
-@policy.command("publish")
-@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--version", "version", required=True, help="The version id, e.g. 2026-11-01.")
-@click.option(
-    "--wording-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="The sign-up checkbox label; default: wording.txt beside FILE.",
-)
-@json_option
-@pass_desk
-def publish(desk: Desk, file: Path, version: str, wording_file: Path | None, as_json: bool) -> None:
-    """Publish a privacy policy text with its sign-up wording.
-
-    \b
-    Example:
-        newsletter policy publish privacy/2026-12-01.md --version 2026-12-01
-    """
-    wording_path = wording_file or file.parent / "wording.txt"
-    if not wording_path.is_file():
-        raise click.UsageError(f"{wording_path}: the sign-up wording file is missing")
-    with desk.engine.begin() as conn:
-        published = publish_policy(
-            conn,
-            version,
-            file.read_text(encoding="utf-8"),
-            wording_path.read_text(encoding="utf-8"),
-            now_utc(),
-        )
-    emit(
-        as_json,
-        {"version": published.version, "sha256": published.sha256},
-        [f"policy {published.version} published, sha256 {published.sha256}"],
-    )
-
-
-COMMANDS = [init, demo, policy]
+COMMANDS = [init, demo]

@@ -1,4 +1,4 @@
-"""The web app: for now the preview editors and designers keep open beside templates/."""
+"""The web app: the preview editors keep open beside templates/, and readers' pages."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from ..errors import NewsletterError
 
 def create_app(settings: Settings) -> Flask:
     """The app factory: everything it needs comes from the settings passed in."""
-    from . import preview
+    from . import preview, public
 
     app = Flask(__name__)
     app.config["DESK"] = Desk(settings)
     app.register_blueprint(preview.bp)
+    app.register_blueprint(public.bp)
 
     @app.errorhandler(NewsletterError)
     def desk_error(error: NewsletterError) -> tuple[str, int]:

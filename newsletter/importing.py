@@ -1,0 +1,282 @@
+"""`subscribers import FILE.csv`: readers whose consent was given elsewhere, with its evidence.
+
+Columns: email, name, consented_at, source, ip, policy_version (a header row; UTF-8
+with or without BOM; comma or semicolon). Every row is checked first; then one
+transaction adds the new readers and their `imported` events set-wise, so an
+interrupted import leaves nothing behind and re-running a file changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import db
+from .errors import InputError
+from .issues import check_line
+from .subscribers import NAME_MAX, Mail, keyed_hash, normalise_address
+from .tokens import CONFIRM, timed_token
+
+COLUMNS = ("email", "name", "consented_at", "source", "ip", "policy_version")
+NO_EVIDENCE = "no consent evidence (consented_at and policy_version); use --pending to ask"
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportResult:
+    file: str
+    rows: int = 0
+    added: int = 0
+    pending: int = 0
+    already_present: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    mails: list[Mail] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        document = {k: v for k, v in self.__dict__.items() if k != "mails"}
+        document["problems"] = [p.__dict__ for p in self.problems]
+        return document
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    email: str
+    name: str
+    consented_at: datetime | None
+    source: str
+    ip: str | None
+    policy_version: str | None
+
+
+def read_rows(path: Path) -> Iterator[dict[str, str] | Problem]:
+    """The file's data rows as dicts by column, with their line numbers in `_line`."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}, line {line}: not UTF-8 ({exc.reason})") from None
+    header_line = text.split("\n", 1)[0]
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(reader, [])]
+    if "email" not in header:
+        raise InputError(f"{path}, line 1: the header has no 'email' column")
+    unknown = [h for h in header if h not in COLUMNS]
+    if unknown:
+        raise InputError(
+            f"{path}, line 1: unknown column(s) {', '.join(unknown)}; expected {', '.join(COLUMNS)}"
+        )
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield Problem(reader.line_num, f"{len(values)} fields, the header has {len(header)}")
+            continue
+        yield {"_line": str(reader.line_num), **dict(zip(header, values, strict=True))}
+
+
+def parse_row(values: dict[str, str], published: set[str], now: datetime) -> Row:
+    line = int(values["_line"])
+    email = normalise_address(values.get("email", ""))
+    name = check_line("name", values.get("name", ""), NAME_MAX)
+    stamp, version = (
+        values.get("consented_at", "").strip(),
+        values.get("policy_version", "").strip(),
+    )
+    consented_at = None
+    if stamp:
+        try:
+            consented_at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"consented_at: {stamp!r} is not an ISO 8601 time") from None
+        if consented_at.tzinfo is None:
+            consented_at = consented_at.replace(tzinfo=UTC)  # documented: naive means UTC
+        if consented_at > now:
+            raise InputError(f"consented_at: {stamp} is in the future")
+    if version and version not in published:
+        raise InputError(f"policy_version: {version!r} is not a published policy version")
+    ip = values.get("ip", "").strip() or None
+    source = check_line("source", values.get("source", ""), 500)
+    return Row(line, email, name, consented_at, source, ip, version or None)
+
+
+def check_file(
+    path: Path, published: set[str], pending: bool, now: datetime, result: ImportResult
+) -> list[Row]:
+    """Every row checked; bad ones reported by line, duplicates merged (the first wins)."""
+    rows: dict[str, Row] = {}
+    for values in read_rows(path):
+        if isinstance(values, Problem):
+            result.problems.append(values)
+            continue
+        result.rows += 1
+        try:
+            row = parse_row(values, published, now)
+        except InputError as exc:
+            result.problems.append(Problem(int(values["_line"]), str(exc)))
+            continue
+        if row.consented_at is None or row.policy_version is None:
+            if not pending:
+                result.problems.append(Problem(row.line, NO_EVIDENCE))
+                continue
+            row = Row(row.line, row.email, row.name, None, row.source, row.ip, None)
+        if row.email.casefold() in rows:
+            result.duplicates += 1
+            continue
+        rows[row.email.casefold()] = row
+    return list(rows.values())
+
+
+def _staging() -> sa.Table:
+    return sa.Table(
+        "import_rows",
+        sa.MetaData(),
+        sa.Column("line", sa.Integer, primary_key=True),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("name", sa.String(300), nullable=False),
+        sa.Column("consented_at", db.UTCDateTime, nullable=True),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("ip", sa.String(64), nullable=True),
+        sa.Column("policy_version", sa.String(100), nullable=True),
+        sa.Column("address_hash", sa.String(64), nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def import_csv(
+    engine: sa.Engine, path: Path, *, pending: bool, secret: str | None, now: datetime
+) -> ImportResult:
+    """Import a CSV file in one transaction; returns the report and the opt-in mails to send."""
+    result = ImportResult(str(path))
+    with engine.begin() as conn:
+        published = set(conn.execute(sa.select(db.policy_versions.c.version)).scalars())
+        rows = check_file(path, published, pending, now, result)
+        if any(r.policy_version is None for r in rows) and not secret:
+            raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
+        stage = _staging()
+        stage.create(conn)
+        try:
+            before = _load(conn, stage, rows, path, now, result)
+            if pending:
+                result.mails = _opt_in_mails(conn, before, secret or "", now)
+        finally:
+            stage.drop(conn)
+    return result
+
+
+def _load(
+    conn: sa.Connection,
+    stage: sa.Table,
+    rows: list[Row],
+    path: Path,
+    now: datetime,
+    result: ImportResult,
+) -> int:
+    """Stage the rows, add the new readers and their events; returns the id they start after."""
+    if rows:
+        conn.execute(
+            stage.insert(),
+            [
+                {
+                    **r.__dict__,
+                    "source": r.source or f"import {path.name}",
+                    "address_hash": keyed_hash(conn, r.email),
+                }
+                for r in rows
+            ],
+        )
+    s, e, p, x = db.subscribers, db.consent_events, db.policy_versions, db.suppressions
+    suppressed = sa.exists().where(x.c.address_hash == stage.c.address_hash)
+    present = sa.exists().where(s.c.email == stage.c.email)
+    result.suppressed = conn.execute(sa.select(sa.func.count()).where(suppressed)).scalar_one()
+    result.already_present = conn.execute(
+        sa.select(sa.func.count()).where(present, ~suppressed)
+    ).scalar_one()
+    before = conn.execute(sa.select(sa.func.coalesce(sa.func.max(s.c.id), 0))).scalar_one()
+    status = sa.case((stage.c.policy_version.is_(None), "pending"), else_="active")
+    new_rows = sa.select(
+        stage.c.email,
+        stage.c.name,
+        status,
+        stage.c.policy_version,
+        sa.literal(now, db.UTCDateTime),
+        sa.literal(now, db.UTCDateTime),
+    )
+    conn.execute(
+        s.insert().from_select(
+            ["email", "name", "status", "policy_version", "created_at", "updated_at"],
+            new_rows.where(~present, ~suppressed).order_by(stage.c.line),
+        )
+    )
+    detail = sa.literal(f"{path.name}, line ") + sa.cast(stage.c.line, sa.String)
+    events = (
+        sa.select(
+            s.c.id,
+            sa.literal("imported"),
+            sa.func.coalesce(stage.c.consented_at, now),
+            stage.c.ip,
+            stage.c.source,
+            stage.c.policy_version,
+            p.c.sha256,
+            p.c.wording,
+            detail,
+        )
+        .select_from(stage)
+        .join(s, s.c.email == stage.c.email)
+        .outerjoin(p, p.c.version == stage.c.policy_version)
+        .where(s.c.id > before)
+    )
+    conn.execute(
+        e.insert().from_select(
+            [
+                "subscriber_id",
+                "kind",
+                "at",
+                "ip",
+                "source",
+                "policy_version",
+                "policy_sha256",
+                "wording",
+                "detail",
+            ],
+            events,
+        )
+    )
+    counts = conn.execute(
+        sa.select(s.c.status, sa.func.count()).where(s.c.id > before).group_by(s.c.status)
+    ).all()
+    by_status = {status: int(n) for status, n in counts}
+    result.added, result.pending = by_status.get("active", 0), by_status.get("pending", 0)
+    return int(before)
+
+
+def _opt_in_mails(conn: sa.Connection, before: int, secret: str, now: datetime) -> list[Mail]:
+    """A double opt-in mail for each reader this import added as pending."""
+    s, e = db.subscribers, db.consent_events
+    rows = conn.execute(
+        sa.select(s.c.id, s.c.email, s.c.name, e.c.id)
+        .join(e, e.c.subscriber_id == s.c.id)
+        .where(s.c.id > before, s.c.status == "pending", e.c.kind == "imported")
+        .order_by(s.c.id)
+    ).all()
+    return [
+        Mail("confirm", sid, email, name, timed_token(secret, CONFIRM, sid, str(event), now))
+        for sid, email, name, event in rows
+    ]

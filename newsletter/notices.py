@@ -1,0 +1,89 @@
+"""The mails around a subscription: confirmation, welcome, and the notice of a new policy.
+
+Each kind is rendered once per batch and filled per reader, like the newsletter; they
+are sent after the transaction that decided them has committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from .config import Settings
+from .consent import current_policy
+from .errors import DeliveryError
+from .messages import PreparedMessage, Sender, build_message, prepare_message
+from .models import Reader
+from .rendering import Site, render_mail
+from .sending import envelope_sender
+from .subscribers import Mail
+from .transports import Envelope, Transport
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class NoticeReport:
+    sent: int
+    failures: tuple[str, ...]
+
+
+def next_send(settings: Settings, now: datetime) -> date:
+    """The date of the next scheduled send, in the site's time zone."""
+    local = now.astimezone(settings.timezone)
+    day = local.date() + timedelta(days=(settings.send_at.weekday - local.weekday()) % 7)
+    if day == local.date() and local.time() >= settings.send_at.at:
+        day += timedelta(days=7)
+    return day
+
+
+def notice_context(conn: sa.Connection, settings: Settings, now: datetime) -> dict[str, Any]:
+    return {
+        "policy": current_policy(conn),
+        "send_day": DAY_NAMES[settings.send_at.weekday],
+        "next_send": next_send(settings, now),
+        "confirm_days": settings.confirm_ttl.days or 1,
+    }
+
+
+def send_notices(
+    mails: Sequence[Mail],
+    engine: sa.Engine,
+    settings: Settings,
+    transport: Transport,
+    now: datetime,
+) -> NoticeReport:
+    """Send each mail; a failure is reported, never raised: the decision is already recorded."""
+    if not mails:
+        return NoticeReport(0, ())
+    sender = Sender.from_settings(settings)
+    with engine.connect() as conn:
+        context = notice_context(conn, settings, now)
+    prepared: dict[str, PreparedMessage] = {}
+    sent, failures = 0, []
+    for mail in mails:
+        if mail.kind not in prepared:
+            rendered = render_mail(
+                mail.kind, context, Site.from_settings(settings), settings.templates
+            )
+            lists = mail.kind != "confirm"  # a sign-up is not on the list yet
+            prepared[mail.kind] = prepare_message(rendered, sender, 0, now, list_headers=lists)
+        reader = Reader(mail.subscriber_id, mail.email, mail.name)
+        values = sender.reader_values(reader, 0)
+        if mail.kind == "confirm":
+            values = replace(values, confirm_url=f"{sender.base_url}/confirm/{mail.token}")
+        elif mail.kind == "reconsent":
+            values = replace(values, reconsent_url=f"{sender.base_url}/reconsent/{mail.token}")
+        msgid = f"<{mail.kind}.{mail.subscriber_id}.{secrets.token_hex(8)}@{sender.domain}>"
+        data = build_message(prepared[mail.kind], reader, values, msgid)
+        try:
+            transport.send(Envelope(envelope_sender(settings), mail.email, msgid, data))
+            sent += 1
+        except DeliveryError as exc:
+            failures.append(f"{mail.kind} mail to {mail.email}: {exc}")
+    return NoticeReport(sent, tuple(failures))

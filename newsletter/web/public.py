@@ -1,0 +1,131 @@
+"""Pages readers reach from their mail: confirm, unsubscribe (RFC 8058 one-click too),
+agree to a new policy, read an issue online, read the privacy policy. No login: the
+signed token in the link is the reader's key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from ..consent import Evidence, current_policy, get_policy
+from ..db import now_utc
+from ..desk import Desk
+from ..errors import NotFound
+from ..issues import get_issue
+from ..messages import Sender
+from ..models import Reader
+from ..notices import next_send, send_notices
+from ..rendering import Site, personalise, render_issue
+from ..subscribers import RECONSENT_TTL, confirm, get_subscriber, reconsent, unsubscribe
+from ..tokens import CONFIRM, RECONSENT, TokenError, read_reader_token, read_timed_token
+
+bp = Blueprint("public", __name__, template_folder="templates")
+
+
+def _desk() -> Desk:
+    desk: Desk = current_app.config["DESK"]
+    return desk
+
+
+def page(title: str, *paragraphs: str, status: int = 200, **extra: Any) -> tuple[str, int]:
+    site = Site.from_settings(_desk().settings)
+    html = render_template("public.html", title=title, paragraphs=paragraphs, site=site, **extra)
+    return html, status
+
+
+def _evidence(source: str) -> Evidence:
+    return Evidence(
+        source=source, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
+    )
+
+
+@bp.errorhandler(TokenError)
+def bad_token(error: TokenError) -> tuple[str, int]:
+    return page("This link does not work", str(error), status=400, problem=True)
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm_page(token: str) -> tuple[str, int]:
+    desk, now = _desk(), now_utc()
+    secret = desk.settings.require_secret()
+    if request.method == "GET":  # mail scanners open links: only the button confirms
+        read_timed_token(secret, CONFIRM, token, now, desk.settings.confirm_ttl)
+        return page("Confirm your subscription", "One click and the newsletter is on its way.",
+                    button="Yes, send me the newsletter")  # fmt: skip
+    with desk.engine.begin() as conn:
+        welcome = confirm(conn, token, _evidence(request.url), secret,
+                          desk.settings.confirm_ttl, now)  # fmt: skip
+    if welcome is None:
+        return page("You are already subscribed", "Nothing has changed.")
+    transport = desk.transport()
+    try:
+        send_notices([welcome], desk.engine, desk.settings, transport, now)
+    finally:
+        transport.close()
+    day = next_send(desk.settings, now)
+    return page("You are subscribed", f"The next issue arrives on {day:%A, %-d %B %Y}.")
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe_page(token: str) -> tuple[str, int] | Response:
+    desk = _desk()
+    subscriber_id = read_reader_token(desk.settings.require_secret(), token)
+    if request.method == "GET":  # a prefetching scanner must not unsubscribe anyone
+        return page("Unsubscribe", "You will get no more newsletters at this address.",
+                    button="Unsubscribe")  # fmt: skip
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    source = "one-click (RFC 8058)" if one_click else "unsubscribe page"
+    with desk.engine.begin() as conn:
+        try:
+            unsubscribe(conn, subscriber_id, _evidence(source), now_utc())
+        except NotFound:
+            pass  # erased since: there is nothing left to unsubscribe
+    if one_click:  # RFC 8058: a plain 200, no redirect, no cookie
+        return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
+    return page("You are unsubscribed", "You will get no more newsletters at this address.")
+
+
+@bp.route("/reconsent/<token>", methods=["GET", "POST"])
+def reconsent_page(token: str) -> tuple[str, int]:
+    desk, now = _desk(), now_utc()
+    secret = desk.settings.require_secret()
+    with desk.engine.connect() as conn:
+        policy = current_policy(conn)
+    if request.method == "GET":
+        read_timed_token(secret, RECONSENT, token, now, RECONSENT_TTL)
+        return page("Our privacy policy has changed",
+                    f"To keep receiving the newsletter, agree to version {policy.version}:",
+                    policy.wording, button="I agree, keep sending it")  # fmt: skip
+    with desk.engine.begin() as conn:
+        changed = reconsent(conn, token, _evidence(request.url), secret, now)
+    if not changed:
+        return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
+    return page("Thank you", "You will keep receiving the newsletter.")
+
+
+@bp.get("/view/<int:issue_id>/<token>")
+def view_online(issue_id: int, token: str) -> Response:
+    desk = _desk()
+    subscriber_id = read_reader_token(desk.settings.require_secret(), token)
+    with desk.engine.connect() as conn:
+        issue = get_issue(conn, issue_id)
+        found = get_subscriber(conn, subscriber_id)
+    if issue.status not in ("sending", "sent"):
+        raise NotFound(f"issue {issue_id} has not been sent")
+    sender = Sender.from_settings(desk.settings)
+    reader = Reader(found.id, found.email or "", found.name)
+    rendered = render_issue(issue, Site.from_settings(desk.settings), desk.settings.templates)
+    html, _ = personalise(rendered, sender.reader_values(reader, issue.id))
+    return Response(html, mimetype="text/html")
+
+
+@bp.get("/privacy")
+@bp.get("/privacy/<version>")
+def privacy(version: str | None = None) -> tuple[str, int]:
+    with _desk().engine.connect() as conn:
+        policy = get_policy(conn, version) if version else current_policy(conn)
+    body = Markup(MarkdownIt("commonmark", {"html": False}).render(policy.text))
+    return page(f"Privacy policy, version {policy.version}", body_html=body)
