@@ -83,12 +83,15 @@ class RateLimited(InputError):
 
 
 def normalise_address(address: str) -> str:
-    """The canonical form of an address (domain lower-cased, IDNA-checked); no DNS look-up."""
+    """The canonical form of an address, checked by email-validator (no DNS look-up).
+
+    Lower-cased whole: mailbox providers ignore the local part's case, and one reader
+    typing Anna@ and anna@ must be one subscriber, not two."""
     try:
         valid = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise InputError(f"email: {address!r} is not a valid address: {exc}") from None
-    return str(valid.normalized)
+    return str(valid.normalized).lower()
 
 
 def desk_key(conn: sa.Connection, name: str) -> str:

@@ -71,6 +71,26 @@ def preview(desk: Desk, issue: str, as_email: str | None, port: int) -> None:
     app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
 
 
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@pass_desk
+def serve(desk: Desk, host: str, port: int) -> None:
+    """Serve the readers' pages (confirm, unsubscribe, view online, privacy) and the preview.
+
+    For production put a WSGI server in front: waitress-serve --call newsletter.web:wsgi
+
+    \b
+    Example:
+        newsletter serve --port 8000
+    """
+    from ..web import create_app
+
+    desk.settings.require_secret()
+    click.echo(f"serving on http://{host}:{port}/ (public address {desk.settings.base_url})")
+    create_app(desk.settings).run(host=host, port=port, debug=False, use_reloader=False)
+
+
 @click.command("send")
 @click.argument("issue")
 @click.option("--dry-run", is_flag=True, help="Render and report; send nothing.")
@@ -144,4 +164,4 @@ def status(desk: Desk, issue: str, as_json: bool) -> None:
     emit(as_json, {**document, "uncertain": uncertain}, lines)
 
 
-COMMANDS = [render, preview, send, status]
+COMMANDS = [render, preview, serve, send, status]

@@ -23,3 +23,10 @@ def create_app(settings: Settings) -> Flask:
         return f"{type(error).__name__}: {error}", error.status
 
     return app
+
+
+def wsgi() -> Flask:
+    """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
+    from ..config import load_settings
+
+    return create_app(load_settings())
