@@ -57,6 +57,10 @@ class Settings:
     confirm_mails_per_day: int = 3
     signups_per_hour: int = 20
     bounce_limit: int = 2
+    concurrency: int = 4
+    rate: float = 0.0
+    rate_per_hour: int = 0
+    pause_after: int = 10
 
     def require_secret(self) -> str:
         """The signing key; refused when unset, because tokens signed without it are forgeable."""
@@ -139,6 +143,20 @@ def parse_send_at(value: str) -> SendAt:
     if hour > 23 or minute > 59:
         raise ValueError(f"{value!r} has no such time of day")
     return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute))
+
+
+def _rate(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (no cap) or more, got {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (no cap) or more, got {value!r}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -234,6 +252,15 @@ SETTINGS: tuple[Setting, ...] = (
         "bounce_limit",
         "2",
         "permanent delivery failures after which a reader is marked bounced",
+        _positive_int,
+    ),
+    Setting("concurrency", "4", "SMTP connections a send keeps open in parallel", _positive_int),
+    Setting("rate", "0", "messages per second at most; 0 for no cap", _rate),
+    Setting("rate_per_hour", "0", "messages per hour at most; 0 for no cap", _count),
+    Setting(
+        "pause_after",
+        "10",
+        "relay failures in a row (refused, 421, login) that pause a send",
         _positive_int,
     ),
 )

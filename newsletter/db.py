@@ -168,11 +168,12 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # one connection per sending thread and a few for the rest
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
         raise ConfigError("NEWSLETTER_DATABASE_URL", str(exc)) from None
 

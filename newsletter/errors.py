@@ -12,6 +12,7 @@ NewsletterError
  ├── StateError            an action the object's state forbids (approve an empty issue, …)
  └── DeliveryError         a transport could not hand a message on
       ├── TemporaryDeliveryError   worth retrying later (4xx, dropped connection)
+      │    └── RelayUnavailable    the relay cannot be reached or refuses us: no message was tried
       └── PermanentDeliveryError   not worth retrying (5xx)
 """
 
@@ -68,6 +69,10 @@ class DeliveryError(NewsletterError):
 
 class TemporaryDeliveryError(DeliveryError):
     pass
+
+
+class RelayUnavailable(TemporaryDeliveryError):
+    """Connection refused, a 421 greeting, a failed login or TLS: not the reader's fault."""
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -74,6 +74,8 @@ class PreparedMessage:
     boundary: bytes
     text_parts: tuple[bytes | str, ...]  # encoded literal bytes and marker keys
     html_parts: tuple[bytes | str, ...]
+    stuffed_text: tuple[bytes | str, ...]  # the same, dot-stuffed for SMTP
+    stuffed_html: tuple[bytes | str, ...]
     fallbacks: tuple[str, ...]
     issue_id: int
     test: bool
@@ -92,8 +94,17 @@ def qp(text: str) -> bytes:
     return binascii.b2a_qp(normal.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
 
-def encode_parts(split: list[str]) -> tuple[bytes | str, ...]:
-    """Literal stretches encoded once, each ending on a line break; marker keys kept."""
+def dot_stuff(encoded: bytes) -> bytes:
+    """SMTP transparency (RFC 5321 4.5.2) for a stretch that starts at the start of a line."""
+    stuffed = encoded.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def encode_parts(split: list[str], stuffed: bool = False) -> tuple[bytes | str, ...]:
+    """Literal stretches encoded once, each ending on a line break; marker keys kept.
+
+    Every stretch starts at the start of a line, so dot-stuffing it once here holds
+    whatever values are filled in between."""
     parts: list[bytes | str] = []
     for i, piece in enumerate(split):
         if i % 2:
@@ -102,7 +113,7 @@ def encode_parts(split: list[str]) -> tuple[bytes | str, ...]:
         encoded = qp(piece)
         if i + 1 < len(split) and not encoded.endswith(b"\r\n"):
             encoded += SOFT_BREAK
-        parts.append(encoded)
+        parts.append(dot_stuff(encoded) if stuffed else encoded)
     return tuple(parts)
 
 
@@ -145,6 +156,8 @@ def prepare_message(
         boundary=boundary,
         text_parts=encode_parts(rendered.split_text()),
         html_parts=encode_parts(rendered.split_html()),
+        stuffed_text=encode_parts(rendered.split_text(), stuffed=True),
+        stuffed_html=encode_parts(rendered.split_html(), stuffed=True),
         fallbacks=rendered.fallbacks,
         issue_id=issue_id,
         test=test,
@@ -154,15 +167,23 @@ def prepare_message(
 
 
 def _fill(
-    parts: tuple[bytes | str, ...], values: ReaderValues, fallbacks: tuple[str, ...], html: bool
+    parts: tuple[bytes | str, ...],
+    values: ReaderValues,
+    fallbacks: tuple[str, ...],
+    html: bool,
+    stuffed: bool,
 ) -> list[bytes]:
     out: list[bytes] = []
     for part in parts:
         if isinstance(part, bytes):
             out.append(part)
         else:
-            value = value_for(part, values, fallbacks)
-            out.append(qp(escape(value) if html else value) + SOFT_BREAK)
+            encoded = qp(
+                escape(value_for(part, values, fallbacks))
+                if html
+                else value_for(part, values, fallbacks)
+            )
+            out.append((dot_stuff(encoded) if stuffed else encoded) + SOFT_BREAK)
     return out
 
 
@@ -175,9 +196,13 @@ def header_address(reader: Reader) -> str:
 
 
 def build_message(
-    prepared: PreparedMessage, reader: Reader, values: ReaderValues, msgid: str
+    prepared: PreparedMessage,
+    reader: Reader,
+    values: ReaderValues,
+    msgid: str,
+    stuffed: bool = False,
 ) -> bytes:
-    """One reader's complete message, ready for the transport."""
+    """One reader's complete message, ready for the transport (dot-stuffed for SMTP DATA)."""
     unsubscribe = b""
     if prepared.list_headers:
         token = values.unsubscribe_url.rsplit("/", 1)[1]
@@ -188,6 +213,8 @@ def build_message(
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     )
     dash = b"--" + prepared.boundary
+    text = prepared.stuffed_text if stuffed else prepared.text_parts
+    html = prepared.stuffed_html if stuffed else prepared.html_parts
     chunks = [
         prepared.head,
         b"To: " + header_address(reader).encode("ascii") + b"\r\n",
@@ -196,10 +223,10 @@ def build_message(
         b"\r\n",
         dash + b"\r\n",
         part_head % b"plain",
-        *_fill(prepared.text_parts, values, prepared.fallbacks, html=False),
+        *_fill(text, values, prepared.fallbacks, False, stuffed),
         b"\r\n" + dash + b"\r\n",
         part_head % b"html",
-        *_fill(prepared.html_parts, values, prepared.fallbacks, html=True),
+        *_fill(html, values, prepared.fallbacks, True, stuffed),
         b"\r\n" + dash + b"--\r\n",
     ]
     return b"".join(chunks)

@@ -1,15 +1,17 @@
-"""Sending an issue: the delivery ledger decides, records each outcome as it happens.
+"""Sending an issue: the ledger drives it, connections work in parallel, outcomes are
+committed as they happen.
 
-A delivery row is pending -> claimed -> sent, failed (permanent) or deferred
-(retry later). A row is claimed, committed, then handed to the transport, and its
-outcome committed at once; so a run that dies leaves at most the message in flight
-as `claimed`, which the next run reports as uncertain instead of mailing it twice.
+The main thread reserves due rows in batches and feeds them to one thread per SMTP
+connection. A connection thread claims a row (committed), hands the prepared bytes
+to its relay, and commits the outcome at once; so a send that dies leaves at most
+one message per connection uncertain, and a rerun continues where it stopped.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import queue
+import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -19,11 +21,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import db
+from . import db, ledger
 from .config import Settings
 from .errors import (
     InputError,
     PermanentDeliveryError,
+    RelayUnavailable,
     StateError,
     TemporaryDeliveryError,
 )
@@ -36,11 +39,28 @@ from .subscribers import record_permanent_failure
 from .transports import Envelope, Transport
 
 Clock = Callable[[], datetime]
-FINAL = ("sent", "failed", "skipped")
-LEASE = timedelta(minutes=10)
-BATCH = 200
-MAX_ATTEMPTS = 5
-PAUSE_AFTER = 10  # consecutive temporary failures that mean the relay is down
+Transports = Transport | Callable[[], Transport]
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    concurrency: int = 4
+    rate: float = 0.0  # messages per second, 0 for no cap
+    rate_per_hour: int = 0
+    pause_after: int = 10  # consecutive relay failures that pause the send
+    max_attempts: int = 5
+    retry_base: timedelta = timedelta(minutes=1)
+    wait_for_retries: timedelta = timedelta(0)  # stay this long for deferred rows to come due
+    batch: int = 500
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SendOptions:
+        return cls(
+            concurrency=settings.concurrency,
+            rate=settings.rate,
+            rate_per_hour=settings.rate_per_hour,
+            pause_after=settings.pause_after,
+        )
 
 
 @dataclass
@@ -58,24 +78,35 @@ class SendReport:
     status: str = ""
     failures: list[str] = field(default_factory=list)
     paused: str | None = None
+    stopped: bool = False
     preflight: dict[str, Any] | None = None
+    uncertain_readers: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
     def lines(self) -> list[str]:
-        rate = self.sent / self.seconds if self.seconds else 0.0
         head = "dry run: nothing sent" if self.dry_run else f"issue {self.issue_id}: {self.status}"
         out = [
             head,
             f"audience {self.audience}: sent now {self.sent}, sent before {self.already_sent}, "
             f"failed {self.failed}, deferred {self.deferred}, skipped {self.skipped}, "
             f"uncertain {self.uncertain}",
-            f"{self.seconds:.2f} s, {rate:.0f} messages/s",
+            f"{self.seconds:.2f} s, {self.rate:.0f} messages/s",
         ]
         out += [f"failure: {f}" for f in self.failures[:5]]
+        out += [
+            f"uncertain: {r} (not re-sent; --resend-uncertain sends)"
+            for r in self.uncertain_readers[:20]
+        ]
         if self.paused:
             out.append(f"paused: {self.paused} (run send again to resume)")
+        if self.stopped:
+            out.append("stopped on request; run send again to resume")
         return out
 
 
@@ -123,157 +154,273 @@ def send_test(
         reader = Reader(id=0, email=address.strip(), name="")
         msgid = f"<test.{issue.id}.{int(now.timestamp())}.{number}@{composed.sender.domain}>"
         values = composed.sender.reader_values(reader, issue.id)
-        data = build_message(composed.prepared, reader, values, msgid)
-        transport.send(Envelope(envelope_sender(settings), reader.email, msgid, data))
+        data = build_message(composed.prepared, reader, values, msgid, transport.wants_stuffed)
+        envelope = Envelope(
+            envelope_sender(settings), reader.email, msgid, data, transport.wants_stuffed
+        )
+        transport.send(envelope)
         ids.append(msgid)
     return ids
 
 
-def snapshot_audience(conn: sa.Connection, issue_id: int, now: datetime) -> int:
-    """One ledger row per active reader, in one INSERT … SELECT; returns rows added."""
-    d, s = db.deliveries, db.subscribers
-    already = sa.exists().where(d.c.issue_id == issue_id).where(d.c.subscriber_id == s.c.id)
-    query = sa.select(
-        sa.literal(issue_id), s.c.id, sa.literal("pending"), sa.literal(now, db.UTCDateTime)
-    ).where(s.c.status == "active", ~already)
-    result = conn.execute(
-        d.insert().from_select(["issue_id", "subscriber_id", "status", "updated_at"], query)
-    )
-    return int(result.rowcount or 0)
+class RateLimit:
+    """Token buckets shared by the connection threads: per second and per hour."""
+
+    def __init__(self, per_second: float, per_hour: int) -> None:
+        self.buckets = [(per_second, max(per_second, 1.0)), (per_hour / 3600.0, float(per_hour))]
+        self.buckets = [(rate, burst) for rate, burst in self.buckets if rate > 0]
+        self.tokens = [burst for _, burst in self.buckets]
+        self.stamp = monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> None:
+        while self.buckets and not stop.is_set():
+            with self.lock:
+                now = monotonic()
+                elapsed, self.stamp = now - self.stamp, now
+                self.tokens = [
+                    min(burst, t + rate * elapsed)
+                    for (rate, burst), t in zip(self.buckets, self.tokens, strict=True)
+                ]
+                if all(t >= 1 for t in self.tokens):
+                    self.tokens = [t - 1 for t in self.tokens]
+                    return
+                needed = max(
+                    (1 - t) / rate for (rate, _), t in zip(self.buckets, self.tokens, strict=True)
+                )
+            stop.wait(min(needed, 1.0))
 
 
-def ledger_counts(conn: sa.Connection, issue_id: int) -> dict[str, int]:
-    d = db.deliveries
-    rows = conn.execute(
-        sa.select(d.c.status, sa.func.count()).where(d.c.issue_id == issue_id).group_by(d.c.status)
-    )
-    return {status: int(count) for status, count in rows}
+class Run:
+    """One send of one issue by this process: shared counters and the stop signals."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        settings: Settings,
+        composed: Composed,
+        options: SendOptions,
+        clock: Clock,
+        report: SendReport,
+    ) -> None:
+        self.engine, self.settings, self.composed = engine, settings, composed
+        self.options, self.clock, self.report = options, clock, report
+        self.worker = ledger.worker_name()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()  # SIGINT/SIGTERM or a pause: finish in-flight, take no more
+        self.relay_failures = 0
+        self.rate = RateLimit(options.rate, options.rate_per_hour)
+        self.bounce_to = envelope_sender(settings)
+
+    def count(self, outcome: str, failure: str | None = None) -> None:
+        with self.lock:
+            setattr(self.report, outcome, getattr(self.report, outcome) + 1)
+            if failure and len(self.report.failures) < 100:
+                self.report.failures.append(failure)
+
+    def relay_trouble(self, error: RelayUnavailable) -> None:
+        with self.lock:
+            self.relay_failures += 1
+            if self.relay_failures >= self.options.pause_after and not self.report.paused:
+                self.report.paused = f"{self.relay_failures} relay failures in a row: {error}"
+                self.stop.set()
+
+    def relay_ok(self) -> None:
+        if self.relay_failures:
+            with self.lock:
+                self.relay_failures = 0
+
+    def retry_at(self, attempts: int) -> datetime:
+        """Exponential backoff with jitter, so deferred readers do not return in a herd."""
+        delay = self.options.retry_base.total_seconds() * 2 ** min(attempts, 10)
+        return self.clock() + timedelta(seconds=delay * random.uniform(0.75, 1.25))
+
+    def deliver(self, due: ledger.Due, transport: Transport) -> None:
+        """One reader: skip, or claim, send and record the outcome."""
+        issue_id, sid, now = self.composed.issue.id, due.subscriber_id, self.clock()
+        if due.status != "active":  # withdrew after the snapshot: nothing more is sent
+            with self.engine.begin() as conn:
+                ledger.settle(conn, issue_id, sid, "skipped", now, reply=f"reader is {due.status}")
+            self.count("skipped")
+            return
+        with self.engine.begin() as conn:
+            claimed = ledger.claim(conn, issue_id, sid, self.worker, now)
+        if claimed == "withdrawn":  # unsubscribed since the batch was reserved
+            self.count("skipped")
+        if claimed != "claimed":
+            return
+        reader = Reader(sid, due.email, due.name)
+        msgid = message_id(issue_id, sid, self.composed.sender.domain)
+        values = self.composed.sender.reader_values(reader, issue_id)
+        stuffed = transport.wants_stuffed
+        data = build_message(self.composed.prepared, reader, values, msgid, stuffed)
+        attempts = due.attempts + 1
+        try:
+            reply = transport.send(Envelope(self.bounce_to, due.email, msgid, data, stuffed))
+        except RelayUnavailable as exc:  # nothing was tried: the reader waits for the relay
+            self.relay_trouble(exc)
+            self._settle(sid, "pending", worker=None, lease_until=None, reply=str(exc))
+        except TemporaryDeliveryError as exc:
+            self.relay_ok()
+            final = attempts >= self.options.max_attempts
+            self._settle(
+                sid,
+                "failed" if final else "deferred",
+                reply=str(exc),
+                attempts=attempts,
+                next_attempt_at=self.retry_at(due.attempts),
+            )
+            self.count("failed" if final else "deferred", f"{due.email}: {exc}")
+        except PermanentDeliveryError as exc:
+            self.relay_ok()
+            with self.engine.begin() as conn:
+                ledger.settle(
+                    conn, issue_id, sid, "failed", self.clock(), reply=str(exc), attempts=attempts
+                )
+                record_permanent_failure(
+                    conn, sid, str(exc), self.settings.bounce_limit, self.clock()
+                )
+            self.count("failed", f"{due.email}: {exc}")
+        else:
+            self.relay_ok()
+            self._settle(sid, "sent", reply=reply, message_id=msgid, attempts=attempts)
+            self.count("sent")
+
+    def _settle(self, subscriber_id: int, status: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            ledger.settle(
+                conn, self.composed.issue.id, subscriber_id, status, self.clock(), **values
+            )
+
+    def connection(self, work: queue.Queue[ledger.Due | None], transport: Transport) -> None:
+        """The loop of one connection thread."""
+        try:
+            while (due := work.get()) is not None:
+                if self.stop.is_set():
+                    continue  # drain: reserved rows are released by the main thread
+                self.rate.wait(self.stop)
+                if not self.stop.is_set():
+                    self.deliver(due, transport)
+        except Exception as exc:  # a defect, not a delivery outcome: stop the whole send
+            with self.lock:
+                self.report.paused = f"unexpected error in a connection: {exc!r}"
+            self.stop.set()
+            while work.get() is not None:  # let the feeder finish its puts
+                pass
+        finally:
+            transport.close()
 
 
-def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend_uncertain: bool) -> Issue:
-    """Move an approved issue to sending with its audience; find expired claims."""
-    d = db.deliveries
+def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool) -> Issue:
+    """Move an approved issue to sending with its audience; recover rows of dead workers."""
     with engine.begin() as conn:
         issue = get_issue(conn, issue_ref)
         if issue.status == "approved":
-            snapshot_audience(conn, issue.id, now)
+            ledger.snapshot_audience(conn, issue.id, now)
             conn.execute(
                 db.issues.update().where(db.issues.c.id == issue.id).values(status="sending")
             )
         elif issue.status not in ("sending", "sent"):
             raise StateError(f"issue {issue.id} is {issue.status}: only an approved issue is sent")
-        conn.execute(
-            d.update()
-            .where(d.c.issue_id == issue.id, d.c.status == "claimed", d.c.lease_until < now)
-            .values(status="uncertain", updated_at=now)
-        )
-        if resend_uncertain:
-            conn.execute(
-                d.update()
-                .where(d.c.issue_id == issue.id, d.c.status == "uncertain")
-                .values(status="pending", updated_at=now)
-            )
+        ledger.recover(conn, issue.id, now)
+        if resend:
+            ledger.resend_uncertain(conn, issue.id, now)
         return get_issue(conn, issue.id)
-
-
-def _due(engine: sa.Engine, issue_id: int, now: datetime) -> list[tuple[int, int, str, str, str]]:
-    d, s = db.deliveries, db.subscribers
-    due = sa.or_(
-        d.c.status == "pending", sa.and_(d.c.status == "deferred", d.c.next_attempt_at <= now)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(d.c.subscriber_id, d.c.attempts, s.c.email, s.c.name, s.c.status)
-            .join(s, s.c.id == d.c.subscriber_id)
-            .where(d.c.issue_id == issue_id, due)
-            .order_by(d.c.subscriber_id)
-            .limit(BATCH)
-        )
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-
-class Ledger:
-    """Writes one issue's outcomes, each in its own committed transaction."""
-
-    def __init__(self, engine: sa.Engine, issue_id: int, clock: Clock) -> None:
-        self.engine, self.issue_id, self.clock = engine, issue_id, clock
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
-
-    def _set(self, subscriber_id: int, where: Any, **values: Any) -> bool:
-        d = db.deliveries
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                d.update()
-                .where(d.c.issue_id == self.issue_id, d.c.subscriber_id == subscriber_id, where)
-                .values(updated_at=self.clock(), **values)
-            )
-            return bool(result.rowcount)
-
-    def claim(self, subscriber_id: int) -> bool:
-        d = db.deliveries
-        return self._set(
-            subscriber_id,
-            d.c.status.in_(("pending", "deferred")),
-            status="claimed",
-            worker=self.worker,
-            lease_until=self.clock() + LEASE,
-        )
-
-    def outcome(self, subscriber_id: int, status: str, **values: Any) -> None:
-        self._set(subscriber_id, db.deliveries.c.status == "claimed", status=status, **values)
-
-    def refused(self, subscriber_id: int, reply: str, attempts: int, bounce_limit: int) -> None:
-        """A permanent refusal: the row fails and the reader's bounce count grows, together."""
-        d = db.deliveries
-        with self.engine.begin() as conn:
-            conn.execute(
-                d.update()
-                .where(d.c.issue_id == self.issue_id, d.c.subscriber_id == subscriber_id)
-                .where(d.c.status == "claimed")
-                .values(status="failed", reply=reply, attempts=attempts, updated_at=self.clock())
-            )
-            record_permanent_failure(conn, subscriber_id, reply, bounce_limit, self.clock())
-
-    def skip(self, subscriber_id: int, why: str) -> None:
-        self._set(
-            subscriber_id,
-            db.deliveries.c.status.in_(("pending", "deferred")),
-            status="skipped",
-            reply=why,
-        )
-
-
-def backoff(attempts: int) -> timedelta:
-    return timedelta(minutes=2 ** min(attempts, 8))
 
 
 def send_issue(
     issue_ref: str | int,
     engine: sa.Engine,
     settings: Settings,
-    transport: Transport,
+    transports: Transports,
     clock: Clock,
     *,
     dry_run: bool = False,
     resend_uncertain: bool = False,
+    options: SendOptions | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[SendReport], None] | None = None,
 ) -> SendReport:
-    """Send an approved issue to every active reader once; safe to run again."""
+    """Send an approved issue to every active reader once; safe to run again, and in parallel.
+
+    `transports` is one transport (then one connection) or a factory called once per
+    connection. `stop`, when set (SIGINT, SIGTERM), finishes in-flight messages and
+    puts the rest back."""
     started = monotonic()
+    options = options or SendOptions.from_settings(settings)
     with engine.connect() as conn:
         issue = get_issue(conn, issue_ref)
     composed = compose(issue, settings, clock())
     report = SendReport(issue.id, dry_run=dry_run, preflight=composed.preflight.as_dict())
     if composed.preflight.errors:
-        raise StateError(
-            f"issue {issue.id} fails preflight: "
-            + "; ".join(f.message for f in composed.preflight.errors)
-        )
+        reasons = "; ".join(f.message for f in composed.preflight.errors)
+        raise StateError(f"issue {issue.id} fails preflight: {reasons}")
     if dry_run:
         return _dry_run(engine, issue, report, started)
     issue = _begin(engine, issue.id, clock(), resend_uncertain)
-    ledger = Ledger(engine, issue.id, clock)
-    report.paused = _deliver(engine, issue, composed, ledger, transport, settings, report)
+    run = Run(engine, settings, composed, options, clock, report)
+    if stop is not None:
+        run.stop = stop  # the caller's signal handlers set it
+    if callable(transports):
+        connections = [transports() for _ in range(options.concurrency)]
+    else:
+        connections = [transports]
+    _feed(run, connections, progress, started)
+    report.stopped = run.stop.is_set() and not report.paused
     return _finish(engine, issue.id, report, clock(), started)
+
+
+def _feed(
+    run: Run,
+    connections: list[Transport],
+    progress: Callable[[SendReport], None] | None,
+    started: float,
+) -> None:
+    """Reserve due rows batch by batch and hand them to the connection threads."""
+    issue_id, engine = run.composed.issue.id, run.engine
+    work: queue.Queue[ledger.Due | None] = queue.Queue(maxsize=run.options.batch * 2)
+    threads = [
+        threading.Thread(target=run.connection, args=(work, t), daemon=True) for t in connections
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        while not run.stop.is_set():
+            with engine.begin() as conn:
+                ledger.recover(conn, issue_id, run.clock())
+                ledger.renew(conn, issue_id, run.worker, run.clock())
+                batch = ledger.reserve(conn, issue_id, run.worker, run.options.batch, run.clock())
+            if not batch and not _wait_for_retries(run, started):
+                break
+            for due in batch:
+                work.put(due)
+            if progress:
+                run.report.seconds = monotonic() - started
+                progress(run.report)
+    finally:
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+        with engine.begin() as conn:
+            ledger.release(conn, issue_id, run.worker, run.clock())
+
+
+def _wait_for_retries(run: Run, started: float) -> bool:
+    """Nothing is due now. While rows are in flight, wait for them (they may be deferred);
+    then wait for deferred rows as long as the options allow. False: stop feeding."""
+    with run.engine.connect() as conn:
+        soonest = ledger.next_due(conn, run.composed.issue.id)
+        in_flight = ledger.counts(conn, run.composed.issue.id)
+    if in_flight.get("queued", 0) + in_flight.get("claimed", 0):
+        run.stop.wait(0.02)
+        return True
+    waited = timedelta(seconds=monotonic() - started)
+    if soonest is None or waited >= run.options.wait_for_retries:
+        return False
+    delay = (soonest - run.clock()).total_seconds()
+    run.stop.wait(min(max(delay, 0.05), 5.0))
+    return True
 
 
 def _dry_run(engine: sa.Engine, issue: Issue, report: SendReport, started: float) -> SendReport:
@@ -288,77 +435,22 @@ def _dry_run(engine: sa.Engine, issue: Issue, report: SendReport, started: float
     return report
 
 
-def _deliver(
-    engine: sa.Engine,
-    issue: Issue,
-    composed: Composed,
-    ledger: Ledger,
-    transport: Transport,
-    settings: Settings,
-    report: SendReport,
-) -> str | None:
-    """Send every due row; returns why the send paused, or None when it ran out of work."""
-    bounce_to, sender, domain = envelope_sender(settings), composed.sender, composed.sender.domain
-    temporary_run = 0
-    while rows := _due(engine, issue.id, ledger.clock()):
-        for subscriber_id, attempts, email, name, status in rows:
-            if status != "active":
-                ledger.skip(subscriber_id, f"reader is {status}")
-                report.skipped += 1
-                continue
-            if not ledger.claim(subscriber_id):
-                continue  # another sender took it
-            reader = Reader(subscriber_id, email, name)
-            msgid = message_id(issue.id, subscriber_id, domain)
-            data = build_message(
-                composed.prepared, reader, sender.reader_values(reader, issue.id), msgid
-            )
-            try:
-                reply = transport.send(Envelope(bounce_to, email, msgid, data))
-            except PermanentDeliveryError as exc:
-                ledger.refused(subscriber_id, str(exc), attempts + 1, settings.bounce_limit)
-                report.failed += 1
-                report.failures.append(f"{email}: {exc}")
-                temporary_run = 0
-                continue
-            except TemporaryDeliveryError as exc:
-                final = attempts + 1 >= MAX_ATTEMPTS
-                ledger.outcome(
-                    subscriber_id,
-                    "failed" if final else "deferred",
-                    reply=str(exc),
-                    attempts=attempts + 1,
-                    next_attempt_at=ledger.clock() + backoff(attempts),
-                )
-                report.failures.append(f"{email}: {exc}")
-                temporary_run += 1
-                if temporary_run >= PAUSE_AFTER:
-                    return f"{temporary_run} temporary failures in a row, the last: {exc}"
-                continue
-            ledger.outcome(
-                subscriber_id, "sent", reply=reply, message_id=msgid, attempts=attempts + 1
-            )
-            report.sent += 1
-            temporary_run = 0
-    return None
-
-
 def _finish(
     engine: sa.Engine, issue_id: int, report: SendReport, now: datetime, started: float
 ) -> SendReport:
     with engine.begin() as conn:
-        counts = ledger_counts(conn, issue_id)
-        if sum(counts.values()) == sum(counts.get(s, 0) for s in FINAL):
+        counts = ledger.counts(conn, issue_id)
+        if sum(counts.values()) == sum(counts.get(s, 0) for s in ledger.FINAL):
             conn.execute(
                 db.issues.update()
                 .where(db.issues.c.id == issue_id, db.issues.c.status == "sending")
                 .values(status="sent", sent_at=now, updated_at=now)
             )
-        status = get_issue(conn, issue_id).status
+        report.status = get_issue(conn, issue_id).status
+        report.uncertain_readers = ledger.uncertain_readers(conn, issue_id)
     report.audience = sum(counts.values())
     report.already_sent = counts.get("sent", 0) - report.sent
     report.deferred = counts.get("deferred", 0)
     report.uncertain = counts.get("uncertain", 0)
-    report.status = status
     report.seconds = monotonic() - started
     return report

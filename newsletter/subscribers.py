@@ -227,10 +227,10 @@ def _sign_up(
     return Mail("confirm", subscriber_id, address, name or (found.name if found else ""), token)
 
 
-def confirm(
-    conn: sa.Connection, token: str, evidence: Evidence, secret: str, ttl: timedelta, now: datetime
-) -> Mail | None:
-    """The double opt-in: a pending reader becomes active; replays change nothing."""
+def confirm_target(
+    conn: sa.Connection, token: str, secret: str, ttl: timedelta, now: datetime
+) -> tuple[Subscriber, Policy]:
+    """Who a confirmation link confirms, and to which policy; TokenError if it cannot."""
     subscriber_id, event_ref = read_timed_token(secret, CONFIRM, token, now, ttl)
     found = _row(conn, db.subscribers.c.id == subscriber_id)
     e = db.consent_events
@@ -256,14 +256,21 @@ def confirm(
     ).scalar_one()
     if later:
         raise TokenError("this link is no longer valid: the subscription was ended since")
-    if found.status != "pending":
-        return None  # already confirmed: a replayed link changes nothing
     # an import without evidence offered today's policy in its opt-in mail
     version = given["policy_version"]
-    policy = get_policy(conn, version) if version else current_policy(conn)
-    set_status(conn, subscriber_id, "active", now, policy_version=policy.version)
-    record_consent(conn, subscriber_id, "confirmed", evidence, now, policy)
-    return Mail("welcome", subscriber_id, found.email, found.name)
+    return found, get_policy(conn, version) if version else current_policy(conn)
+
+
+def confirm(
+    conn: sa.Connection, token: str, evidence: Evidence, secret: str, ttl: timedelta, now: datetime
+) -> Mail | None:
+    """The double opt-in: a pending reader becomes active; replays change nothing."""
+    found, policy = confirm_target(conn, token, secret, ttl, now)
+    if found.status != "pending" or found.email is None:
+        return None  # already confirmed: a replayed link changes nothing
+    set_status(conn, found.id, "active", now, policy_version=policy.version)
+    record_consent(conn, found.id, "confirmed", evidence, now, policy)
+    return Mail("welcome", found.id, found.email, found.name)
 
 
 def unsubscribe(conn: sa.Connection, subscriber_id: int, evidence: Evidence, now: datetime) -> bool:
@@ -316,7 +323,7 @@ def request_reconsent(
     s = db.subscribers
     rows = conn.execute(
         sa.select(s.c.id, s.c.email, s.c.name).where(
-            s.c.status == "active",
+            s.c.status.in_(("active", "reconsent")),  # those still waiting get the newer link
             sa.or_(s.c.policy_version.is_(None), s.c.policy_version != policy.version),
         )
     ).all()
@@ -330,10 +337,10 @@ def request_reconsent(
     return mails
 
 
-def reconsent(
-    conn: sa.Connection, token: str, evidence: Evidence, secret: str, now: datetime
-) -> bool:
-    """A reader agrees to the new policy; True when that made them active again."""
+def reconsent_target(
+    conn: sa.Connection, token: str, secret: str, now: datetime
+) -> tuple[Subscriber | None, Policy]:
+    """Who a re-consent link is for (None: nobody waits on it any more), and the policy."""
     subscriber_id, version = read_timed_token(secret, RECONSENT, token, now, RECONSENT_TTL)
     policy = current_policy(conn)
     if version != policy.version:
@@ -341,10 +348,18 @@ def reconsent(
             "a newer privacy policy has been published: use the link in the latest notice"
         )
     found = _row(conn, db.subscribers.c.id == subscriber_id)
-    if found is None or found.status != "reconsent":
+    return (found if found is not None and found.status == "reconsent" else None), policy
+
+
+def reconsent(
+    conn: sa.Connection, token: str, evidence: Evidence, secret: str, now: datetime
+) -> bool:
+    """A reader agrees to the new policy; True when that made them active again."""
+    found, policy = reconsent_target(conn, token, secret, now)
+    if found is None:
         return False
-    set_status(conn, subscriber_id, "active", now, policy_version=policy.version)
-    record_consent(conn, subscriber_id, "confirmed", evidence, now, policy)
+    set_status(conn, found.id, "active", now, policy_version=policy.version)
+    record_consent(conn, found.id, "confirmed", evidence, now, policy)
     return True
 
 

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
+from .errors import (
+    ConfigError,
+    PermanentDeliveryError,
+    RelayUnavailable,
+    TemporaryDeliveryError,
+)
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,16 @@ class Envelope:
     recipient: str
     message_id: str
     data: bytes
+    stuffed: bool = False  # lines starting with "." already doubled, for SMTP DATA
+
+
+def unstuff(data: bytes) -> bytes:
+    return (data[1:] if data.startswith(b"..") else data).replace(b"\r\n..", b"\r\n.")
 
 
 class Transport(Protocol):
+    wants_stuffed: bool  # SMTP takes dot-stuffed bytes; files and memory take them plain
+
     def send(self, envelope: Envelope) -> str: ...
 
     def close(self) -> None: ...
@@ -37,8 +49,13 @@ class MemoryTransport:
     """Keeps every message in a list: for tests and for previews."""
 
     sent: list[Envelope] = field(default_factory=list)
+    wants_stuffed = False
 
     def send(self, envelope: Envelope) -> str:
+        if envelope.stuffed:
+            envelope = Envelope(
+                envelope.sender, envelope.recipient, envelope.message_id, unstuff(envelope.data)
+            )
         self.sent.append(envelope)
         return "250 kept in memory"
 
@@ -54,6 +71,7 @@ class OutboxTransport:
     """Writes one .eml file per message; the file appears whole or not at all."""
 
     folder: Path
+    wants_stuffed = False
 
     def send(self, envelope: Envelope) -> str:
         name = _UNSAFE_NAME.sub("_", envelope.message_id.strip("<>")) + ".eml"
@@ -62,7 +80,7 @@ class OutboxTransport:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as out:
-                out.write(envelope.data)
+                out.write(unstuff(envelope.data) if envelope.stuffed else envelope.data)
             os.replace(partial, final)
         except OSError as exc:
             raise TemporaryDeliveryError(f"outbox {self.folder}: {exc.strerror}") from None
@@ -98,6 +116,8 @@ class RelayAddress:
 class SMTPTransport:
     """One SMTP connection kept open across messages; STARTTLS whenever offered."""
 
+    wants_stuffed = True
+
     def __init__(
         self, relay: RelayAddress, timeout: float = 60.0, tls: ssl.SSLContext | None = None
     ) -> None:
@@ -122,16 +142,16 @@ class SMTPTransport:
                     smtp.ehlo()
             if relay.username:
                 smtp.login(relay.username, relay.password or "")
-        except smtplib.SMTPAuthenticationError as exc:  # the relay's fault, not the reader's
-            raise TemporaryDeliveryError(
+        except smtplib.SMTPAuthenticationError as exc:
+            raise RelayUnavailable(
                 f"{relay.host}:{relay.port} refused the login: {_reply(exc)}", exc.smtp_code
             ) from None
         except smtplib.SMTPResponseException as exc:
-            raise TemporaryDeliveryError(
+            raise RelayUnavailable(
                 f"{relay.host}:{relay.port}: {_reply(exc)}", exc.smtp_code
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryDeliveryError(f"{relay.host}:{relay.port}: {exc}") from None
+            raise RelayUnavailable(f"{relay.host}:{relay.port}: {exc}") from None
         return smtp
 
     def send(self, envelope: Envelope) -> str:
@@ -154,7 +174,16 @@ class SMTPTransport:
             if code >= 300:
                 smtp.rset()
                 _raise_for(code, text, verb.upper())
-        code, text = smtp.data(envelope.data)
+        if envelope.stuffed:  # smtplib would run its dot-stuffing regex over every byte again
+            smtp.putcmd("data")
+            code, text = smtp.getreply()
+            if code != 354:
+                smtp.rset()
+                _raise_for(code, text, "DATA")
+            smtp.send(envelope.data + b".\r\n")
+            code, text = smtp.getreply()
+        else:
+            code, text = smtp.data(envelope.data)
         if code >= 300:
             _raise_for(code, text, "DATA")
         return f"{code} {text.decode('utf-8', 'replace')}"

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from newsletter import db
 from newsletter.config import Settings
 from newsletter.errors import StateError
-from newsletter.sending import ledger_counts, send_issue, send_test
+from newsletter.ledger import counts as ledger_counts
+from newsletter.sending import send_issue, send_test
 from newsletter.tokens import read_reader_token
 from newsletter.transports import open_transport
 
@@ -194,7 +195,7 @@ def test_a_draft_is_not_sent(desk, smtp_settings, smtp_server) -> None:
 
 
 def test_a_reader_who_left_after_the_snapshot_is_skipped(desk, smtp_settings, smtp_server) -> None:
-    from newsletter.sending import snapshot_audience
+    from newsletter.ledger import snapshot_audience
 
     ids = seed_readers(desk.engine)
     issue = approved_issue(desk.engine)

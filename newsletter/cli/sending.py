@@ -12,9 +12,10 @@ from .. import db
 from ..db import now_utc
 from ..desk import Desk, demo_settings
 from ..issues import get_issue
+from ..ledger import counts as ledger_counts
 from ..messages import build_message, message_id
 from ..preview import preview_copy
-from ..sending import ledger_counts, send_issue, send_test
+from ..sending import send_issue, send_test
 from .common import emit, json_option, pass_desk
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 from ..config import Settings
 from ..desk import Desk
@@ -19,8 +19,9 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(public.bp)
 
     @app.errorhandler(NewsletterError)
-    def desk_error(error: NewsletterError) -> tuple[str, int]:
-        return f"{type(error).__name__}: {error}", error.status
+    def desk_error(error: NewsletterError) -> Response:
+        # plain text: messages quote input (a version, an address) that must not become HTML
+        return Response(f"{type(error).__name__}: {error}\n", error.status, mimetype="text/plain")
 
     return app
 

@@ -19,8 +19,15 @@ from ..messages import Sender
 from ..models import Reader
 from ..notices import next_send, send_notices
 from ..rendering import Site, personalise, render_issue
-from ..subscribers import RECONSENT_TTL, confirm, get_subscriber, reconsent, unsubscribe
-from ..tokens import CONFIRM, RECONSENT, TokenError, read_reader_token, read_timed_token
+from ..subscribers import (
+    confirm,
+    confirm_target,
+    get_subscriber,
+    reconsent,
+    reconsent_target,
+    unsubscribe,
+)
+from ..tokens import TokenError, read_reader_token
 
 bp = Blueprint("public", __name__, template_folder="templates")
 
@@ -52,7 +59,10 @@ def confirm_page(token: str) -> tuple[str, int]:
     desk, now = _desk(), now_utc()
     secret = desk.settings.require_secret()
     if request.method == "GET":  # mail scanners open links: only the button confirms
-        read_timed_token(secret, CONFIRM, token, now, desk.settings.confirm_ttl)
+        with desk.engine.connect() as conn:
+            found, _ = confirm_target(conn, token, secret, desk.settings.confirm_ttl, now)
+        if found.status != "pending":
+            return page("You are already subscribed", "Nothing has changed.")
         return page("Confirm your subscription", "One click and the newsletter is on its way.",
                     button="Yes, send me the newsletter")  # fmt: skip
     with desk.engine.begin() as conn:
@@ -92,10 +102,11 @@ def unsubscribe_page(token: str) -> tuple[str, int] | Response:
 def reconsent_page(token: str) -> tuple[str, int]:
     desk, now = _desk(), now_utc()
     secret = desk.settings.require_secret()
-    with desk.engine.connect() as conn:
-        policy = current_policy(conn)
     if request.method == "GET":
-        read_timed_token(secret, RECONSENT, token, now, RECONSENT_TTL)
+        with desk.engine.connect() as conn:
+            waiting, policy = reconsent_target(conn, token, secret, now)
+        if waiting is None:
+            return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
         return page("Our privacy policy has changed",
                     f"To keep receiving the newsletter, agree to version {policy.version}:",
                     policy.wording, button="I agree, keep sending it")  # fmt: skip
