@@ -358,6 +358,9 @@ def send_issue(
     if dry_run:
         return _dry_run(engine, issue, report, started)
     issue = _begin(engine, issue.id, clock(), resend_uncertain)
+    with engine.connect() as conn:
+        before = ledger.counts(conn, issue.id)
+    report.audience, report.already_sent = sum(before.values()), before.get("sent", 0)
     run = Run(engine, settings, composed, options, clock, report)
     if stop is not None:
         run.stop = stop  # the caller's signal handlers set it

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import click
-import sqlalchemy as sa
 
-from .. import db
+from ..config import parse_duration
 from ..db import now_utc
 from ..desk import Desk, demo_settings
 from ..issues import get_issue
 from ..ledger import counts as ledger_counts
+from ..ledger import uncertain_readers
 from ..messages import build_message, message_id
 from ..preview import preview_copy
-from ..sending import send_issue, send_test
+from ..sending import SendOptions, send_issue, send_test
 from .common import emit, json_option, pass_desk
+from .progress import SendProgress, stop_on_signals
 
 
 @click.command("render")
@@ -97,6 +100,13 @@ def serve(desk: Desk, host: str, port: int) -> None:
 @click.option("--dry-run", is_flag=True, help="Render and report; send nothing.")
 @click.option("--test-to", multiple=True, help="Send a marked test copy here instead.")
 @click.option("--resend-uncertain", is_flag=True, help="Also send rows a crash left uncertain.")
+@click.option(
+    "--wait",
+    "wait",
+    default="10m",
+    show_default=True,
+    help="How long to stay for deferred readers to come due (0 to leave at once).",
+)
 @json_option
 @pass_desk
 def send(
@@ -105,32 +115,45 @@ def send(
     dry_run: bool,
     test_to: tuple[str, ...],
     resend_uncertain: bool,
+    wait: str,
     as_json: bool,
 ) -> None:
     """Send an approved issue to every active reader, once; run again to resume.
+
+    Ctrl-C (or SIGTERM) stops cleanly: messages in flight finish, the rest waits
+    for the next run.
 
     \b
     Example:
         newsletter send 3 --test-to editor@example.org
         newsletter send 3
     """
-    transport = desk.transport()
-    try:
-        if test_to:
+    if test_to:
+        transport = desk.transport()
+        try:
             ids = send_test(issue, test_to, desk.engine, desk.settings, transport, now_utc())
-            emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(test_to)}"])
-            return
+        finally:
+            transport.close()
+        emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(test_to)}"])
+        return
+    try:
+        patience = parse_duration(wait) if wait.strip() != "0" else timedelta(0)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wait") from None
+    options = replace(SendOptions.from_settings(desk.settings), wait_for_retries=patience)
+    with stop_on_signals() as stop, SendProgress() as progress:
         report = send_issue(
             issue,
             desk.engine,
             desk.settings,
-            transport,
+            desk.transport,
             now_utc,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
+            options=options,
+            stop=stop,
+            progress=progress,
         )
-    finally:
-        transport.close()
     emit(as_json, report.as_dict(), report.lines())
     if report.paused:
         raise SystemExit(5)
@@ -147,17 +170,10 @@ def status(desk: Desk, issue: str, as_json: bool) -> None:
     Example:
         newsletter status 3 --json
     """
-    d, s = db.deliveries, db.subscribers
     with desk.engine.connect() as conn:
         found = get_issue(conn, issue)
         counts = ledger_counts(conn, found.id)
-        uncertain = list(
-            conn.execute(
-                sa.select(s.c.email)
-                .join(d, d.c.subscriber_id == s.c.id)
-                .where(d.c.issue_id == found.id, d.c.status == "uncertain")
-            ).scalars()
-        )
+        uncertain = uncertain_readers(conn, found.id)
     lines = [f"issue {found.id} for {found.send_date}: {found.status}"]
     lines += [f"{name:>10}: {count}" for name, count in sorted(counts.items())]
     lines += [f"uncertain: {email}" for email in uncertain]
