@@ -57,6 +57,9 @@ class Settings:
     confirm_mails_per_day: int = 3
     signups_per_hour: int = 20
     bounce_limit: int = 2
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key: Path | None = None
     concurrency: int = 4
     rate: float = 0.0
     rate_per_hour: int = 0
@@ -143,6 +146,10 @@ def parse_send_at(value: str) -> SendAt:
     if hour > 23 or minute > 59:
         raise ValueError(f"{value!r} has no such time of day")
     return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute))
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
 
 
 def _rate(value: str) -> float:
@@ -253,6 +260,11 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         "permanent delivery failures after which a reader is marked bounced",
         _positive_int,
+    ),
+    Setting("dkim_domain", "", "DKIM signing domain (d=); unset: no signing", _optional),
+    Setting("dkim_selector", "", "DKIM selector (s=)", _optional),
+    Setting(
+        "dkim_key", "", "path to the DKIM private key, PEM; read once per send", _optional_path
     ),
     Setting("concurrency", "4", "SMTP connections a send keeps open in parallel", _positive_int),
     Setting("rate", "0", "messages per second at most; 0 for no cap", _rate),

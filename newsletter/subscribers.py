@@ -86,9 +86,10 @@ def normalise_address(address: str) -> str:
     """The canonical form of an address, checked by email-validator (no DNS look-up).
 
     Lower-cased whole: mailbox providers ignore the local part's case, and one reader
-    typing Anna@ and anna@ must be one subscriber, not two."""
+    typing Anna@ and anna@ must be one subscriber, not two. Internationalised domains
+    are welcome; a non-ASCII local part would need SMTPUTF8 all the way and is refused."""
     try:
-        valid = validate_email(address.strip(), check_deliverability=False)
+        valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InputError(f"email: {address!r} is not a valid address: {exc}") from None
     return str(valid.normalized).lower()
