@@ -186,6 +186,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight to the driver, for bulk paths: SQLAlchemy's per-row parameter
+    handling costs more than SQLite's insert itself. Column types still convert values."""
+    if not rows:
+        return
+    compiled = table.insert().compile(dialect=conn.dialect)
+    names = list(compiled.positiontup or []) if conn.dialect.positional else list(compiled.params)
+    convert = {
+        c.name: processor
+        for c in table.columns
+        if (processor := c.type.bind_processor(conn.dialect)) is not None
+    }
+    ordered = [(name, convert.get(name)) for name in names]
+    if conn.dialect.positional:
+        params: list[Any] = [
+            tuple(f(row.get(n)) if f else row.get(n) for n, f in ordered) for row in rows
+        ]
+    else:
+        params = [{n: f(row.get(n)) if f else row.get(n) for n, f in ordered} for row in rows]
+    conn.exec_driver_sql(str(compiled), params)
+
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

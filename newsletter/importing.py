@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import db
+from .addresses import normalise_address
 from .errors import InputError
 from .issues import check_line
-from .subscribers import NAME_MAX, Mail, keyed_hash, normalise_address
+from .subscribers import NAME_MAX, Mail, keyed_hasher
 from .tokens import CONFIRM, timed_token
 
-COLUMNS = ("email", "name", "consented_at", "source", "ip", "policy_version")
+COLUMNS = ("email", "name", "consented_at", "source", "ip", "policy_version", "status")
+KEPT_STATUSES = ("active", "unsubscribed", "bounced", "complained")  # as `export --csv` writes
 NO_EVIDENCE = "no consent evidence (consented_at and policy_version); use --pending to ask"
 
 
@@ -40,6 +43,7 @@ class ImportResult:
     rows: int = 0
     added: int = 0
     pending: int = 0
+    inactive: int = 0  # unsubscribed, bounced or complained elsewhere: kept, never mailed
     already_present: int = 0
     duplicates: int = 0
     suppressed: int = 0
@@ -61,6 +65,11 @@ class Row:
     source: str
     ip: str | None
     policy_version: str | None
+    status: str = "active"
+
+    @property
+    def has_evidence(self) -> bool:
+        return self.consented_at is not None and self.policy_version is not None
 
 
 def read_rows(path: Path) -> Iterator[dict[str, str] | Problem]:
@@ -83,13 +92,25 @@ def read_rows(path: Path) -> Iterator[dict[str, str] | Problem]:
         raise InputError(
             f"{path}, line 1: unknown column(s) {', '.join(unknown)}; expected {', '.join(COLUMNS)}"
         )
+    ended = reader.line_num  # a quoted field may span lines: a row starts after the last one
     for values in reader:
+        start, ended = ended + 1, reader.line_num
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
-            yield Problem(reader.line_num, f"{len(values)} fields, the header has {len(header)}")
+            yield Problem(start, f"{len(values)} fields, the header has {len(header)}")
             continue
-        yield {"_line": str(reader.line_num), **dict(zip(header, values, strict=True))}
+        yield {"_line": str(start), **dict(zip(header, values, strict=True))}
+
+
+def canonical_ip(text: str) -> str:
+    """An IPv4 or IPv6 address in its canonical form (inet_pton is C: an import checks 100,000)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_ntop(family, socket.inet_pton(family, text))
+        except OSError:
+            continue
+    raise InputError(f"ip: {text!r} is not an IP address")
 
 
 def parse_row(values: dict[str, str], published: set[str], now: datetime) -> Row:
@@ -113,8 +134,13 @@ def parse_row(values: dict[str, str], published: set[str], now: datetime) -> Row
     if version and version not in published:
         raise InputError(f"policy_version: {version!r} is not a published policy version")
     ip = values.get("ip", "").strip() or None
+    if ip is not None:
+        ip = canonical_ip(ip)
     source = check_line("source", values.get("source", ""), 500)
-    return Row(line, email, name, consented_at, source, ip, version or None)
+    status = values.get("status", "").strip().lower() or "active"
+    if status not in KEPT_STATUSES:
+        raise InputError(f"status: {status!r} is not imported; one of {', '.join(KEPT_STATUSES)}")
+    return Row(line, email, name, consented_at, source, ip, version or None, status)
 
 
 def check_file(
@@ -123,24 +149,26 @@ def check_file(
     """Every row checked; bad ones reported by line, duplicates merged (the first wins)."""
     rows: dict[str, Row] = {}
     for values in read_rows(path):
+        result.rows += 1
         if isinstance(values, Problem):
             result.problems.append(values)
             continue
-        result.rows += 1
         try:
             row = parse_row(values, published, now)
         except InputError as exc:
             result.problems.append(Problem(int(values["_line"]), str(exc)))
             continue
-        if row.consented_at is None or row.policy_version is None:
-            if not pending:
+        if not row.has_evidence:
+            if not pending or row.status != "active":
                 result.problems.append(Problem(row.line, NO_EVIDENCE))
                 continue
-            row = Row(row.line, row.email, row.name, None, row.source, row.ip, None)
-        if row.email.casefold() in rows:
+            row = replace(row, consented_at=None, policy_version=None)
+        kept = rows.get(row.email)
+        if kept is not None:
             result.duplicates += 1
-            continue
-        rows[row.email.casefold()] = row
+            if kept.has_evidence or not row.has_evidence:
+                continue  # the first wins, unless only a later row carries the evidence
+        rows[row.email] = row
     return list(rows.values())
 
 
@@ -156,6 +184,7 @@ def _staging() -> sa.Table:
         sa.Column("ip", sa.String(64), nullable=True),
         sa.Column("policy_version", sa.String(100), nullable=True),
         sa.Column("address_hash", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
         prefixes=["TEMPORARY"],
     )
 
@@ -171,7 +200,9 @@ def import_csv(
         if any(r.policy_version is None for r in rows) and not secret:
             raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
         stage = _staging()
-        stage.create(conn)
+        # SQLite runs DDL outside the transaction: a failed import's table may still be here
+        stage.create(conn, checkfirst=True)
+        conn.execute(stage.delete())
         try:
             before = _load(conn, stage, rows, path, now, result)
             if pending:
@@ -190,27 +221,22 @@ def _load(
     result: ImportResult,
 ) -> int:
     """Stage the rows, add the new readers and their events; returns the id they start after."""
+    digest = keyed_hasher(conn)
     if rows:
-        conn.execute(
-            stage.insert(),
-            [
-                {
-                    **r.__dict__,
-                    "source": r.source or f"import {path.name}",
-                    "address_hash": keyed_hash(conn, r.email),
-                }
-                for r in rows
-            ],
-        )
+        source = f"import {path.name}"
+        staged = [
+            {**r.__dict__, "source": r.source or source, "address_hash": digest(r.email)}
+            for r in rows
+        ]
+        db.insert_many(conn, stage, staged)
     s, e, p, x = db.subscribers, db.consent_events, db.policy_versions, db.suppressions
     suppressed = sa.exists().where(x.c.address_hash == stage.c.address_hash)
     present = sa.exists().where(s.c.email == stage.c.email)
-    result.suppressed = conn.execute(sa.select(sa.func.count()).where(suppressed)).scalar_one()
-    result.already_present = conn.execute(
-        sa.select(sa.func.count()).where(present, ~suppressed)
-    ).scalar_one()
+    tally = sa.select(sa.func.count()).select_from(stage)
+    result.suppressed = conn.execute(tally.where(suppressed)).scalar_one()
+    result.already_present = conn.execute(tally.where(present, ~suppressed)).scalar_one()
     before = conn.execute(sa.select(sa.func.coalesce(sa.func.max(s.c.id), 0))).scalar_one()
-    status = sa.case((stage.c.policy_version.is_(None), "pending"), else_="active")
+    status = sa.case((stage.c.policy_version.is_(None), "pending"), else_=stage.c.status)
     new_rows = sa.select(
         stage.c.email,
         stage.c.name,
@@ -264,6 +290,13 @@ def _load(
     ).all()
     by_status = {status: int(n) for status, n in counts}
     result.added, result.pending = by_status.get("active", 0), by_status.get("pending", 0)
+    result.inactive = sum(
+        n for status, n in by_status.items() if status not in ("active", "pending")
+    )
+    complained = sa.select(
+        stage.c.address_hash, sa.literal("complained"), sa.literal(now, db.UTCDateTime)
+    ).where(stage.c.status == "complained", ~suppressed)
+    conn.execute(x.insert().from_select(["address_hash", "reason", "at"], complained))
     return int(before)
 
 

@@ -8,13 +8,13 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from . import db
+from .addresses import normalise_address
 from .config import Settings
 from .errors import NotFound
 from .issues import get_issue
 from .models import Reader
 from .rendering import ReaderValues, personalise
 from .sending import Composed, compose
-from .subscribers import normalise_address
 
 SAMPLE_READER = Reader(id=0, email="reader@example.org", name="")
 

@@ -7,19 +7,17 @@ a keyed hash of the address, so it is never mailed or imported again.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import importlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
 
 from . import db
+from .addresses import normalise_address
 from .consent import Evidence, Policy, current_policy, get_policy, record_consent
 from .errors import InputError, NotFound, StateError
 from .issues import check_line
@@ -29,13 +27,6 @@ NAME_MAX = 300
 STATUSES = ("pending", "active", "reconsent", "unsubscribed", "bounced", "complained", "erased")
 MAILABLE_AGAIN = ("pending", "unsubscribed", "bounced", "reconsent")
 RECONSENT_TTL = timedelta(days=365)
-
-# email-validator spends most of each call checking the domain, a pure function of it;
-# a list of 100,000 readers has a few thousand domains. Memoising keeps its checks intact.
-_validator = importlib.import_module("email_validator.validate_email")
-if hasattr(_validator, "validate_email_domain_name"):
-    _check_domain = _validator.validate_email_domain_name
-    setattr(_validator, "validate_email_domain_name", lru_cache(maxsize=65536)(_check_domain))  # noqa: B010
 
 
 @dataclass(frozen=True)
@@ -82,19 +73,6 @@ class RateLimited(InputError):
     status = 429
 
 
-def normalise_address(address: str) -> str:
-    """The canonical form of an address, checked by email-validator (no DNS look-up).
-
-    Lower-cased whole: mailbox providers ignore the local part's case, and one reader
-    typing Anna@ and anna@ must be one subscriber, not two. Internationalised domains
-    are welcome; a non-ASCII local part would need SMTPUTF8 all the way and is refused."""
-    try:
-        valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise InputError(f"email: {address!r} is not a valid address: {exc}") from None
-    return str(valid.normalized).lower()
-
-
 def desk_key(conn: sa.Connection, name: str) -> str:
     """A random key made once per desk and kept in its database (e.g. for suppression hashes)."""
     k = db.desk_keys
@@ -105,9 +83,18 @@ def desk_key(conn: sa.Connection, name: str) -> str:
     return str(value)
 
 
-def keyed_hash(conn: sa.Connection, value: str, purpose: str = "suppression") -> str:
+def keyed_hasher(conn: sa.Connection, purpose: str = "suppression") -> Callable[[str], str]:
+    """HMAC-SHA256 under one desk key, the key read once (an import hashes every row)."""
     key = desk_key(conn, purpose).encode()
-    return hmac.new(key, value.casefold().encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def digest(value: str) -> str:
+        return hmac.digest(key, value.casefold().encode("utf-8"), "sha256").hex()
+
+    return digest
+
+
+def keyed_hash(conn: sa.Connection, value: str, purpose: str = "suppression") -> str:
+    return keyed_hasher(conn, purpose)(value)
 
 
 def is_suppressed(conn: sa.Connection, address: str) -> bool:
@@ -270,8 +257,22 @@ def confirm(
     if found.status != "pending" or found.email is None:
         return None  # already confirmed: a replayed link changes nothing
     set_status(conn, found.id, "active", now, policy_version=policy.version)
+    if not _has_consent(conn, found.id):  # imported without evidence: this click is the consent
+        record_consent(conn, found.id, "given", evidence, now, policy)
     record_consent(conn, found.id, "confirmed", evidence, now, policy)
     return Mail("welcome", found.id, found.email, found.name)
+
+
+def _has_consent(conn: sa.Connection, subscriber_id: int) -> bool:
+    e = db.consent_events
+    found = conn.execute(
+        sa.select(e.c.id).where(
+            e.c.subscriber_id == subscriber_id,
+            e.c.kind.in_(("given", "imported")),
+            e.c.policy_version.is_not(None),
+        )
+    ).first()
+    return found is not None
 
 
 def unsubscribe(conn: sa.Connection, subscriber_id: int, evidence: Evidence, now: datetime) -> bool:

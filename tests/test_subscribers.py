@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from newsletter import db
 from newsletter.access import export_csv, export_subscriber, forget
+from newsletter.addresses import normalise_address
 from newsletter.consent import Evidence, current_policy, publish_policy
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.subscribers import (
@@ -21,7 +22,6 @@ from newsletter.subscribers import (
     add_active_reader,
     confirm,
     get_subscriber,
-    normalise_address,
     reconsent,
     record_complaint,
     record_permanent_failure,

@@ -92,6 +92,7 @@ def import_(desk: Desk, file: Path, pending: bool, as_json: bool) -> None:
     report = mail_out(desk, result.mails)
     lines = [
         f"{file}: {result.rows} rows: {result.added} added, {result.pending} pending opt-in, "
+        f"{result.inactive} added as not mailed (their status), "
         f"{result.already_present} already present, {result.duplicates} duplicates merged, "
         f"{result.suppressed} suppressed, {len(result.problems)} refused",
         *(f"  line {p.line}: {p.reason}" for p in result.problems),
