@@ -10,6 +10,7 @@ NewsletterError
  │    └── TemplateError    a template that fails to load or render
  ├── NotFound              an article, issue or subscriber that does not exist
  ├── StateError            an action the object's state forbids (approve an empty issue, …)
+ ├── Cancelled             a message withdrawn before its body went to the relay
  └── DeliveryError         a transport could not hand a message on
       ├── TemporaryDeliveryError   worth retrying later (4xx, dropped connection)
       │    └── RelayUnavailable    the relay cannot be reached or refuses us: no message was tried
@@ -57,6 +58,10 @@ class NotFound(NewsletterError):
 class StateError(NewsletterError):
     exit_code = 4
     status = 409
+
+
+class Cancelled(NewsletterError):
+    """The sender took a message back before its body was handed over (the reader left)."""
 
 
 class DeliveryError(NewsletterError):

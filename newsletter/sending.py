@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from . import db, ledger
 from .config import Settings
 from .errors import (
+    Cancelled,
     InputError,
     PermanentDeliveryError,
     RelayUnavailable,
@@ -35,8 +36,8 @@ from .messages import PreparedMessage, Sender, build_message, message_id, prepar
 from .models import Issue, Reader
 from .preflight import Report, check
 from .rendering import RenderedIssue, Site, personalise, render_issue
-from .subscribers import record_permanent_failure
 from .transports import Envelope, Transport
+from .writer import LedgerWriter, Outcome
 
 Clock = Callable[[], datetime]
 Transports = Transport | Callable[[], Transport]
@@ -211,6 +212,9 @@ class Run:
         self.relay_failures = 0
         self.rate = RateLimit(options.rate, options.rate_per_hour)
         self.bounce_to = envelope_sender(settings)
+        self.writer = LedgerWriter(
+            engine, composed.issue.id, self.worker, clock, settings.bounce_limit
+        )
 
     def count(self, outcome: str, failure: str | None = None) -> None:
         with self.lock:
@@ -235,72 +239,81 @@ class Run:
         delay = self.options.retry_base.total_seconds() * 2 ** min(attempts, 10)
         return self.clock() + timedelta(seconds=delay * random.uniform(0.75, 1.25))
 
-    def deliver(self, due: ledger.Due, transport: Transport) -> None:
-        """One reader: skip, or claim, send and record the outcome."""
-        issue_id, sid, now = self.composed.issue.id, due.subscriber_id, self.clock()
+    def deliver(
+        self, due: ledger.Due, transport: Transport, previous: Outcome | None
+    ) -> Outcome | None:
+        """One reader: claim (settling the connection's previous message in the same commit),
+        send, and return the outcome, which the next claim or the end of the run commits."""
+        issue_id, sid = self.composed.issue.id, due.subscriber_id
         if due.status != "active":  # withdrew after the snapshot: nothing more is sent
-            with self.engine.begin() as conn:
-                ledger.settle(conn, issue_id, sid, "skipped", now, reply=f"reader is {due.status}")
+            if previous is not None:
+                self.writer.settle(previous)
             self.count("skipped")
-            return
-        with self.engine.begin() as conn:
-            claimed = ledger.claim(conn, issue_id, sid, self.worker, now)
-        if claimed == "withdrawn":  # unsubscribed since the batch was reserved
-            self.count("skipped")
-        if claimed != "claimed":
-            return
+            return Outcome(sid, "skipped", {"reply": f"reader is {due.status}"})
+        claim = self.writer.request_claim(sid, previous)  # committed while MAIL/RCPT go out
         reader = Reader(sid, due.email, due.name)
         msgid = message_id(issue_id, sid, self.composed.sender.domain)
         values = self.composed.sender.reader_values(reader, issue_id)
         stuffed = transport.wants_stuffed
         data = build_message(self.composed.prepared, reader, values, msgid, stuffed)
         attempts = due.attempts + 1
+
+        def ready() -> bool:  # the body goes only once the claim is committed
+            return self.writer.wait(claim) == "claimed"
+
+        envelope = Envelope(self.bounce_to, due.email, msgid, data, stuffed, ready)
         try:
-            reply = transport.send(Envelope(self.bounce_to, due.email, msgid, data, stuffed))
+            reply = transport.send(envelope)
+        except Cancelled:
+            if claim.result == "withdrawn":  # unsubscribed since the batch was reserved
+                self.count("skipped")
+            return None
         except RelayUnavailable as exc:  # nothing was tried: the reader waits for the relay
             self.relay_trouble(exc)
-            self._settle(sid, "pending", worker=None, lease_until=None, reply=str(exc))
+            return Outcome(sid, "pending", {"worker": None, "lease_until": None, "reply": str(exc)})
         except TemporaryDeliveryError as exc:
             self.relay_ok()
             final = attempts >= self.options.max_attempts
-            self._settle(
+            if self.writer.wait(claim) == "claimed":
+                self.count("failed" if final else "deferred", f"{due.email}: {exc}")
+            return Outcome(
                 sid,
                 "failed" if final else "deferred",
-                reply=str(exc),
-                attempts=attempts,
-                next_attempt_at=self.retry_at(due.attempts),
+                {
+                    "reply": str(exc),
+                    "attempts": attempts,
+                    "next_attempt_at": self.retry_at(due.attempts),
+                },
             )
-            self.count("failed" if final else "deferred", f"{due.email}: {exc}")
         except PermanentDeliveryError as exc:
             self.relay_ok()
-            with self.engine.begin() as conn:
-                ledger.settle(
-                    conn, issue_id, sid, "failed", self.clock(), reply=str(exc), attempts=attempts
-                )
-                record_permanent_failure(
-                    conn, sid, str(exc), self.settings.bounce_limit, self.clock()
-                )
+            if self.writer.wait(claim) != "claimed":
+                return None
             self.count("failed", f"{due.email}: {exc}")
-        else:
-            self.relay_ok()
-            self._settle(sid, "sent", reply=reply, message_id=msgid, attempts=attempts)
-            self.count("sent")
-
-    def _settle(self, subscriber_id: int, status: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            ledger.settle(
-                conn, self.composed.issue.id, subscriber_id, status, self.clock(), **values
-            )
+            return Outcome(sid, "failed", {"reply": str(exc), "attempts": attempts}, str(exc))
+        self.relay_ok()
+        self.count("sent")
+        return Outcome(sid, "sent", {"reply": reply, "message_id": msgid, "attempts": attempts})
 
     def connection(self, work: queue.Queue[ledger.Due | None], transport: Transport) -> None:
         """The loop of one connection thread."""
+        previous: Outcome | None = None
         try:
-            while (due := work.get()) is not None:
+            while True:
+                try:
+                    due = work.get_nowait()
+                except queue.Empty:  # idle: commit the last outcome rather than hold it
+                    if previous is not None:
+                        self.writer.settle(previous)
+                        previous = None
+                    due = work.get()
+                if due is None:
+                    break
                 if self.stop.is_set():
                     continue  # drain: reserved rows are released by the main thread
                 self.rate.wait(self.stop)
                 if not self.stop.is_set():
-                    self.deliver(due, transport)
+                    previous = self.deliver(due, transport, previous)
         except Exception as exc:  # a defect, not a delivery outcome: stop the whole send
             with self.lock:
                 self.report.paused = f"unexpected error in a connection: {exc!r}"
@@ -308,6 +321,8 @@ class Run:
             while work.get() is not None:  # let the feeder finish its puts
                 pass
         finally:
+            if previous is not None:
+                self.writer.settle(previous)
             transport.close()
 
 
@@ -385,13 +400,17 @@ def _feed(
     threads = [
         threading.Thread(target=run.connection, args=(work, t), daemon=True) for t in connections
     ]
+    run.writer.start()
     for thread in threads:
         thread.start()
-    try:
+    upkeep = 0.0  # leases renewed and dead workers' rows recovered every half minute, not per
+    try:  # batch: each is a write the ledger writer would otherwise wait behind
         while not run.stop.is_set():
             with engine.begin() as conn:
-                ledger.recover(conn, issue_id, run.clock())
-                ledger.renew(conn, issue_id, run.worker, run.clock())
+                if monotonic() - upkeep > 30:
+                    ledger.recover(conn, issue_id, run.clock())
+                    ledger.renew(conn, issue_id, run.worker, run.clock())
+                    upkeep = monotonic()
                 batch = ledger.reserve(conn, issue_id, run.worker, run.options.batch, run.clock())
             if not batch and not _wait_for_retries(run, started):
                 break
@@ -405,6 +424,7 @@ def _feed(
             work.put(None)
         for thread in threads:
             thread.join()
+        run.writer.close()
         with engine.begin() as conn:
             ledger.release(conn, issue_id, run.worker, run.clock())
 

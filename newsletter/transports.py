@@ -10,12 +10,14 @@ import os
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from .errors import (
+    Cancelled,
     ConfigError,
     PermanentDeliveryError,
     RelayUnavailable,
@@ -30,6 +32,12 @@ class Envelope:
     message_id: str
     data: bytes
     stuffed: bool = False  # lines starting with "." already doubled, for SMTP DATA
+    # asked right before the body is handed over; False takes the message back (Cancelled)
+    ready: Callable[[], bool] | None = None
+
+    def go_ahead(self) -> None:
+        if self.ready is not None and not self.ready():
+            raise Cancelled(f"{self.message_id} was taken back before it was handed over")
 
 
 def unstuff(data: bytes) -> bytes:
@@ -52,6 +60,7 @@ class MemoryTransport:
     wants_stuffed = False
 
     def send(self, envelope: Envelope) -> str:
+        envelope.go_ahead()
         if envelope.stuffed:
             envelope = Envelope(
                 envelope.sender, envelope.recipient, envelope.message_id, unstuff(envelope.data)
@@ -77,6 +86,7 @@ class OutboxTransport:
         name = _UNSAFE_NAME.sub("_", envelope.message_id.strip("<>")) + ".eml"
         final = self.folder / name
         partial = self.folder / f".{name}.partial"
+        envelope.go_ahead()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as out:
@@ -169,11 +179,24 @@ class SMTPTransport:
             raise TemporaryDeliveryError(f"connection lost: {exc}") from None
 
     def _transact(self, smtp: smtplib.SMTP, envelope: Envelope) -> str:
-        for verb, args in (("mail", envelope.sender), ("rcpt", envelope.recipient)):
-            code, text = getattr(smtp, verb)(args)
+        if smtp.has_extn("pipelining"):  # RFC 2920: MAIL and RCPT in one round trip
+            # addresses here are normalised already: no need for smtplib's parse per command
+            commands = f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{envelope.recipient}>\r\n"
+            smtp.send(commands.encode("ascii"))
+            replies = [("MAIL", *smtp.getreply()), ("RCPT", *smtp.getreply())]
+        else:
+            replies = [("MAIL", *smtp.mail(envelope.sender))]
+            if replies[0][1] < 300:
+                replies.append(("RCPT", *smtp.rcpt(envelope.recipient)))
+        for stage, code, text in replies:
             if code >= 300:
                 smtp.rset()
-                _raise_for(code, text, verb.upper())
+                _raise_for(code, text, stage)
+        try:
+            envelope.go_ahead()
+        except Cancelled:
+            smtp.rset()
+            raise
         if envelope.stuffed:  # smtplib would run its dot-stuffing regex over every byte again
             smtp.putcmd("data")
             code, text = smtp.getreply()

@@ -1,0 +1,304 @@
+"""The delivery engine end to end against Postfix's smtp-sink, with its ceiling in the same run.
+
+    python bench/send_throughput.py [--readers 10000] [--connections 8] [--memory 100000,1000000]
+
+1. A realistic issue (16 articles, about 75 KB a message) sent by `send_issue` to READERS
+   readers through CONNECTIONS SMTP connections to smtp-sink on loopback: messages/s.
+2. The ceiling, measured right after: smtplib with as many threads sending the same
+   prepared, dot-stuffed bytes (no database, no building): messages/s, and the ratio.
+3. Building per reader on one core (tokens filled into prepared MIME bytes): messages/s.
+4. For each size in --memory, in a fresh process: the time to snapshot the audience into
+   the ledger on SQLite, and the peak memory of a whole send to a transport that only
+   counts (the audience is streamed, so the larger should cost little more).
+Needs smtp-sink (Debian package postfix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.articles import import_sources
+from newsletter.config import Settings
+from newsletter.desk import Desk, init_desk
+from newsletter.issues import approve, new_issue, pick, set_fields
+from newsletter.ledger import snapshot_audience
+from newsletter.messages import build_message, message_id
+from newsletter.models import Reader
+from newsletter.sending import SendOptions, compose, send_issue
+from newsletter.transports import Envelope, open_transport
+
+ROOT = Path(__file__).resolve().parent.parent
+FEEDS = [
+    ROOT / "tests" / "feeds" / "onliner-ru-2021.xml",
+    ROOT / "newsletter" / "defaults" / "demo_feed.xml",
+]
+NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int]:
+    binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    port = free_port()
+    sink = subprocess.Popen([binary, "-u", "nobody", f"127.0.0.1:{port}", "1000"])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return sink, port
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("smtp-sink did not start (apt-get install postfix)")
+
+
+def make_desk(folder: Path) -> Desk:
+    settings = Settings(
+        database_url=f"sqlite:///{folder}/newsletter.db",
+        templates=ROOT / "templates",
+        privacy_dir=ROOT / "privacy",
+        outbox=folder / "outbox",
+        secret_key="bench-secret",
+        base_url="https://news.example.org",
+        from_addr="The Weekly <weekly@example.org>",
+    )
+    desk = Desk(settings)
+    init_desk(desk, NOW)
+    return desk
+
+
+def seed(engine: sa.Engine, count: int) -> None:
+    """Active readers in bulk, a third of them with Cyrillic names."""
+    rows = [
+        {
+            "email": f"reader{n:07d}@example{n % 97}.org",
+            "name": "Анна Петрова" if n % 3 else "",
+            "status": "active",
+            "policy_version": "2026-11-01",
+            "created_at": NOW,
+            "updated_at": NOW,
+            "bounce_count": 0,
+        }
+        for n in range(count)
+    ]
+    with engine.begin() as conn:
+        for start in range(0, count, 100_000):
+            db.insert_many(conn, db.subscribers, rows[start : start + 100_000])
+
+
+def realistic_issue(engine: sa.Engine) -> int:
+    import_sources(engine, [str(f) for f in FEEDS], NOW)
+    with engine.begin() as conn:
+        issue = new_issue(conn, NOW.date(), NOW)
+        # the demo feed's sixteen, with two long Cyrillic pieces: about 75 KB a message
+        english = conn.execute(
+            sa.select(db.articles.c.id).where(db.articles.c.source.contains("demo_feed"))
+        ).scalars()
+        cyrillic = conn.execute(
+            sa.select(db.articles.c.id)
+            .where(db.articles.c.source.contains("onliner"))
+            .order_by(sa.func.length(db.articles.c.summary).desc())
+            .limit(2)
+        ).scalars()
+        pick(conn, issue.id, [*english, *cyrillic], NOW)
+        set_fields(
+            conn,
+            issue.id,
+            NOW,
+            subject="Главное за неделю: шестнадцать историй",
+            preheader="From the budget vote to the night libraries, picked by our editors.",
+            note="Доброе утро! " * 40,
+        )
+        return approve(conn, issue.id, NOW).id
+
+
+def ceiling(port: int, data: bytes, count: int, threads: int) -> float:
+    """smtplib alone, `threads` connections sending prepared dot-stuffed bytes: messages/s."""
+    per_thread = count // threads
+
+    def work() -> None:
+        smtp = smtplib.SMTP("127.0.0.1", port)
+        smtp.ehlo()
+        for n in range(per_thread):
+            smtp.mail("bounces@example.org")
+            smtp.rcpt(f"reader{n}@example.org")
+            smtp.putcmd("data")
+            smtp.getreply()
+            smtp.send(data + b".\r\n")
+            smtp.getreply()
+        smtp.quit()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return per_thread * threads / (time.perf_counter() - started)
+
+
+def build_rate(desk: Desk, issue_id: int, count: int) -> tuple[float, int]:
+    with desk.engine.connect() as conn:
+        from newsletter.issues import get_issue
+
+        composed = compose(get_issue(conn, issue_id), desk.settings, NOW)
+    readers = [Reader(n, f"reader{n}@example.org", "Анна Петрова") for n in range(count)]
+    started = time.perf_counter()
+    size = 0
+    for reader in readers:
+        values = composed.sender.reader_values(reader, issue_id)
+        msgid = message_id(issue_id, reader.id, "example.org")
+        size += len(build_message(composed.prepared, reader, values, msgid, True))
+    return count / (time.perf_counter() - started), size // count
+
+
+class CountingTransport:
+    """Takes every message and keeps only a count: what memory a send itself needs."""
+
+    wants_stuffed = True
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def send(self, envelope: Envelope) -> str:
+        self.count += 1
+        return "250 counted"
+
+    def close(self) -> None:
+        pass
+
+
+def memory_run(readers: int) -> None:
+    """In a fresh process: seed, snapshot (timed), send to a counting transport, peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        desk = make_desk(Path(tmp))
+        issue_id = realistic_issue(desk.engine)
+        seed(desk.engine, readers)
+        started = time.perf_counter()
+        with desk.engine.begin() as conn:
+            snapshot_audience(conn, issue_id, NOW)
+            conn.execute(db.issues.update().values(status="sending"))
+        snapshot = time.perf_counter() - started
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        report = send_issue(
+            issue_id,
+            desk.engine,
+            desk.settings,
+            CountingTransport,
+            lambda: datetime.now(UTC),
+            options=SendOptions(concurrency=4),
+        )
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(
+            json.dumps(
+                {
+                    "readers": readers,
+                    "snapshot_s": snapshot,
+                    "sent": report.sent,
+                    "send_s": seconds,
+                    "peak_mb": peak / 1024,
+                    "before_send_mb": before / 1024,
+                }
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--readers", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--memory", default="100000,1000000")
+    parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_run:
+        return memory_run(args.memory_run)
+
+    sink, port = start_sink()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            desk = make_desk(Path(tmp))
+            issue_id = realistic_issue(desk.engine)
+            seed(desk.engine, args.readers)
+            settings = replace(desk.settings, smtp_url=f"smtp://127.0.0.1:{port}")
+            options = SendOptions(concurrency=args.connections)
+            started = time.perf_counter()
+            report = send_issue(
+                issue_id,
+                desk.engine,
+                settings,
+                lambda: open_transport(settings.smtp_url, settings.outbox),
+                lambda: datetime.now(UTC),
+                options=options,
+            )
+            end_to_end = report.sent / (time.perf_counter() - started)
+            assert report.sent == args.readers and report.failed == 0, report.lines()
+            rate, size = build_rate(desk, issue_id, 20_000)
+            with desk.engine.connect() as conn:
+                from newsletter.issues import get_issue
+
+                composed = compose(get_issue(conn, issue_id), desk.settings, NOW)
+            reader = Reader(1, "reader1@example.org", "Анна Петрова")
+            sample = build_message(
+                composed.prepared,
+                reader,
+                composed.sender.reader_values(reader, issue_id),
+                "<x@y>",
+                True,
+            )
+            top = ceiling(port, sample, args.readers, args.connections)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+    print(f"issue: {len(composed.issue.items)} articles, {size / 1024:.1f} KB per message")
+    print(
+        f"end to end: {args.readers:,} readers, {args.connections} connections: "
+        f"{end_to_end:,.0f} messages/s (target 3,000)"
+    )
+    print(f"ceiling (smtplib, {args.connections} threads, prepared bytes): {top:,.0f} messages/s")
+    print(f"ratio end to end / ceiling: {end_to_end / top:.2f} (target 0.6)")
+    print(f"building per reader, one core: {rate:,.0f} messages/s (target 10,000)")
+    sizes = [int(n) for n in args.memory.split(",") if n]
+    results = []
+    for readers in sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-run", str(readers)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for r in results:
+        print(
+            f"{r['readers']:,} readers: snapshot {r['snapshot_s']:.1f} s, whole send "
+            f"{r['send_s']:.0f} s, peak memory {r['peak_mb']:.0f} MB"
+        )
+    if len(results) >= 2:
+        print(
+            f"peak memory ratio {results[-1]['readers']:,} / {results[0]['readers']:,}: "
+            f"{results[-1]['peak_mb'] / results[0]['peak_mb']:.2f} (target at most 1.25)"
+        )
+
+
+if __name__ == "__main__":
+    main()
