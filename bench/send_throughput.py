@@ -70,8 +70,8 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("smtp-sink did not start (apt-get install postfix)")
 
 
-def make_desk(folder: Path) -> Desk:
-    settings = Settings(
+def make_settings(folder: Path) -> Settings:
+    return Settings(
         database_url=f"sqlite:///{folder}/newsletter.db",
         templates=ROOT / "templates",
         privacy_dir=ROOT / "privacy",
@@ -80,28 +80,31 @@ def make_desk(folder: Path) -> Desk:
         base_url="https://news.example.org",
         from_addr="The Weekly <weekly@example.org>",
     )
-    desk = Desk(settings)
+
+
+def make_desk(folder: Path) -> Desk:
+    desk = Desk(make_settings(folder))
     init_desk(desk, NOW)
     return desk
 
 
 def seed(engine: sa.Engine, count: int) -> None:
-    """Active readers in bulk, a third of them with Cyrillic names."""
-    rows = [
-        {
-            "email": f"reader{n:07d}@example{n % 97}.org",
-            "name": "Анна Петрова" if n % 3 else "",
-            "status": "active",
-            "policy_version": "2026-11-01",
-            "created_at": NOW,
-            "updated_at": NOW,
-            "bounce_count": 0,
-        }
-        for n in range(count)
-    ]
-    with engine.begin() as conn:
-        for start in range(0, count, 100_000):
-            db.insert_many(conn, db.subscribers, rows[start : start + 100_000])
+    """Active readers in bulk, a third of them with Cyrillic names, 100,000 at a time."""
+    for start in range(0, count, 100_000):
+        rows = [
+            {
+                "email": f"reader{n:07d}@example{n % 97}.org",
+                "name": "Анна Петрова" if n % 3 else "",
+                "status": "active",
+                "policy_version": "2026-11-01",
+                "created_at": NOW,
+                "updated_at": NOW,
+                "bounce_count": 0,
+            }
+            for n in range(start, min(count, start + 100_000))
+        ]
+        with engine.begin() as conn:
+            db.insert_many(conn, db.subscribers, rows)
 
 
 def realistic_issue(engine: sa.Engine) -> int:
@@ -186,41 +189,46 @@ class CountingTransport:
         pass
 
 
-def memory_run(readers: int) -> None:
-    """In a fresh process: seed, snapshot (timed), send to a counting transport, peak RSS."""
+def prepare_run(folder: Path, readers: int) -> None:
+    """In a process of its own: a desk with `readers` readers and the issue's audience
+    snapshotted (timed), so the sending process measures only itself."""
+    desk = make_desk(folder)
+    issue_id = realistic_issue(desk.engine)
+    seed(desk.engine, readers)
+    started = time.perf_counter()
+    with desk.engine.begin() as conn:
+        snapshot_audience(conn, issue_id, NOW)
+        conn.execute(db.issues.update().values(status="sending"))
+    print(json.dumps({"snapshot_s": time.perf_counter() - started}))
+
+
+def send_run(folder: Path) -> None:
+    """In a fresh process: a whole send to a transport that only counts; peak memory."""
+    desk = Desk(make_settings(folder))
+    started = time.perf_counter()
+    report = send_issue(
+        1,
+        desk.engine,
+        desk.settings,
+        CountingTransport,
+        lambda: datetime.now(UTC),
+        options=SendOptions(concurrency=4),
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps({"sent": report.sent, "send_s": time.perf_counter() - started, "peak_mb": peak})
+    )
+
+
+def measure_memory(readers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        desk = make_desk(Path(tmp))
-        issue_id = realistic_issue(desk.engine)
-        seed(desk.engine, readers)
-        started = time.perf_counter()
-        with desk.engine.begin() as conn:
-            snapshot_audience(conn, issue_id, NOW)
-            conn.execute(db.issues.update().values(status="sending"))
-        snapshot = time.perf_counter() - started
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.perf_counter()
-        report = send_issue(
-            issue_id,
-            desk.engine,
-            desk.settings,
-            CountingTransport,
-            lambda: datetime.now(UTC),
-            options=SendOptions(concurrency=4),
-        )
-        seconds = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(
-            json.dumps(
-                {
-                    "readers": readers,
-                    "snapshot_s": snapshot,
-                    "sent": report.sent,
-                    "send_s": seconds,
-                    "peak_mb": peak / 1024,
-                    "before_send_mb": before / 1024,
-                }
+        steps = {}
+        for step in (["--prepare-run", tmp, str(readers)], ["--send-run", tmp]):
+            out = subprocess.run(
+                [sys.executable, __file__, *step], capture_output=True, text=True, check=True
             )
-        )
+            steps.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        return {"readers": readers, **steps}
 
 
 def main() -> None:
@@ -228,10 +236,13 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--memory", default="100000,1000000")
-    parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-run", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--send-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_run:
-        return memory_run(args.memory_run)
+    if args.prepare_run:
+        return prepare_run(Path(args.prepare_run[0]), int(args.prepare_run[1]))
+    if args.send_run:
+        return send_run(Path(args.send_run))
 
     sink, port = start_sink()
     try:
@@ -279,15 +290,7 @@ def main() -> None:
     print(f"ratio end to end / ceiling: {end_to_end / top:.2f} (target 0.6)")
     print(f"building per reader, one core: {rate:,.0f} messages/s (target 10,000)")
     sizes = [int(n) for n in args.memory.split(",") if n]
-    results = []
-    for readers in sizes:
-        out = subprocess.run(
-            [sys.executable, __file__, "--memory-run", str(readers)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = [measure_memory(readers) for readers in sizes]
     for r in results:
         print(
             f"{r['readers']:,} readers: snapshot {r['snapshot_s']:.1f} s, whole send "

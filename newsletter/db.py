@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,8 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime, nullable=True),
     sa.Column("reply", sa.Text, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=True),
-    sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
+    # in key order within a status: taking the next batch of pending rows reads that batch only
+    sa.Index("ix_deliveries_issue_status_reader", "issue_id", "status", "subscriber_id"),
 )
 
 
@@ -188,24 +190,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """executemany straight to the driver, for bulk paths: SQLAlchemy's per-row parameter
-    handling costs more than SQLite's insert itself. Column types still convert values."""
+    handling costs more than SQLite's insert itself. Column types still convert values;
+    the rows are changed in place (converted) and all have the first row's keys."""
     if not rows:
         return
-    compiled = table.insert().compile(dialect=conn.dialect)
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(rows[0]))
     names = list(compiled.positiontup or []) if conn.dialect.positional else list(compiled.params)
-    convert = {
-        c.name: processor
-        for c in table.columns
-        if (processor := c.type.bind_processor(conn.dialect)) is not None
-    }
-    ordered = [(name, convert.get(name)) for name in names]
+    for column in table.columns:
+        convert = column.type.bind_processor(conn.dialect)
+        if convert is not None and column.name in names:
+            for row in rows:
+                row[column.name] = convert(row[column.name])
     if conn.dialect.positional:
-        params: list[Any] = [
-            tuple(f(row.get(n)) if f else row.get(n) for n, f in ordered) for row in rows
-        ]
+        take = itemgetter(*names)
+        conn.exec_driver_sql(str(compiled), [take(row) for row in rows])
     else:
-        params = [{n: f(row.get(n)) if f else row.get(n) for n, f in ordered} for row in rows]
-    conn.exec_driver_sql(str(compiled), params)
+        conn.exec_driver_sql(str(compiled), [{n: row[n] for n in names} for row in rows])
 
 
 MIGRATIONS = Path(__file__).parent / "migrations"
