@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from .db import articles
 from .errors import FeedError, InputError, NotFound
-from .models import Article
+from .models import Article, ArticleDraft
 
 USER_AGENT = "newsletter-desk/0.1 (newsroom newsletter feed import)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"
@@ -36,19 +36,6 @@ _CUT_OFF = {
     expat_errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
     expat_errors.XML_ERROR_PARTIAL_CHAR,
 }
-
-
-@dataclass(frozen=True)
-class ArticleDraft:  # an article before it has an id
-    url: str
-    title: str
-    summary: str = ""
-    section: str = ""
-    author: str = ""
-    published_at: datetime | None = None
-    image_url: str | None = None
-    image_alt: str = ""
-    source: str = "hand"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Article:
-    id: int
+class ArticleDraft:
+    """An article before it has an id: from a feed item or a hand entry."""
+
     url: str
     title: str
     summary: str = ""
@@ -20,6 +21,11 @@ class Article:
     image_url: str | None = None
     image_alt: str = ""
     source: str = "hand"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Article(ArticleDraft):
+    id: int
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Article:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -128,6 +129,18 @@ def ledger_by_reader(engine: sa.Engine, issue_id: int) -> dict[str, str]:
         return {email: status for email, status in rows}
 
 
+def send_through(engine: sa.Engine, settings: Settings, issue_id: int, **options: Any) -> Any:
+    """send_issue with one SMTP connection per thread to the settings' relay, real clock."""
+    return send_issue(
+        issue_id,
+        engine,
+        settings,
+        lambda: open_transport(settings.smtp_url, settings.outbox),
+        lambda: datetime.now(UTC),
+        **options,
+    )
+
+
 def cli_env(settings: Settings, smtp_url: str, concurrency: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return env | {
@@ -212,14 +225,7 @@ def test_relay_faults_end_in_a_ledger_that_matches_the_server(
         max_attempts=3,
         wait_for_retries=timedelta(seconds=20),
     )
-    report = send_issue(
-        issue.id,
-        desk.engine,
-        settings,
-        lambda: open_transport(settings.smtp_url, settings.outbox),
-        lambda: datetime.now(UTC),
-        options=options,
-    )
+    report = send_through(desk.engine, settings, issue.id, options=options)
     received, ledger = recorder.recipients(), ledger_by_reader(desk.engine, issue.id)
     for address in addresses:
         expected = "failed" if address in rules["550"] + rules["451"] else "sent"
@@ -242,14 +248,7 @@ def test_a_relay_that_refuses_everything_pauses_the_send_with_a_reason(
     nobody = f"smtp://127.0.0.1:{free_port()}"
     settings = replace(desk.settings, smtp_url=nobody)
     options = SendOptions(concurrency=2, pause_after=5)
-    report = send_issue(
-        issue.id,
-        desk.engine,
-        settings,
-        lambda: open_transport(settings.smtp_url, settings.outbox),
-        lambda: datetime.now(UTC),
-        options=options,
-    )
+    report = send_through(desk.engine, settings, issue.id, options=options)
     assert report.paused and "5 relay failures in a row" in report.paused
     assert "Connection refused" in report.paused
     with desk.engine.connect() as conn:
@@ -257,14 +256,7 @@ def test_a_relay_that_refuses_everything_pauses_the_send_with_a_reason(
     recorder = start_recorder(tmp_path)
     recorders.append(recorder)
     settings = replace(settings, smtp_url=recorder.url)
-    resumed = send_issue(
-        issue.id,
-        desk.engine,
-        settings,
-        lambda: open_transport(settings.smtp_url, settings.outbox),
-        lambda: datetime.now(UTC),
-        options=options,
-    )
+    resumed = send_through(desk.engine, settings, issue.id, options=options)
     assert resumed.sent == 300 and resumed.status == "sent"
     assert set(recorder.recipients().values()) == {1}
 
