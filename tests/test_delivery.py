@@ -289,3 +289,34 @@ def test_a_stop_request_finishes_in_flight_and_puts_the_rest_back(
     assert second.sent == 1000 - first.sent and second.status == "sent"
     assert set(recorder.recipients().values()) == {1}
     assert sum(recorder.recipients().values()) == 1000
+
+
+def test_sigterm_stops_the_command_cleanly_and_prints_the_report(
+    desk: Desk, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    seed_many(desk.engine, 1500)
+    issue = approved_issue(desk.engine, picks=2)
+    recorder = start_recorder(tmp_path, delay=0.003)
+    recorders.append(recorder)
+    env = cli_env(desk.settings, recorder.url, 4)
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "send", str(issue.id), "--wait", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while sum(recorder.recipients().values()) < 200:
+        assert sender.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    sender.send_signal(signal.SIGTERM)
+    out, err = sender.communicate(timeout=60)
+    assert sender.returncode == 0, err
+    assert "stopped on request" in out and "stopping: finishing the messages in flight" in err
+    with desk.engine.connect() as conn:
+        left = counts(conn, issue.id)
+    assert set(left) <= {"sent", "pending"}, left  # nothing reserved or in flight is left behind
+    assert left["sent"] == sum(recorder.recipients().values())
+    assert set(recorder.recipients().values()) == {1}
