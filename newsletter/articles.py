@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import http.client
+import re
 import unicodedata
 import urllib.error
 import urllib.request
@@ -107,12 +108,17 @@ class _TextExtractor(HTMLParser):
         super().close()
 
 
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
 def html_to_text(markup: str) -> tuple[str, tuple[str, str] | None]:
     """Plain text of an HTML fragment, and its first http(s) <img> as (src, alt)."""
     parser = _TextExtractor()
     parser.feed(markup.replace("\x00", ""))  # NUL is never HTML; it would split a tag name
     parser.close()
-    return clean_text("".join(parser.parts)), parser.image
+    # a broken tag leaves its "<" as text: keep it from starting a tag again anywhere
+    text = _TAG_START.sub("< ", "".join(parser.parts))
+    return clean_text(text), parser.image
 
 
 def clean_text(text: str) -> str:

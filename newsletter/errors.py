@@ -14,7 +14,8 @@ NewsletterError
  └── DeliveryError         a transport could not hand a message on
       ├── TemporaryDeliveryError   worth retrying later (4xx, dropped connection)
       │    └── RelayUnavailable    the relay cannot be reached or refuses us: no message was tried
-      └── PermanentDeliveryError   not worth retrying (5xx)
+      ├── PermanentDeliveryError   not worth retrying (5xx)
+      └── UncertainDelivery        the body went but no reply came: the relay may have it
 """
 
 from __future__ import annotations
@@ -82,3 +83,7 @@ class RelayUnavailable(TemporaryDeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     pass
+
+
+class UncertainDelivery(DeliveryError):
+    """The whole body was handed over and the reply was lost: retrying could mail twice."""

@@ -120,9 +120,13 @@ def reserve(
         )
         if conn.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
+        # the ids first, then the update: as a subquery PostgreSQL may re-run the LIMIT per row
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            continue
         rows = conn.execute(
             d.update()
-            .where(d.c.issue_id == issue_id, d.c.subscriber_id.in_(pick.scalar_subquery()), due)
+            .where(d.c.issue_id == issue_id, d.c.subscriber_id.in_(ids), due)
             .values(status="queued", worker=worker, lease_until=now + RESERVE_LEASE)
             .returning(d.c.subscriber_id, d.c.attempts)
         ).all()

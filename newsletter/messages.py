@@ -10,7 +10,6 @@ bytes that were ready, plus a few short encodings.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from .errors import ConfigError
 from .models import Reader
 from .rendering import ReaderValues, RenderedIssue, value_for
 from .tokens import reader_token
+from .transports import ascii_address
 
 SOFT_BREAK = b"=\r\n"
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]+")
@@ -251,10 +251,7 @@ def _fill(
 
 def header_address(reader: Reader) -> str:
     """To: the reader's name (RFC 2047 encoded when not ASCII) and address (IDNA domain)."""
-    local, _, domain = reader.email.rpartition("@")
-    with contextlib.suppress(UnicodeError):
-        domain = domain.encode("idna").decode("ascii")
-    return formataddr((one_line(reader.name), f"{local}@{domain}"), charset="utf-8")
+    return formataddr((one_line(reader.name), ascii_address(reader.email)), charset="utf-8")
 
 
 def build_message(

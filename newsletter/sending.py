@@ -30,6 +30,7 @@ from .errors import (
     RelayUnavailable,
     StateError,
     TemporaryDeliveryError,
+    UncertainDelivery,
 )
 from .issues import get_issue
 from .messages import PreparedMessage, Sender, build_message, message_id, prepare_message
@@ -210,6 +211,7 @@ class Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()  # SIGINT/SIGTERM or a pause: finish in-flight, take no more
         self.relay_failures = 0
+        self.defects = 0
         self.rate = RateLimit(options.rate, options.rate_per_hour)
         self.bounce_to = envelope_sender(settings)
         self.writer = LedgerWriter(
@@ -229,10 +231,19 @@ class Run:
                 self.report.paused = f"{self.relay_failures} relay failures in a row: {error}"
                 self.stop.set()
 
+    def defect(self, error: Exception) -> None:
+        """An error that is not a delivery outcome (a bug, bad data): the reader's row becomes
+        uncertain; several in a row pause the send rather than repeat it for every reader."""
+        with self.lock:
+            self.defects += 1
+            if self.defects >= self.options.pause_after and not self.report.paused:
+                self.report.paused = f"{self.defects} unexpected errors in a row: {error!r}"
+                self.stop.set()
+
     def relay_ok(self) -> None:
-        if self.relay_failures:
+        if self.relay_failures or self.defects:
             with self.lock:
-                self.relay_failures = 0
+                self.relay_failures = self.defects = 0
 
     def retry_at(self, attempts: int) -> datetime:
         """Exponential backoff with jitter, so deferred readers do not return in a herd."""
@@ -291,6 +302,13 @@ class Run:
                 return None
             self.count("failed", f"{due.email}: {exc}")
             return Outcome(sid, "failed", {"reply": str(exc), "attempts": attempts}, str(exc))
+        except (UncertainDelivery, Exception) as exc:  # the body may have gone: never re-send
+            if not isinstance(exc, UncertainDelivery):
+                self.defect(exc)
+            if self.writer.wait(claim) != "claimed":
+                return None
+            self.count("uncertain", f"{due.email}: {exc!r}")
+            return Outcome(sid, "uncertain", {"reply": repr(exc), "attempts": attempts})
         self.relay_ok()
         self.count("sent")
         return Outcome(sid, "sent", {"reply": reply, "message_id": msgid, "attempts": attempts})
@@ -313,7 +331,8 @@ class Run:
                     continue  # drain: reserved rows are released by the main thread
                 self.rate.wait(self.stop)
                 if not self.stop.is_set():
-                    previous = self.deliver(due, transport, previous)
+                    handed, previous = previous, None  # deliver commits it with its claim
+                    previous = self.deliver(due, transport, handed)
         except Exception as exc:  # a defect, not a delivery outcome: stop the whole send
             with self.lock:
                 self.report.paused = f"unexpected error in a connection: {exc!r}"
@@ -330,12 +349,14 @@ def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool)
     """Move an approved issue to sending with its audience; recover rows of dead workers."""
     with engine.begin() as conn:
         issue = get_issue(conn, issue_ref)
-        if issue.status == "approved":
+        started = conn.execute(  # one of two senders starting at once snapshots, not both
+            db.issues.update()
+            .where(db.issues.c.id == issue.id, db.issues.c.status == "approved")
+            .values(status="sending")
+        ).rowcount
+        if started:
             ledger.snapshot_audience(conn, issue.id, now)
-            conn.execute(
-                db.issues.update().where(db.issues.c.id == issue.id).values(status="sending")
-            )
-        elif issue.status not in ("sending", "sent"):
+        elif get_issue(conn, issue.id).status not in ("sending", "sent"):
             raise StateError(f"issue {issue.id} is {issue.status}: only an approved issue is sent")
         ledger.recover(conn, issue.id, now)
         if resend:
@@ -419,14 +440,19 @@ def _feed(
             if progress:
                 run.report.seconds = monotonic() - started
                 progress(run.report)
+    except BaseException:
+        run.stop.set()  # the connections finish what is in flight and take nothing more
+        raise
     finally:
         for _ in threads:
             work.put(None)
         for thread in threads:
             thread.join()
-        run.writer.close()
-        with engine.begin() as conn:
-            ledger.release(conn, issue_id, run.worker, run.clock())
+        try:
+            run.writer.close()
+        finally:
+            with engine.begin() as conn:
+                ledger.release(conn, issue_id, run.worker, run.clock())
 
 
 def _wait_for_retries(run: Run, started: float) -> bool:

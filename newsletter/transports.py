@@ -22,6 +22,7 @@ from .errors import (
     PermanentDeliveryError,
     RelayUnavailable,
     TemporaryDeliveryError,
+    UncertainDelivery,
 )
 
 
@@ -38,6 +39,17 @@ class Envelope:
     def go_ahead(self) -> None:
         if self.ready is not None and not self.ready():
             raise Cancelled(f"{self.message_id} was taken back before it was handed over")
+
+
+def ascii_address(address: str) -> str:
+    """An internationalised domain in its IDNA form, as SMTP without SMTPUTF8 needs it."""
+    local, at, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}{at}{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
 
 
 def unstuff(data: bytes) -> bytes:
@@ -174,6 +186,9 @@ class SMTPTransport:
             reply = exc.smtp_error
             _raise_for(exc.smtp_code, reply if isinstance(reply, bytes) else b"", "DATA")
             raise  # unreachable: _raise_for always raises
+        except UncertainDelivery:
+            self._drop()
+            raise
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TemporaryDeliveryError(f"connection lost: {exc}") from None
@@ -181,13 +196,14 @@ class SMTPTransport:
     def _transact(self, smtp: smtplib.SMTP, envelope: Envelope) -> str:
         if smtp.has_extn("pipelining"):  # RFC 2920: MAIL and RCPT in one round trip
             # addresses here are normalised already: no need for smtplib's parse per command
-            commands = f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{envelope.recipient}>\r\n"
+            recipient = ascii_address(envelope.recipient)
+            commands = f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{recipient}>\r\n"
             smtp.send(commands.encode("ascii"))
             replies = [("MAIL", *smtp.getreply()), ("RCPT", *smtp.getreply())]
         else:
             replies = [("MAIL", *smtp.mail(envelope.sender))]
             if replies[0][1] < 300:
-                replies.append(("RCPT", *smtp.rcpt(envelope.recipient)))
+                replies.append(("RCPT", *smtp.rcpt(ascii_address(envelope.recipient))))
         for stage, code, text in replies:
             if code >= 300:
                 smtp.rset()
@@ -204,7 +220,7 @@ class SMTPTransport:
                 smtp.rset()
                 _raise_for(code, text, "DATA")
             smtp.send(envelope.data + b".\r\n")
-            code, text = smtp.getreply()
+            code, text = _final_reply(smtp, envelope)
         else:
             code, text = smtp.data(envelope.data)
         if code >= 300:
@@ -225,6 +241,15 @@ class SMTPTransport:
             except (smtplib.SMTPException, OSError):  # quitting politely is best effort
                 pass
             self._drop()
+
+
+def _final_reply(smtp: smtplib.SMTP, envelope: Envelope) -> tuple[int, bytes]:
+    """The reply to a message's end: lost, the relay may or may not have taken it."""
+    try:
+        return smtp.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        smtp.close()
+        raise UncertainDelivery(f"{envelope.message_id}: no reply after the body: {exc}") from None
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

@@ -164,18 +164,19 @@ class LedgerWriter:
                     ],
                 )
             for o in outcomes:
-                if o.status != "sent":
-                    conn.execute(
-                        d.update()
-                        .where(
-                            d.c.issue_id == self.issue_id,
-                            d.c.subscriber_id == o.subscriber_id,
-                            d.c.worker == self.worker,
-                            d.c.status.in_(("claimed", "queued")),
-                        )
-                        .values(status=o.status, updated_at=now, **o.values)
+                if o.status == "sent":
+                    continue
+                matched = conn.execute(
+                    d.update()
+                    .where(
+                        d.c.issue_id == self.issue_id,
+                        d.c.subscriber_id == o.subscriber_id,
+                        d.c.worker == self.worker,
+                        d.c.status.in_(("claimed", "queued")),
                     )
-                if o.bounce is not None:
+                    .values(status=o.status, updated_at=now, **o.values)
+                ).rowcount
+                if o.bounce is not None and matched:  # a refusal counts once, with its row
                     record_permanent_failure(
                         conn, o.subscriber_id, o.bounce, self.bounce_limit, now
                     )
@@ -191,6 +192,7 @@ class LedgerWriter:
         for claim in claims:
             if claim.subscriber_id in claimed:
                 claim.result = "claimed"
+                claimed.discard(claim.subscriber_id)  # granted once, even if asked twice
                 continue
             row = conn.execute(
                 sa.select(d.c.status, d.c.worker).where(

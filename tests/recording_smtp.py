@@ -4,7 +4,8 @@
 
 Each accepted message appends one line "recipient<TAB>message-id" to LOG and flushes it,
 so a test can count what the server took even while the sender is killed. Rules make
-it misbehave per recipient: {"451": [...], "550": [...], "451-once": [...], "drop-once": [...]}.
+it misbehave per recipient: {"451": [...], "550": [...], "451-once": [...], "drop-once": [...]
+(the connection closed after the body, before the reply), "drop-at-rcpt-once": [...]}.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Recorder:
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: Any) -> str:  # fmt: skip
+        if self._once("drop-at-rcpt-once", address):
+            server.transport.close()  # before DATA: nothing was handed over
+            return "421 closing"
         if address in self.rules.get("550", ()):
             return f"550 5.1.1 <{address}>: recipient unknown"
         if address in self.rules.get("451", ()) or self._once("451-once", address):

@@ -59,3 +59,57 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert (tmp_path / "a" / "b").is_dir()
     engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_reserve_takes_at_most_its_batch_in_key_order(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from newsletter import db
+    from newsletter.ledger import reserve
+
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    engine = create_db_engine(database_url)
+    upgrade_database(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            db.issues.insert().values(
+                id=1, send_date=now.date(), status="sending", created_at=now, updated_at=now
+            )
+        )
+        db.insert_many(
+            conn,
+            db.subscribers,
+            [
+                {
+                    "email": f"r{n}@example.org",
+                    "name": "",
+                    "status": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                    "bounce_count": 0,
+                }
+                for n in range(3000)
+            ],
+        )
+        ids = (
+            conn.execute(sa.select(db.subscribers.c.id).order_by(db.subscribers.c.id))
+            .scalars()
+            .all()
+        )
+        db.insert_many(
+            conn,
+            db.deliveries,
+            [{"issue_id": 1, "subscriber_id": i, "status": "pending", "attempts": 0} for i in ids],
+        )
+    with engine.begin() as conn:
+        first = reserve(conn, 1, "worker-a", 100, now)
+    with engine.begin() as conn:
+        second = reserve(conn, 1, "worker-b", 100, now)
+        queued = conn.execute(
+            sa.select(sa.func.count()).where(db.deliveries.c.status == "queued")
+        ).scalar_one()
+    assert [d.subscriber_id for d in first] == list(ids[:100])
+    assert [d.subscriber_id for d in second] == list(ids[100:200])
+    assert queued == 200
+    engine.dispose()

@@ -210,3 +210,14 @@ def test_a_reader_who_left_after_the_snapshot_is_skipped(desk, smtp_settings, sm
     report = send(desk.engine, smtp_settings, issue.id)
     assert (report.sent, report.skipped) == (2, 1)
     assert "tom@example.org" not in [r.recipients[0] for r in smtp_server.handler.received]
+
+
+def test_a_reader_at_an_internationalised_domain_gets_the_issue(
+    desk, smtp_settings, smtp_server
+) -> None:
+    seed_readers(desk.engine, (("ivan@пример.рф", "Иван"), ("tom@example.org", "Tom")))
+    issue = approved_issue(desk.engine)
+    report = send(desk.engine, smtp_settings, issue.id)
+    assert (report.sent, report.uncertain, report.paused) == (2, 0, None)
+    recipients = sorted(r.recipients[0] for r in smtp_server.handler.received)
+    assert recipients == ["ivan@xn--e1afmkfd.xn--p1ai", "tom@example.org"]
