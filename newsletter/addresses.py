@@ -33,6 +33,13 @@ def _domain(domain: str) -> tuple[str, str]:
     return normalized[2:], ascii_form[2:]
 
 
+def _known_domain(domain: str) -> tuple[str, str] | None:
+    try:
+        return _domain(domain)
+    except EmailNotValidError:
+        return None
+
+
 def normalise_address(address: str) -> str:
     """The canonical form of an address (no DNS look-up), lower-cased whole.
 
@@ -43,13 +50,9 @@ def normalise_address(address: str) -> str:
     local, at, domain = text.rpartition("@")
     lowered = local.lower()
     if at and len(local) <= LOCAL_MAX and local.isascii() and _PLAIN_LOCAL.fullmatch(lowered):
-        try:
-            normalized, ascii_domain = _domain(domain)
-        except EmailNotValidError:
-            pass  # the full check below words the reason
-        else:
-            if len(lowered) + 1 + len(ascii_domain) <= ADDRESS_MAX:
-                return f"{lowered}@{normalized}"
+        known = _known_domain(domain)  # None: the full check below words the reason
+        if known is not None and len(lowered) + 1 + len(known[1]) <= ADDRESS_MAX:
+            return f"{lowered}@{known[0]}"
     try:
         return _check(text)[0]
     except EmailNotValidError as exc:
