@@ -458,10 +458,17 @@ def _feed(
 def _wait_for_retries(run: Run, started: float) -> bool:
     """Nothing is due now. While rows are in flight, wait for them (they may be deferred);
     then wait for deferred rows as long as the options allow. False: stop feeding."""
+    d = db.deliveries
     with run.engine.connect() as conn:
         soonest = ledger.next_due(conn, run.composed.issue.id)
-        in_flight = ledger.counts(conn, run.composed.issue.id)
-    if in_flight.get("queued", 0) + in_flight.get("claimed", 0):
+        ours = conn.execute(  # only this process's rows: another worker finishes its own
+            sa.select(sa.func.count()).where(
+                d.c.issue_id == run.composed.issue.id,
+                d.c.worker == run.worker,
+                d.c.status.in_(("queued", "claimed")),
+            )
+        ).scalar_one()
+    if ours:
         run.stop.wait(0.02)
         return True
     waited = timedelta(seconds=monotonic() - started)
