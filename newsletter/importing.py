@@ -12,10 +12,10 @@ import csv
 import io
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -56,8 +56,7 @@ class ImportResult:
         return document
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # a tuple: 100,000 of them are made per import
     line: int
     email: str
     name: str
@@ -95,7 +94,7 @@ def read_rows(path: Path) -> Iterator[dict[str, str] | Problem]:
     ended = reader.line_num  # a quoted field may span lines: a row starts after the last one
     for values in reader:
         start, ended = ended + 1, reader.line_num
-        if not any(v.strip() for v in values):
+        if not "".join(values).strip():  # a blank line
             continue
         if len(values) != len(header):
             yield Problem(start, f"{len(values)} fields, the header has {len(header)}")
@@ -162,7 +161,7 @@ def check_file(
             if not pending or row.status != "active":
                 result.problems.append(Problem(row.line, NO_EVIDENCE))
                 continue
-            row = replace(row, consented_at=None, policy_version=None)
+            row = row._replace(consented_at=None, policy_version=None)
         kept = rows.get(row.email)
         if kept is not None:
             result.duplicates += 1
@@ -232,7 +231,7 @@ def _load(
     if rows:
         source = f"import {path.name}"
         staged = [
-            {**r.__dict__, "source": r.source or source, "address_hash": hashed(r)} for r in rows
+            {**r._asdict(), "source": r.source or source, "address_hash": hashed(r)} for r in rows
         ]
         db.insert_many(conn, stage, staged)
     s, e, p, x = db.subscribers, db.consent_events, db.policy_versions, db.suppressions
