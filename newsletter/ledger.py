@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -159,57 +157,6 @@ def release(conn: sa.Connection, issue_id: int, worker: str, now: datetime) -> i
         .values(status="pending", worker=None, lease_until=None, updated_at=now)
     )
     return int(result.rowcount or 0)
-
-
-def _row(issue_id: int, subscriber_id: int, *states: str) -> Iterable[Any]:
-    d = db.deliveries
-    return (d.c.issue_id == issue_id, d.c.subscriber_id == subscriber_id, d.c.status.in_(states))
-
-
-def claim(
-    conn: sa.Connection, issue_id: int, subscriber_id: int, worker: str, now: datetime
-) -> str:
-    """Mark one reserved row in flight, committed before its bytes go to the relay.
-
-    Returns "claimed"; "withdrawn" when the reader is no longer active (the row is then
-    skipped: withdrawal takes effect even mid-send); "taken" when it is not ours any more."""
-    s, d = db.subscribers, db.deliveries
-    active = sa.exists().where(s.c.id == subscriber_id, s.c.status == "active")
-    result = conn.execute(
-        d.update()
-        .where(*_row(issue_id, subscriber_id, "queued"), d.c.worker == worker, active)
-        .values(status="claimed", lease_until=now + FLIGHT_LEASE, updated_at=now)
-    )
-    if result.rowcount:
-        return "claimed"
-    status = conn.execute(sa.select(s.c.status).where(s.c.id == subscriber_id)).scalar()
-    still_ours = conn.execute(
-        sa.select(d.c.status).where(*_row(issue_id, subscriber_id, "queued"), d.c.worker == worker)
-    ).first()
-    if still_ours is None:
-        return "taken"
-    conn.execute(
-        d.update()
-        .where(*_row(issue_id, subscriber_id, "queued"))
-        .values(status="skipped", reply=f"reader is {status or 'erased'}", updated_at=now)
-    )
-    return "withdrawn"
-
-
-def settle(
-    conn: sa.Connection,
-    issue_id: int,
-    subscriber_id: int,
-    status: str,
-    now: datetime,
-    **values: Any,
-) -> None:
-    """Record the outcome of a row in flight (or of a reserved one that is skipped or put back)."""
-    conn.execute(
-        db.deliveries.update()
-        .where(*_row(issue_id, subscriber_id, "claimed", "queued"))
-        .values(status=status, updated_at=now, **values)
-    )
 
 
 def counts(conn: sa.Connection, issue_id: int) -> dict[str, int]:

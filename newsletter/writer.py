@@ -90,9 +90,6 @@ class LedgerWriter:
             raise RuntimeError(f"the ledger could not be written: {self.error!r}")
         return request.result
 
-    def claim(self, subscriber_id: int, previous: Outcome | None = None) -> str:
-        return self.wait(self.request_claim(subscriber_id, previous))
-
     def settle(self, outcome: Outcome) -> None:
         """Record an outcome with the next commit (the last message of a connection, a skip)."""
         self.requests.put(outcome)

@@ -40,6 +40,14 @@ class Recorder:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
+    def wait_for(self, count: float, sender: subprocess.Popen[str] | None = None) -> None:
+        """Until the server has taken `count` messages (the sender, if given, must still run)."""
+        deadline = time.monotonic() + 60
+        while sum(self.recipients().values()) < count:
+            assert sender is None or sender.poll() is None, "the send ended too early"
+            assert time.monotonic() < deadline, f"the server took fewer than {count} in 60 s"
+            time.sleep(0.005)
+
     def recipients(self) -> Counter[str]:
         if not self.log.exists():
             return Counter()
@@ -170,11 +178,7 @@ def test_a_send_killed_mid_way_resumes_and_mails_nobody_twice(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while sum(recorder.recipients().values()) < readers * kill_at:
-        assert sender.poll() is None, "the send ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    recorder.wait_for(readers * kill_at, sender)
     sender.send_signal(signal.SIGKILL)
     sender.wait(timeout=10)
     at_kill = sum(recorder.recipients().values())
@@ -278,10 +282,10 @@ def test_a_stop_request_finishes_in_flight_and_puts_the_rest_back(
     stop = threading.Event()
 
     def stop_after_some() -> None:  # mid-send, whatever the machine's speed
-        deadline = time.monotonic() + 60
-        while sum(recorder.recipients().values()) < 100 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        stop.set()
+        try:
+            recorder.wait_for(100)
+        finally:
+            stop.set()
 
     threading.Thread(target=stop_after_some, daemon=True).start()
     factory = lambda: open_transport(settings.smtp_url, settings.outbox)  # noqa: E731
@@ -320,10 +324,7 @@ def test_sigterm_stops_the_command_cleanly_and_prints_the_report(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while sum(recorder.recipients().values()) < 200:
-        assert sender.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
+    recorder.wait_for(200, sender)
     sender.send_signal(signal.SIGTERM)
     out, err = sender.communicate(timeout=60)
     assert sender.returncode == 0, err
