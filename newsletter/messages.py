@@ -29,6 +29,10 @@ from .tokens import reader_token
 from .transports import ascii_address
 
 SOFT_BREAK = b"=\r\n"
+_PART = (
+    b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+)
+PLAIN_HEAD, HTML_HEAD = _PART % b"plain", _PART % b"html"
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -277,9 +281,6 @@ def _build(
         mailto = f"mailto:{prepared.mailbox}?subject={quote('unsubscribe ' + token)}"
         header = f"List-Unsubscribe: <{values.unsubscribe_url}>,\r\n <{mailto}>\r\n"
         unsubscribe = header.encode("ascii")
-    part_head = b'Content-Type: text/%s; charset="utf-8"\r\n' + (
-        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    )
     dash = b"--" + prepared.boundary
     text = prepared.stuffed_text if stuffed else prepared.text_parts
     html = prepared.stuffed_html if stuffed else prepared.html_parts
@@ -290,10 +291,10 @@ def _build(
         unsubscribe,
         b"\r\n",
         dash + b"\r\n",
-        part_head % b"plain",
+        PLAIN_HEAD,
         *_fill(text, values, prepared.fallbacks, False, stuffed),
         b"\r\n" + dash + b"\r\n",
-        part_head % b"html",
+        HTML_HEAD,
         *_fill(html, values, prepared.fallbacks, True, stuffed),
         b"\r\n" + dash + b"--\r\n",
     ]
