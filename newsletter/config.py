@@ -30,7 +30,8 @@ class SendAt:
     at: time
 
     def __str__(self) -> str:
-        return f"{WEEKDAYS[self.weekday]} {self.at:%H:%M}"
+        at = f"{self.at:%H:%M:%S}" if self.at.second else f"{self.at:%H:%M}"
+        return f"{WEEKDAYS[self.weekday]} {at}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Settings:
     postal_address: str = "The Weekly, 1 Example Street, 10000 Example City"
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     send_at: SendAt = SendAt(4, time(9, 0))
+    remind_at: SendAt | None = SendAt(3, time(15, 0))
+    misfire_grace: timedelta = timedelta(hours=6)
+    editors: tuple[str, ...] = ()
     bounce_address: str | None = None
     confirm_ttl: timedelta = timedelta(days=7)
     confirm_mails_per_day: int = 3
@@ -135,17 +139,27 @@ def _zone(value: str) -> ZoneInfo:
         raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Amsterdam)") from None
 
 
-_SEND_AT = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+_SEND_AT = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$", re.IGNORECASE)
 
 
 def parse_send_at(value: str) -> SendAt:
+    """'fri 09:00' (a weekday, any spelling that starts with its three letters, and a
+    wall-clock time; seconds are allowed: 'friday 09:00:30')."""
     match = _SEND_AT.match(value)
     if not match or match.group(1).lower() not in WEEKDAYS:
         raise ValueError(f"{value!r} is not a weekday and a time, e.g. 'fri 09:00'")
-    hour, minute = int(match.group(2)), int(match.group(3))
-    if hour > 23 or minute > 59:
+    hour, minute, second = (int(g or 0) for g in match.group(2, 3, 4))
+    if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"{value!r} has no such time of day")
-    return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute))
+    return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute, second))
+
+
+def _optional_send_at(value: str) -> SendAt | None:
+    return None if value.lower() in ("", "off", "none") else parse_send_at(value)
+
+
+def _addresses(value: str) -> tuple[str, ...]:
+    return tuple(_address(one.strip()) for one in value.split(",") if one.strip())
 
 
 def _optional_path(value: str) -> Path | None:
@@ -244,6 +258,25 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("timezone", "UTC", "IANA time zone of the Friday send", _zone),
     Setting("send_at", "fri 09:00", "weekday and wall-clock time of the send", parse_send_at),
+    Setting(
+        "remind_at",
+        "thu 15:00",
+        "when editors are reminded that the coming issue is not approved yet; off: never",
+        _optional_send_at,
+    ),
+    Setting(
+        "misfire_grace",
+        "6h",
+        "how late a missed send may still go out (the scheduler was down); later, editors "
+        "are alerted instead",
+        parse_duration,
+    ),
+    Setting(
+        "editors",
+        "",
+        "comma-separated addresses that get the scheduler's alerts and reminders",
+        _addresses,
+    ),
     Setting(
         "bounce_address", "", "envelope sender base; unset: the From address", _optional_address
     ),

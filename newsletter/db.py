@@ -160,6 +160,38 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_issue_status_reader", "issue_id", "status", "subscriber_id"),
 )
 
+# The scheduler's own table (APScheduler's SQLAlchemyJobStore), declared here so the
+# migrations own every table of the desk; the job store finds it and uses it.
+scheduler_jobs = sa.Table(
+    "scheduler_jobs",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
+)
+
+# Who may send now: one row per lease name, taken over only once it has expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Alerts mailed to the editors, one per kind and send day however often a job runs.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "day", name="uq_alerts_kind_day"),
+)
+
 
 def create_db_engine(url: str) -> Engine:
     """An engine for the URL; SQLite files get their folder, WAL and foreign keys."""

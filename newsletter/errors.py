@@ -10,6 +10,7 @@ NewsletterError
  │    └── TemplateError    a template that fails to load or render
  ├── NotFound              an article, issue or subscriber that does not exist
  ├── StateError            an action the object's state forbids (approve an empty issue, …)
+ │    └── LeaseHeld        another process holds the lease (it is sending now)
  ├── Cancelled             a message withdrawn before its body went to the relay
  └── DeliveryError         a transport could not hand a message on
       ├── TemporaryDeliveryError   worth retrying later (4xx, dropped connection)
@@ -59,6 +60,10 @@ class NotFound(NewsletterError):
 class StateError(NewsletterError):
     exit_code = 4
     status = 409
+
+
+class LeaseHeld(StateError):
+    """Another process holds a lease this one asked for: it sends, this one stands by."""
 
 
 class Cancelled(NewsletterError):

@@ -50,5 +50,7 @@ def test_send_now_sends_this_send_days_approved_issue_once(desk, smtp_server, tm
 
 def test_send_now_without_an_issue_says_so_and_fails(desk, smtp_server, tmp_path) -> None:
     result = run_send(tmp_path, smtp_server, "--now")
-    assert result.returncode == 3
-    assert "nothing to send" in result.stderr and smtp_server.handler.received == []
+    assert result.returncode == 1
+    assert "Nothing sent: there is no issue for" in result.stdout
+    assert "NEWSLETTER_EDITORS is unset" in result.stdout
+    assert smtp_server.handler.received == []

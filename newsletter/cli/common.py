@@ -32,6 +32,16 @@ class DeskGroup(click.Group):
             raise DeskError(error) from None
 
 
+class DeskCommand(click.Command):
+    """A command run on its own (send.py), with the same error handling as DeskGroup."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as error:
+            raise DeskError(error) from None
+
+
 def pass_desk(func: F) -> F:
     """Give a command the Desk, built from settings only when the command runs."""
 

@@ -1,0 +1,79 @@
+"""`newsletter schedule` (and `python send.py`): the Friday scheduler and its one-shot modes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ..db import now_utc
+from ..desk import Desk
+from ..issues import send_day_on_or_after
+from ..scheduling import EXIT_CODES, FridayJob, FridayScheduler, run_once
+from .common import DeskCommand, emit, json_option, pass_desk
+from .progress import SendProgress, stop_on_signals
+
+EXITS = "exit codes: 0 sent, 3 nothing to do, 1 failed (editors alerted where it applies), 5 paused"
+
+
+def log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@click.command("schedule", cls=DeskCommand, epilog=EXITS)
+@click.option(
+    "--now", "now_", is_flag=True, help="Send this send day's approved issue now, then exit."
+)
+@click.option("--issue", help="With --now: send this issue (id or date) instead.")
+@click.option(
+    "--once", is_flag=True, help="Run the send if it is due (within the grace), then exit."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="With --now or --once: say what would happen; send nothing."
+)
+@json_option
+@pass_desk
+def schedule(
+    desk: Desk, now_: bool, issue: str | None, once: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Send the approved issue every send day (NEWSLETTER_SEND_AT, default Friday 09:00,
+    in NEWSLETTER_TIMEZONE); remind the editors the day before when it is not approved.
+
+    Without options it runs until SIGTERM or SIGINT and prints the next run times.
+
+    \b
+    Examples:
+        python send.py                   # the long-lived scheduler
+        python send.py --once            # from cron, every few minutes
+        python send.py --now --dry-run   # what would go out now
+    """
+    if issue and not now_:
+        raise click.UsageError("--issue goes with --now")
+    if now_ and once:
+        raise click.UsageError("--now and --once exclude each other")
+    if dry_run and not (now_ or once):
+        raise click.UsageError("--dry-run goes with --now or --once")
+    log_to_stderr()
+    if not dry_run:
+        desk.settings.require_secret()  # refuse at start, not on Friday morning
+    if not (now_ or once):
+        FridayScheduler(desk, now_utc).run()
+        return
+    with stop_on_signals() as stop, SendProgress() as progress:
+        job = FridayJob(desk, now_utc, stop, progress)
+        if once:
+            result = run_once(job, now_utc(), dry_run)
+        else:
+            today = now_utc().astimezone(desk.settings.timezone).date()
+            day = send_day_on_or_after(today, desk.settings.send_at.weekday)
+            result = job.send(day, issue_ref=issue, dry_run=dry_run)
+    emit(as_json, result.as_dict(), result.lines())
+    if EXIT_CODES[result.outcome]:
+        raise SystemExit(result.exit_code)
+
+
+COMMANDS = [schedule]
