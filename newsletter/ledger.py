@@ -39,7 +39,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def _alive_here(worker: str) -> bool:
+def alive_here(worker: str) -> bool:
     """False for a worker of this host whose process is gone; True when it may be alive."""
     host, _, rest = worker.partition(":")
     pid = rest.partition(":")[0]
@@ -75,7 +75,7 @@ def recover(conn: sa.Connection, issue_id: int, now: datetime) -> None:
         .where(d.c.issue_id == issue_id, d.c.status.in_(("queued", "claimed")))
         .group_by(d.c.worker)
     ).scalars()
-    dead = [w for w in held if w and not _alive_here(w)]
+    dead = [w for w in held if w and not alive_here(w)]
     gone = sa.or_(d.c.lease_until < now, d.c.worker.in_(dead))
     mine = (d.c.issue_id == issue_id, gone)
     conn.execute(

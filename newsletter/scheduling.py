@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -41,7 +42,7 @@ from .config import WEEKDAYS, SendAt, Settings
 from .desk import Desk
 from .errors import LeaseHeld, NewsletterError, NotFound
 from .issues import get_issue, send_day_on_or_after
-from .ledger import worker_name
+from .ledger import alive_here, worker_name
 from .models import Issue
 from .sending import SendOptions, SendReport, send_issue
 
@@ -127,7 +128,8 @@ def describe(moment: datetime, zone: ZoneInfo) -> str:
 
 
 def take_lease(engine: sa.Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> None:
-    """Hold the lease `name` until now + ttl, unless another live holder has it (LeaseHeld)."""
+    """Hold the lease `name` until now + ttl, unless another live holder has it (LeaseHeld).
+    A holder on this host whose process is gone is not waited for."""
     lease = db.leases
     for _attempt in range(2):  # two takers inserting at once: one wins, the other looks again
         try:
@@ -140,7 +142,7 @@ def take_lease(engine: sa.Engine, name: str, holder: str, now: datetime, ttl: ti
                         )
                     )
                     return
-                if row.holder != holder and row.expires_at > now:
+                if row.holder != holder and row.expires_at > now and alive_here(row.holder):
                     raise LeaseHeld(
                         f"{row.holder} holds the {name} lease until {row.expires_at:%H:%M:%S} UTC"
                     )
@@ -260,15 +262,29 @@ class FridayJob:
             alert, self.desk.engine, self.settings, self.desk.transport, self.clock()
         )
 
-    def send(self, day: date, *, issue_ref: str | None = None, dry_run: bool = False) -> JobResult:
-        """Send the issue dated `day` (or the one named)."""
-        try:
-            if dry_run:
-                return self._send(day, issue_ref, dry_run=True)
-            with holding(self.desk.engine, SEND_LEASE, self.clock, self.stop):
-                return self._send(day, issue_ref, dry_run=False)
-        except LeaseHeld as exc:
-            return JobResult("standby", f"{exc}: it sends; this process stands by")
+    def send(
+        self,
+        day: date,
+        *,
+        issue_ref: str | None = None,
+        dry_run: bool = False,
+        patience: timedelta = timedelta(0),
+    ) -> JobResult:
+        """Send the issue dated `day` (or the one named). While another process holds the
+        send lease, stand by: give up at once, or wait up to `patience` for it to finish
+        or die, then take over (the ledger makes the rest of its send a resume)."""
+        if dry_run:
+            return self._send(day, issue_ref, dry_run=True)
+        deadline = self.clock() + patience
+        while True:
+            try:
+                with holding(self.desk.engine, SEND_LEASE, self.clock, self.stop):
+                    return self._send(day, issue_ref, dry_run=False)
+            except LeaseHeld as exc:
+                if self.clock() >= deadline or self.stop.is_set():
+                    return JobResult("standby", f"{exc}: it sends; this process stands by")
+                log.info("%s: standing by", exc)
+                self.stop.wait(LEASE_TTL.total_seconds() / 4)
 
     def _send(self, day: date, issue_ref: str | None, dry_run: bool) -> JobResult:
         engine = self.desk.engine
@@ -326,6 +342,14 @@ class FridayJob:
             return JobResult("paused", f"issue {issue.id}: {report.paused}", report)
         if report.stopped:
             return JobResult("stopped", f"issue {issue.id}: stopped on request", report)
+        if report.uncertain:
+            return JobResult(
+                "incomplete",
+                f"issue {issue.id}: {report.uncertain} readers uncertain after a crash, not "
+                f"re-sent (newsletter status {issue.id} lists them; send --resend-uncertain "
+                "sends them)",
+                report,
+            )
         return JobResult(
             "incomplete",
             f"issue {issue.id}: {report.deferred} readers deferred; the next run continues",
@@ -417,7 +441,7 @@ class FridayScheduler:
             engine=db.create_db_engine(self.settings.database_url), tablename="scheduler_jobs"
         )
         self.scheduler = BlockingScheduler(
-            jobstores={"default": self.store},
+            jobstores={"default": self.store, "transient": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(2)},
             job_defaults={
                 "coalesce": True,  # a run missed several times runs once
@@ -462,13 +486,31 @@ class FridayScheduler:
             )
         return planned
 
+    def resume_interrupted(self, now: datetime, planned: datetime) -> bool:
+        """A scheduler that died mid-send (or before it began) already moved its job to
+        next week; if the send day's issue is still approved or sending within the
+        grace, run the send once more now: the ledger makes it a resume."""
+        settings = self.settings
+        fire = last_fire(settings.send_at, settings.timezone, now)
+        if planned <= now or now - fire > settings.misfire_grace:
+            return False  # the job itself is due (and runs), or it is too late
+        issue = issue_of_day(self.desk.engine, fire.astimezone(settings.timezone).date())
+        if issue is None or issue.status not in ("approved", "sending"):
+            return False
+        log.info(
+            "issue %s for %s is %s: resuming its send", issue.id, issue.send_date, issue.status
+        )
+        self.scheduler.add_job(scheduled_send, id="resume-send", jobstore="transient")
+        return True
+
     def fire(self, job_id: str) -> None:
         now = self.clock()
         if job_id == SEND_JOB:
             fire = last_fire(self.settings.send_at, self.settings.timezone, now)
             day = fire.astimezone(self.settings.timezone).date()
             log.info("send for %s: started", day)
-            result = self.job.send(day)
+            patience = fire + self.settings.misfire_grace - now
+            result = self.job.send(day, patience=patience)
         else:
             assert self.settings.remind_at is not None
             fire = last_fire(self.settings.remind_at, self.settings.timezone, now)
@@ -513,10 +555,13 @@ class FridayScheduler:
         """Run until SIGTERM or SIGINT; a send in progress stops cleanly first."""
         global _running
         _running = self
-        for name, run_at in self.install(self.clock()).items():
+        now = self.clock()
+        planned = self.install(now)
+        for name, run_at in planned.items():
             when = describe(run_at, self.settings.timezone)
-            late = " (missed while no scheduler ran: handled now)" if run_at < self.clock() else ""
+            late = " (missed while no scheduler ran: handled now)" if run_at < now else ""
             log.info("next %s: %s%s", name, when, late)
+        self.resume_interrupted(now, planned["send"])
         log.info("scheduler started on %s; jobs kept in the database", socket.gethostname())
         previous = {s: signal.signal(s, self._ask_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
