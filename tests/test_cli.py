@@ -139,3 +139,25 @@ def test_every_command_has_help_with_an_example(site: Path) -> None:
     for path in walk(cli, []):
         result = ok(*path, "--help")
         assert "Example:" in result.output, path
+
+
+def test_an_approval_is_stored_even_when_nobody_reads_its_output(site: Path) -> None:
+    """`newsletter issue approve 3 | head -1` approves: the answer is printed after the commit."""
+    import os
+    import subprocess
+    import sys
+
+    ok("init")
+    ok("articles", "import", str(FEEDS / "liga-ru-2021.xml"))
+    ok("issue", "new")
+    ok("issue", "pick", "1", "1", "2")
+    ok("issue", "set", "1", "--subject", "The week")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "issue", "approve", "1"],
+        cwd=site, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.close()  # the reader of the pipe is gone before the command answers
+    process.wait(timeout=60)
+    assert "approved" in ok("issue", "list").output

@@ -92,7 +92,8 @@ def pick(desk: Desk, issue: str, articles: tuple[str, ...], as_json: bool) -> No
         newsletter issue pick 3 12 9 https://example.org/2026/11/27/budget
     """
     with desk.engine.begin() as conn:
-        _show(as_json, library.pick(conn, issue, list(articles), now_utc()))
+        changed = library.pick(conn, issue, list(articles), now_utc())
+    _show(as_json, changed)  # after the commit: what is printed is what was stored
 
 
 @group.command("unpick")
@@ -108,7 +109,8 @@ def unpick(desk: Desk, issue: str, articles: tuple[str, ...], as_json: bool) -> 
         newsletter issue unpick 3 9
     """
     with desk.engine.begin() as conn:
-        _show(as_json, library.unpick(conn, issue, list(articles), now_utc()))
+        changed = library.unpick(conn, issue, list(articles), now_utc())
+    _show(as_json, changed)  # after the commit: what is printed is what was stored
 
 
 @group.command("move")
@@ -125,7 +127,8 @@ def move(desk: Desk, issue: str, article: str, position: int, as_json: bool) -> 
         newsletter issue move 3 12 1
     """
     with desk.engine.begin() as conn:
-        _show(as_json, library.move(conn, issue, article, position, now_utc()))
+        changed = library.move(conn, issue, article, position, now_utc())
+    _show(as_json, changed)  # after the commit: what is printed is what was stored
 
 
 @group.command("set")
@@ -215,7 +218,8 @@ def _state_command(name: str, action: Any, help_text: str) -> click.Command:
     @pass_desk
     def command(desk: Desk, issue: str, as_json: bool) -> None:
         with desk.engine.begin() as conn:
-            _show(as_json, action(conn, issue, now_utc()))
+            changed = action(conn, issue, now_utc())
+        _show(as_json, changed)  # after the commit: what is printed is what was stored
 
     command.__doc__ = help_text
     return group.command(name)(command)
