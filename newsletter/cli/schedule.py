@@ -46,7 +46,7 @@ def schedule(
     Without options it runs until SIGTERM or SIGINT and prints the next run times.
 
     \b
-    Examples:
+    Example:
         python send.py                   # the long-lived scheduler
         python send.py --once            # from cron, every few minutes
         python send.py --now --dry-run   # what would go out now
