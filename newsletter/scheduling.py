@@ -29,7 +29,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+    SchedulerEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -452,6 +458,8 @@ class FridayScheduler:
         )
         self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
         self.scheduler.add_listener(self._failed, EVENT_JOB_ERROR)
+        self.scheduler.add_listener(self._started, EVENT_SCHEDULER_STARTED)
+        self.started = threading.Event()
         self.closer: threading.Thread | None = None
 
     def wanted(self) -> dict[str, tuple[Callable[[], None], CronTrigger, str]]:
@@ -543,28 +551,33 @@ class FridayScheduler:
     def _ask_stop(self, signum: int, _frame: FrameType | None) -> None:
         if self.closer is not None:
             return
-        log.info(
-            "%s: stopping (a send in progress finishes its messages in flight)",
-            signal.Signals(signum).name,
-        )
+        name = signal.Signals(signum).name
+        log.info("%s: stopping (a send in progress finishes its messages in flight)", name)
         self.stop.set()
-        self.closer = threading.Thread(target=self.scheduler.shutdown, name="scheduler-shutdown")
+        self.closer = threading.Thread(target=self._shut_down, name="scheduler-shutdown")
         self.closer.start()
+
+    def _shut_down(self) -> None:
+        self.started.wait()  # a signal may come before the scheduler runs: shut down after
+        self.scheduler.shutdown()
+
+    def _started(self, _event: SchedulerEvent) -> None:
+        log.info("scheduler started on %s; jobs kept in the database", socket.gethostname())
+        self.started.set()
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT; a send in progress stops cleanly first."""
         global _running
         _running = self
-        now = self.clock()
-        planned = self.install(now)
-        for name, run_at in planned.items():
-            when = describe(run_at, self.settings.timezone)
-            late = " (missed while no scheduler ran: handled now)" if run_at < now else ""
-            log.info("next %s: %s%s", name, when, late)
-        self.resume_interrupted(now, planned["send"])
-        log.info("scheduler started on %s; jobs kept in the database", socket.gethostname())
         previous = {s: signal.signal(s, self._ask_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            now = self.clock()
+            planned = self.install(now)
+            for name, run_at in planned.items():
+                when = describe(run_at, self.settings.timezone)
+                late = " (missed while no scheduler ran: handled now)" if run_at < now else ""
+                log.info("next %s: %s%s", name, when, late)
+            self.resume_interrupted(now, planned["send"])
             self.scheduler.start()
             if self.closer is not None:
                 self.closer.join()

@@ -22,7 +22,7 @@ from newsletter import db
 from newsletter.config import WEEKDAYS, SendAt, load_settings, parse_send_at
 from newsletter.desk import Desk
 from newsletter.errors import ConfigError, LeaseHeld
-from newsletter.issues import new_issue
+from newsletter.issues import new_issue, send_day_on_or_after
 from newsletter.scheduling import (
     FridayJob,
     last_fire,
@@ -435,19 +435,29 @@ def test_no_approved_issue_at_the_send_time_means_no_newsletter_and_one_alert(
     assert f"issue {issue.id}" in alerts_at(smtp_server)[0][1]
 
 
-def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
-) -> None:
+def a_long_send(
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, name: str
+) -> tuple[int, datetime, SchedulerProcess]:
+    """A scheduler sending 1,000 readers at 300 a second, a hundred of them through."""
     issue_id = issue_for(desk, readers=1000)
     fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
     dated(desk, issue_id, fire.date())
     scheduler = SchedulerProcess.start(
-        tmp_path, smtp_server, "scheduler", send_at=send_at(fire), rate="300"
+        tmp_path, smtp_server, name, send_at=send_at(fire), rate="300"
     )
     try:
         wait_for_messages(smtp_server, 100)
-    finally:
-        code = scheduler.stop()
+    except BaseException:
+        scheduler.process.kill()
+        raise
+    return issue_id, fire, scheduler
+
+
+def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    issue_id, _fire, scheduler = a_long_send(desk, smtp_server, tmp_path, "scheduler")
+    code = scheduler.stop()
     assert code == 0, scheduler.text()
     assert "SIGTERM: stopping" in scheduler.text() and "stopped on request" in scheduler.text()
     taken = len(newsletter_recipients(smtp_server))
@@ -466,17 +476,9 @@ def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
 def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
-    issue_id = issue_for(desk, readers=1000)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
-    dated(desk, issue_id, fire.date())
-    crashing = SchedulerProcess.start(
-        tmp_path, smtp_server, "crashing", send_at=send_at(fire), rate="300"
-    )
-    try:
-        wait_for_messages(smtp_server, 100)
-    finally:
-        crashing.process.kill()  # SIGKILL: no clean stop, its lease and claims stay behind
-        crashing.process.wait()
+    issue_id, fire, crashing = a_long_send(desk, smtp_server, tmp_path, "crashing")
+    crashing.process.kill()  # SIGKILL: no clean stop, its lease and claims stay behind
+    crashing.process.wait()
     restarted = SchedulerProcess.start(tmp_path, smtp_server, "restarted", send_at=send_at(fire))
     try:
         restarted.wait_for(f"issue {issue_id} for {fire.date()} is sending: resuming its send")
@@ -499,6 +501,31 @@ def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
 
 
 # One-shot modes and exit codes ----------------------------------------------------------------
+
+
+def test_send_now_sends_this_send_days_approved_issue_once(
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    issue_id = issue_for(desk, readers=3)
+    dated(desk, issue_id, send_day_on_or_after(datetime.now(UTC).date()))
+    first = run_send_py(tmp_path, smtp_server, "--now")
+    assert first.returncode == 0, first.stderr
+    assert "sent now 3" in first.stdout
+    second = run_send_py(tmp_path, smtp_server, "--now")
+    assert second.returncode == 3 and "was sent already" in second.stdout  # nothing to do
+    assert len(smtp_server.handler.received) == 3
+    with desk.engine.connect() as conn:
+        assert conn.execute(sa.select(db.issues.c.status)).scalar() == "sent"
+
+
+def test_send_now_without_an_issue_says_so_and_fails(
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    result = run_send_py(tmp_path, smtp_server, "--now", editors="")
+    assert result.returncode == 1
+    assert "Nothing sent: there is no issue for" in result.stdout
+    assert "NEWSLETTER_EDITORS is unset" in result.stdout
+    assert smtp_server.handler.received == []
 
 
 def test_once_sends_only_when_due_and_exit_codes_tell_outcomes_apart(
