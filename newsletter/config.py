@@ -57,6 +57,7 @@ class Settings:
     misfire_grace: timedelta = timedelta(hours=6)
     editors: tuple[str, ...] = ()
     bounce_address: str | None = None
+    feed_url: str | None = None
     confirm_ttl: timedelta = timedelta(days=7)
     confirm_mails_per_day: int = 3
     signups_per_hour: int = 20
@@ -241,6 +242,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("site_name", "The Weekly", "the newsletter's name in the masthead and From"),
     Setting("site_url", "https://example.org", "the news site the articles live on", _url),
+    Setting(
+        "feed_url",
+        "",
+        "the site's RSS or Atom feed (a URL or a file), read by the desk's import button",
+        _optional,
+    ),
     Setting(
         "support_url",
         "https://example.org/support",

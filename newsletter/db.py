@@ -192,6 +192,28 @@ alerts = sa.Table(
     sa.UniqueConstraint("kind", "day", name="uq_alerts_kind_day"),
 )
 
+# Desk accounts; failed logins are kept so every web process slows the same guesser.
+editors = sa.Table(
+    "editors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(300), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_login_failures_email", "email", "at"),
+    sa.Index("ix_login_failures_ip", "ip", "at"),
+)
+
 
 def create_db_engine(url: str) -> Engine:
     """An engine for the URL; SQLite files get their folder, WAL and foreign keys."""

@@ -23,7 +23,7 @@ def client(desk, tmp_path: Path):
     shutil.copytree(ROOT / "templates", templates)
     seed_readers(desk.engine)
     issue = approved_issue(desk.engine)
-    app = create_app(replace(desk.settings, templates=templates))
+    app = create_app(replace(desk.settings, templates=templates), open_preview=True)
     return app.test_client(), issue.id, templates
 
 

@@ -69,7 +69,7 @@ def preview(desk: Desk, issue: str, as_email: str | None, port: int) -> None:
 
     with desk.engine.connect() as conn:
         issue_id = get_issue(conn, issue).id
-    app = create_app(demo_settings(desk.settings))
+    app = create_app(demo_settings(desk.settings), open_preview=True)
     query = f"?as={as_email}" if as_email else ""
     click.echo(f"preview of issue {issue_id}: http://127.0.0.1:{port}/preview/{issue_id}{query}")
     app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)

@@ -9,12 +9,23 @@ from ..desk import Desk
 from ..errors import NewsletterError
 
 
-def create_app(settings: Settings) -> Flask:
-    """The app factory: everything it needs comes from the settings passed in."""
-    from . import preview, public
+def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
+    """The app factory: everything it needs comes from the settings passed in.
+
+    `open_preview`: the preview without a login, for `newsletter preview` on a laptop."""
+    from . import desk, preview, public
 
     app = Flask(__name__)
-    app.config["DESK"] = Desk(settings)
+    app.config.update(
+        DESK=Desk(settings),
+        PREVIEW_OPEN=open_preview,
+        SECRET_KEY=settings.require_secret(),  # signs the session cookie
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=60 * 60 * 12,
+    )
+    app.register_blueprint(desk.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(public.bp)
 

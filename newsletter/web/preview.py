@@ -5,12 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, render_template_string, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template_string,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 
 from ..db import now_utc
 from ..desk import Desk
 from ..messages import build_message, message_id
 from ..preview import PreviewCopy, preview_copy
+from .desk import signed_in
 
 bp = Blueprint("preview", __name__, url_prefix="/preview")
 
@@ -46,6 +58,17 @@ PAGE = """<!doctype html>
  }, 1000);
 </script>
 </body></html>"""
+
+
+@bp.before_request
+def _editors_only() -> ResponseReturnValue | None:
+    """Unsent issues and readers' copies are for editors; `newsletter preview` on a
+    laptop opens it to whoever reaches 127.0.0.1."""
+    if current_app.config.get("PREVIEW_OPEN") or signed_in() is not None:
+        return None
+    if request.method == "GET":
+        return redirect(url_for("desk.login", next=request.full_path))
+    abort(401)
 
 
 def _copy(issue: str) -> PreviewCopy:

@@ -1,0 +1,41 @@
+"""`newsletter editors add`: desk accounts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..db import now_utc
+from ..desk import Desk
+from ..editors import add_editor
+from .common import emit, json_option, pass_desk
+
+
+@click.group("editors")
+def group() -> None:
+    """Accounts for the desk in the browser."""
+
+
+@group.command("add")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@json_option
+@pass_desk
+def add(desk: Desk, email: str, password_stdin: bool, as_json: bool) -> None:
+    """Create a desk account, or set a new password for an existing one.
+
+    \b
+    Example:
+        newsletter editors add editor@example.org
+    """
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with desk.engine.begin() as conn:
+        editor = add_editor(conn, email, password, now_utc())
+    emit(as_json, {"id": editor.id, "email": editor.email}, [f"editor {editor.email} can log in"])
+
+
+COMMANDS = [group]

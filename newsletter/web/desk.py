@@ -1,0 +1,386 @@
+"""The editors' desk: log in, put the week's issue together beside its preview, approve
+it, send yourself a test, follow a send, look up a reader. Server-rendered forms that
+work without JavaScript; every action calls the same library functions as the CLI.
+
+Every POST carries the session's CSRF token; every page but the login needs a login.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+
+from .. import db
+from .. import issues as library
+from ..access import export_csv, export_subscriber
+from ..articles import import_sources, list_articles
+from ..db import now_utc
+from ..desk import Desk
+from ..editors import Editor, get_editor, log_in
+from ..errors import InputError, NewsletterError, NotFound
+from ..ledger import counts as ledger_counts
+from ..ledger import uncertain_readers
+from ..preview import preview_copy
+from ..sending import send_test
+from ..subscribers import get_subscriber
+
+bp = Blueprint("desk", __name__, url_prefix="/desk", template_folder="templates")
+F = TypeVar("F", bound=Callable[..., Any])
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "reconsent", "erased")
+
+
+def _desk() -> Desk:
+    desk: Desk = current_app.config["DESK"]
+    return desk
+
+
+def csrf_token() -> str:
+    """The session's token for forms; made on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+@bp.app_context_processor
+def _forms() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
+@bp.before_request
+def _guard() -> ResponseReturnValue | None:
+    if request.method == "POST":
+        sent = request.form.get("csrf", "")
+        if not hmac.compare_digest(sent, session.get("csrf") or "\0"):
+            abort(400, "the form was too old or not from this desk: reload the page and retry")
+    if request.endpoint in ("desk.login", "static"):
+        return None
+    editor = signed_in()
+    if editor is None:
+        if request.method == "GET":
+            return redirect(url_for("desk.login", next=request.full_path))
+        abort(401)
+    g.editor = editor
+    return None
+
+
+def signed_in() -> Editor | None:
+    """The editor of this session, if the account still exists."""
+    editor_id = session.get("editor")
+    if not isinstance(editor_id, int):
+        return None
+    with _desk().engine.connect() as conn:
+        return get_editor(conn, editor_id)
+
+
+def _editor() -> Editor:
+    editor: Editor = g.editor
+    return editor
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/desk") and not target.startswith("//"):
+        return target
+    return url_for("desk.week")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    csrf_token()
+    if request.method == "GET":
+        return render_template("desk/login.html", next=request.args.get("next", ""))
+    desk, email = _desk(), request.form.get("email", "")
+    failure: NewsletterError | None = None
+    with desk.engine.begin() as conn:  # a failure is recorded, and committed, before refusing
+        try:
+            editor = log_in(conn, email, request.form.get("password", ""),
+                            request.remote_addr or "", now_utc())  # fmt: skip
+        except NewsletterError as exc:
+            failure = exc
+    if failure is not None:
+        return render_template("desk/login.html", error=str(failure), email=email,
+                               next=request.form.get("next", "")), failure.status  # fmt: skip
+    session.clear()  # a new session on login: no fixation
+    session["editor"] = editor.id
+    csrf_token()
+    return redirect(_safe_next(request.form.get("next")), 303)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    session.clear()
+    return redirect(url_for("desk.login"), 303)
+
+
+def _send_day() -> Any:
+    settings = _desk().settings
+    today = now_utc().astimezone(settings.timezone).date()
+    return library.send_day_on_or_after(today, settings.send_at.weekday)
+
+
+@bp.get("/")
+def week() -> Any:
+    day = _send_day()
+    with _desk().engine.connect() as conn:
+        issue_id = conn.execute(
+            sa.select(db.issues.c.id).where(db.issues.c.send_date == day)
+        ).scalar()
+    if issue_id is not None:
+        return redirect(url_for("desk.issue", issue_id=issue_id))
+    return issues_page(day)
+
+
+@bp.get("/issues")
+def issues_page(day: Any = None) -> Any:
+    engine = _desk().engine
+    with engine.connect() as conn:
+        found = library.list_issues(conn)
+        counts = {i.id: ledger_counts(conn, i.id) for i in found}
+    return render_template("desk/issues.html", issues=found, counts=counts,
+                           new_day=day or _send_day())  # fmt: skip
+
+
+@bp.post("/issues")
+def new_issue() -> ResponseReturnValue:
+    with _desk().engine.begin() as conn:
+        issue = library.new_issue(conn, _send_day(), now_utc())
+    return redirect(url_for("desk.issue", issue_id=issue.id), 303)
+
+
+def _pool_filters() -> dict[str, Any]:
+    q = request.args.get("q", "").strip()
+    section = request.args.get("section", "").strip()
+    days = request.args.get("days", "").strip()
+    since = None
+    if days.isdigit():
+        since = datetime.combine(now_utc().date(), time(), now_utc().tzinfo) - timedelta(
+            days=int(days)
+        )
+    return {"search": q or None, "section": section or None, "since": since}
+
+
+@bp.get("/issues/<int:issue_id>")
+def issue(issue_id: int) -> Any:
+    desk = _desk()
+    as_email = request.args.get("as", "").strip() or None
+    filters = _pool_filters()
+    with desk.engine.connect() as conn:
+        found = library.get_issue(conn, issue_id)
+        pool = list_articles(conn, limit=60, **filters)
+        sections = (
+            conn.execute(
+                sa.select(db.articles.c.section).distinct().order_by(db.articles.c.section)
+            )
+            .scalars()
+            .all()
+        )
+    preflight, problem = None, None
+    try:
+        copy = preview_copy(desk.engine, desk.settings, issue_id, as_email, now_utc())
+        preflight = copy.composed.preflight
+    except NewsletterError as exc:  # an unknown reader, a template error: say so beside it
+        problem = str(exc)
+    picked = {item.article.id for item in found.items}
+    return render_template("desk/issue.html", issue=found, pool=pool, picked=picked,
+                           sections=[s for s in sections if s], preflight=preflight,
+                           problem=problem, as_email=as_email or "", args=request.args,
+                           editor=_editor(), feed_url=desk.settings.feed_url)  # fmt: skip
+
+
+def _action(func: F) -> F:
+    """A POST on an issue: run it, flash the outcome, and go back to the issue (303)."""
+
+    @wraps(func)
+    def wrapper(issue_id: int) -> ResponseReturnValue:
+        try:
+            message = func(issue_id)
+            if message:
+                flash(message, "ok")
+        except NewsletterError as exc:
+            flash(str(exc), "error")
+        back = request.form.get("back") or url_for("desk.issue", issue_id=issue_id)
+        return redirect(_safe_next(back), 303)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _article_id() -> int:
+    raw = request.form.get("article", "")
+    if not raw.isdigit():
+        raise InputError(f"article: not an article id: {raw!r}")
+    return int(raw)
+
+
+@bp.post("/issues/<int:issue_id>/pick")
+@_action
+def pick(issue_id: int) -> str:
+    with _desk().engine.begin() as conn:
+        library.pick(conn, issue_id, [_article_id()], now_utc())
+    return "added"
+
+
+@bp.post("/issues/<int:issue_id>/unpick")
+@_action
+def unpick(issue_id: int) -> str:
+    with _desk().engine.begin() as conn:
+        library.unpick(conn, issue_id, [_article_id()], now_utc())
+    return "removed"
+
+
+@bp.post("/issues/<int:issue_id>/move")
+@_action
+def move(issue_id: int) -> str:
+    article = _article_id()
+    with _desk().engine.begin() as conn:
+        found = library.get_issue(conn, issue_id)
+        order = [item.article.id for item in found.items]
+        if article not in order:
+            raise NotFound(f"article {article} is not in issue {issue_id}")
+        step = -1 if request.form.get("direction") == "up" else 1
+        target = min(max(order.index(article) + step, 0), len(order) - 1)
+        library.move(conn, issue_id, article, target + 1, now_utc())
+    return ""
+
+
+@bp.post("/issues/<int:issue_id>/item")
+@_action
+def item(issue_id: int) -> str:
+    with _desk().engine.begin() as conn:
+        library.set_item(conn, issue_id, _article_id(), now_utc(),
+                         title=request.form.get("title", ""),
+                         summary=request.form.get("summary", ""))  # fmt: skip
+    return "article text saved"
+
+
+@bp.post("/issues/<int:issue_id>/fields")
+@_action
+def fields(issue_id: int) -> str:
+    form = request.form
+    with _desk().engine.begin() as conn:
+        library.set_fields(conn, issue_id, now_utc(), subject=form.get("subject", ""),
+                           preheader=form.get("preheader", ""), note=form.get("note", ""),
+                           appeal=form.get("appeal") == "on")  # fmt: skip
+    return "saved"
+
+
+@bp.post("/issues/<int:issue_id>/approve")
+@_action
+def approve(issue_id: int) -> str:
+    with _desk().engine.begin() as conn:
+        library.approve(conn, issue_id, now_utc())
+    return "approved: it goes out at the next send time"
+
+
+@bp.post("/issues/<int:issue_id>/unapprove")
+@_action
+def unapprove(issue_id: int) -> str:
+    with _desk().engine.begin() as conn:
+        library.unapprove(conn, issue_id, now_utc())
+    return "back to draft"
+
+
+@bp.post("/issues/<int:issue_id>/test")
+@_action
+def test(issue_id: int) -> str:
+    desk, editor = _desk(), _editor()
+    transport = desk.transport()
+    try:
+        send_test(issue_id, [editor.email], desk.engine, desk.settings, transport, now_utc())
+    finally:
+        transport.close()
+    return f"test sent to {editor.email}"
+
+
+@bp.post("/issues/<int:issue_id>/import")
+@_action
+def import_feed(issue_id: int) -> str:
+    desk = _desk()
+    if not desk.settings.feed_url:
+        raise InputError("NEWSLETTER_FEED_URL is not set: the desk does not know the feed")
+    reports = import_sources(desk.engine, [desk.settings.feed_url], now_utc())
+    return "; ".join(
+        f"feed: {r.added} added, {r.updated} updated, {len(r.skipped)} skipped" for r in reports
+    )
+
+
+def _status(issue_id: int) -> dict[str, Any]:
+    with _desk().engine.connect() as conn:
+        found = library.get_issue(conn, issue_id)
+        counts = ledger_counts(conn, issue_id)
+        uncertain = uncertain_readers(conn, issue_id)
+    total = sum(counts.values())
+    done = sum(counts.get(s, 0) for s in ("sent", "failed", "skipped"))
+    return {"issue": found.id, "send_date": str(found.send_date), "status": found.status,
+            "counts": counts, "total": total, "done": done, "uncertain": uncertain}  # fmt: skip
+
+
+@bp.get("/issues/<int:issue_id>/status")
+def status(issue_id: int) -> Any:
+    document = _status(issue_id)
+    if request.args.get("format") == "json":
+        return jsonify(document)
+    return render_template("desk/status.html", s=document)
+
+
+@bp.get("/readers")
+def readers() -> Any:
+    q = request.args.get("q", "").strip().lower()
+    wanted = request.args.get("status", "")
+    s = db.subscribers
+    with _desk().engine.connect() as conn:
+        by_status = sa.select(s.c.status, sa.func.count()).group_by(s.c.status)
+        counts: dict[str, int] = {row[0]: row[1] for row in conn.execute(by_status)}
+        query = sa.select(s).order_by(s.c.id.desc()).limit(100)
+        if q:
+            query = query.where(s.c.email.contains(q, autoescape=True))
+        if wanted in STATUSES:
+            query = query.where(s.c.status == wanted)
+        rows = conn.execute(query).all()
+    return render_template("desk/readers.html", counts=counts, rows=rows, q=q,
+                           wanted=wanted, statuses=STATUSES)  # fmt: skip
+
+
+@bp.get("/readers/<int:subscriber_id>")
+def reader(subscriber_id: int) -> Any:
+    with _desk().engine.connect() as conn:
+        found = get_subscriber(conn, subscriber_id)
+        document = export_subscriber(conn, subscriber_id)
+    return render_template("desk/reader.html", reader=found, document=document)
+
+
+@bp.get("/readers/<int:subscriber_id>/export.json")
+def reader_export(subscriber_id: int) -> Response:
+    with _desk().engine.connect() as conn:
+        document = export_subscriber(conn, subscriber_id)
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = f"attachment; filename=reader-{subscriber_id}.json"
+    return response
+
+
+@bp.get("/readers/export.csv")
+def readers_export() -> Response:
+    with _desk().engine.connect() as conn:
+        text = export_csv(conn)
+    disposition = {"Content-Disposition": "attachment; filename=readers.csv"}
+    return Response(text, mimetype="text/csv", headers=disposition)

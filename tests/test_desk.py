@@ -1,0 +1,252 @@
+"""The editors' desk through Flask's test client: login, CSRF, every action on an issue,
+the send status and the readers, on a real SQLite file and a real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from newsletter import db
+from newsletter.cli import cli
+from newsletter.desk import Desk
+from newsletter.editors import add_editor
+from newsletter.issues import get_issue
+from newsletter.web import create_app
+
+from .conftest import NOW, ROOT, SMTPServer, seed_readers
+
+EDITOR, PASSWORD = "editor@example.org", "correct horse battery"
+
+
+@pytest.fixture
+def app(desk: Desk, smtp_server: SMTPServer) -> Flask:
+    settings = replace(
+        desk.settings,
+        smtp_url=smtp_server.url,
+        base_url="http://127.0.0.1:8000",
+        feed_url=str(ROOT / "newsletter" / "defaults" / "demo_feed.xml"),
+    )
+    with desk.engine.begin() as conn:
+        add_editor(conn, EDITOR, PASSWORD, NOW)
+    return create_app(settings)
+
+
+def csrf_of(client: FlaskClient, path: str = "/desk/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def logged_in(client: FlaskClient) -> str:
+    token = csrf_of(client)
+    answer = client.post("/desk/login", data={"email": EDITOR, "password": PASSWORD, "csrf": token})
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    return csrf_of(client, "/desk/issues")  # a new session: a new token
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, path: str, token: str, **form: Any) -> Any:
+    return client.post(path, data={"csrf": token, **form})
+
+
+def issue_page(client: FlaskClient, issue_id: int) -> str:
+    answer = client.get(f"/desk/issues/{issue_id}")
+    assert answer.status_code == 200
+    return answer.get_data(as_text=True)
+
+
+def test_every_desk_page_and_the_preview_need_a_login(client: FlaskClient) -> None:
+    for path in ("/desk/", "/desk/issues", "/desk/issues/1", "/desk/readers", "/preview/1"):
+        answer = client.get(path)
+        assert answer.status_code == 302, path
+        assert answer.headers["Location"].startswith("/desk/login?next=")
+    token = csrf_of(client)  # a session with a token but no login
+    assert post(client, "/desk/issues", token).status_code == 401
+
+
+def test_a_post_without_the_sessions_token_is_refused_and_changes_nothing(
+    client: FlaskClient, desk: Desk
+) -> None:
+    token = logged_in(client)
+    assert client.post("/desk/issues").status_code == 400
+    assert post(client, "/desk/issues", "forged").status_code == 400
+    with desk.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.issues)).scalar() == 0
+    assert post(client, "/desk/issues", token).status_code == 303
+
+
+def test_login_refuses_alike_then_slows_down_and_sets_a_careful_cookie(
+    app: Flask, desk: Desk
+) -> None:
+    client = app.test_client()
+    token = csrf_of(client)
+    wrong = post(client, "/desk/login", token, email=EDITOR, password="nope")
+    unknown = post(client, "/desk/login", token, email="who@example.org", password="nope")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "wrong address or password" in wrong.get_data(as_text=True)
+    assert "wrong address or password" in unknown.get_data(as_text=True)
+    for _ in range(3):
+        post(client, "/desk/login", token, email=EDITOR, password="still wrong")
+    right_but_late = post(client, "/desk/login", token, email=EDITOR, password=PASSWORD)
+    assert right_but_late.status_code == 429
+    assert "too many failed logins" in right_but_late.get_data(as_text=True)
+    with desk.engine.connect() as conn:
+        kept = conn.execute(sa.select(sa.func.count()).select_from(db.login_failures)).scalar()
+    assert kept == 5
+
+    secure = create_app(replace(app.config["DESK"].settings, base_url="https://news.example.org"))
+    https = secure.test_client()
+    https.environ_base["wsgi.url_scheme"] = "https"
+    first = https.get("/desk/login")  # the session starts with the login form's token
+    cookie = first.headers["Set-Cookie"]
+    token = csrf_of(https)
+    answer = post(https, "/desk/login", token, email="editor@example.org", password=PASSWORD)
+    assert answer.status_code == 429  # the same address, the same database: still waiting
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+def test_login_goes_where_it_was_asked_but_only_inside_the_desk(client: FlaskClient) -> None:
+    token = csrf_of(client)
+    answer = post(client, "/desk/login", token, email=EDITOR, password=PASSWORD,
+                  next="https://evil.example/")  # fmt: skip
+    assert answer.headers["Location"] == "/desk/"
+    client.post("/desk/logout", data={"csrf": csrf_of(client, "/desk/issues")})
+    token = csrf_of(client)
+    answer = post(client, "/desk/login", token, email=EDITOR, password=PASSWORD,
+                  next="/desk/readers")  # fmt: skip
+    assert answer.headers["Location"] == "/desk/readers"
+    assert client.get("/desk/readers").status_code == 200
+    assert post(client, "/desk/logout", csrf_of(client, "/desk/issues")).status_code == 303
+    assert client.get("/desk/readers").status_code == 302  # logged out
+
+
+def test_an_editor_builds_approves_and_tests_the_issue_in_the_browser_forms(
+    client: FlaskClient, desk: Desk, smtp_server: SMTPServer
+) -> None:
+    token = logged_in(client)
+    seed_readers(desk.engine)
+    assert client.get("/desk/").status_code == 200  # no issue this week yet: a button to start one
+    created = post(client, "/desk/issues", token)
+    issue_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    assert client.get("/desk/").headers["Location"] == f"/desk/issues/{issue_id}"
+
+    imported = post(client, f"/desk/issues/{issue_id}/import", token)
+    assert imported.status_code == 303
+    page = client.get(imported.headers["Location"]).get_data(as_text=True)
+    assert re.search(r"feed: \d+ added", page)
+    ids = [
+        int(a) for a in re.findall(r'name="article" value="(\d+)"><button aria-label="Add', page)
+    ]
+    for article in ids[:3]:
+        post(client, f"/desk/issues/{issue_id}/pick", token, article=str(article))
+    post(client, f"/desk/issues/{issue_id}/move", token, article=str(ids[2]), direction="up")
+    post(client, f"/desk/issues/{issue_id}/item", token, article=str(ids[0]),
+         title="Заголовок для рассылки", summary="")  # fmt: skip
+    post(client, f"/desk/issues/{issue_id}/fields", token, subject="Неделя в трёх историях",
+         preheader="Выбор редакции", note="Здравствуйте!", appeal="on")  # fmt: skip
+    with desk.engine.connect() as conn:
+        issue = get_issue(conn, issue_id)
+    assert [i.article.id for i in issue.items] == [ids[0], ids[2], ids[1]]
+    assert issue.items[0].title == "Заголовок для рассылки"
+    assert issue.subject == "Неделя в трёх историях" and issue.appeal
+
+    page = issue_page(client, issue_id)
+    assert f'src="/preview/{issue_id}/html"' in page and 'width="375"' in page
+    assert "Gmail clips above" in page
+    preview = client.get(f"/preview/{issue_id}/html").get_data(as_text=True)
+    assert preview.index("Заголовок для рассылки") < preview.index(issue.items[1].article.title)
+
+    approved = post(client, f"/desk/issues/{issue_id}/approve", token)
+    assert "approved" in client.get(approved.headers["Location"]).get_data(as_text=True)
+    refused = post(client, f"/desk/issues/{issue_id}/pick", token, article=str(ids[5]))
+    assert "approved" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    with desk.engine.connect() as conn:
+        assert len(get_issue(conn, issue_id).items) == 3  # frozen once approved
+
+    tested = post(client, f"/desk/issues/{issue_id}/test", token)
+    assert f"test sent to {EDITOR}" in client.get(tested.headers["Location"]).get_data(as_text=True)
+    [message] = smtp_server.handler.received
+    assert message.recipients == [EDITOR]
+    parsed = message_from_bytes(message.data, policy=default)
+    assert "TEST" in str(parsed["Subject"]).upper()
+    with desk.engine.connect() as conn:  # outside the ledger
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.deliveries)).scalar() == 0
+
+    status = client.get(f"/desk/issues/{issue_id}/status?format=json").get_json()
+    assert status["status"] == "approved" and status["total"] == 0
+    assert post(client, f"/desk/issues/{issue_id}/unapprove", token).status_code == 303
+    with desk.engine.connect() as conn:
+        assert get_issue(conn, issue_id).status == "draft"
+
+
+def test_the_pool_searches_by_words_and_filters_by_section(client: FlaskClient, desk: Desk) -> None:
+    token = logged_in(client)
+    issue_id = int(post(client, "/desk/issues", token).headers["Location"].rsplit("/", 1)[1])
+    post(client, f"/desk/issues/{issue_id}/import", token)
+    everything = issue_page(client, issue_id)
+    sections = re.findall(r"<option >([^<]+)</option>", everything)
+    assert sections
+    one = client.get(f"/desk/issues/{issue_id}?section={sections[0]}").get_data(as_text=True)
+    assert one.count('aria-label="Add') < everything.count('aria-label="Add')
+    nothing = client.get(f"/desk/issues/{issue_id}?q=zzzqqq").get_data(as_text=True)
+    assert "No articles match." in nothing
+
+
+def test_a_bad_action_is_told_on_the_page_not_as_a_stack_trace(client: FlaskClient) -> None:
+    token = logged_in(client)
+    issue_id = int(post(client, "/desk/issues", token).headers["Location"].rsplit("/", 1)[1])
+    answer = post(client, f"/desk/issues/{issue_id}/pick", token, article="not-a-number")
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "article: not an article id" in page
+    approve = post(client, f"/desk/issues/{issue_id}/approve", token)
+    assert "flash error" in client.get(approve.headers["Location"]).get_data(as_text=True)
+
+
+def test_readers_counts_search_ledger_and_export(client: FlaskClient, desk: Desk) -> None:
+    logged_in(client)
+    ids = seed_readers(desk.engine)
+    page = client.get("/desk/readers").get_data(as_text=True)
+    assert "active</a> 3" in page
+    found = client.get("/desk/readers?q=tom@").get_data(as_text=True)
+    assert "tom@example.org" in found and "anna@example.org" not in found
+    one = client.get(f"/desk/readers/{ids[0]}").get_data(as_text=True)
+    assert "imported" in one or "given" in one
+    assert "2026-11-01" in one  # the policy version of the evidence
+    document = client.get(f"/desk/readers/{ids[0]}/export.json").get_json()
+    assert document["subscriber"]["email"] == "anna@example.org"
+    assert document["consent_events"]
+    csv_text = client.get("/desk/readers/export.csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith("email,") and len(csv_text.splitlines()) == 4
+
+
+def test_editors_add_from_the_command_line(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", desk.settings.database_url)
+    runner = CliRunner()
+    short = runner.invoke(cli, ["editors", "add", "new@example.org", "--password-stdin"],
+                          input="short\n")  # fmt: skip
+    assert short.exit_code == 2 and "password: at least 12 characters" in short.output
+    made = runner.invoke(cli, ["editors", "add", "New@Example.org", "--password-stdin"],
+                         input="a long enough password\n")  # fmt: skip
+    assert made.exit_code == 0 and "new@example.org can log in" in made.output
+    with desk.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(db.editors).where(db.editors.c.email == "new@example.org")
+        ).one()
+    assert row.password_hash.startswith(("scrypt:", "pbkdf2:"))
+    assert "a long enough password" not in row.password_hash
+    assert datetime.now(UTC) >= row.created_at
