@@ -233,13 +233,12 @@ def not_ready_reason(issue: Issue | None, day: date) -> str:
 def how_to_fix(issue: Issue | None, settings: Settings) -> str:
     if issue is None:
         return (
-            "To make one:\n"
-            "    newsletter issue new\n"
-            "then pick articles, approve it, and send it:\n"
-            "    python send.py --now\n"
+            f"Start it in the desk: {settings.base_url}/desk/\n"
+            "or on the command line: newsletter issue new\n"
+            "then pick articles, approve it, and send it: python send.py --now\n"
         )
     return (
-        f"Preview it: {settings.base_url}/preview/{issue.id}\n"
+        f"Open it in the desk: {settings.base_url}/desk/issues/{issue.id}\n"
         "Approve and send it:\n"
         f"    newsletter issue approve {issue.id}\n"
         f"    python send.py --now --issue {issue.id}\n"

@@ -250,3 +250,46 @@ def test_editors_add_from_the_command_line(desk: Desk, monkeypatch: pytest.Monke
     assert row.password_hash.startswith(("scrypt:", "pbkdf2:"))
     assert "a long enough password" not in row.password_hash
     assert datetime.now(UTC) >= row.created_at
+
+
+def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
+    client: FlaskClient, desk: Desk, smtp_server: SMTPServer
+) -> None:
+    from newsletter.sending import send_issue
+
+    from .conftest import approved_issue
+
+    logged_in(client)
+    seed_readers(desk.engine)
+    issue = approved_issue(desk.engine)
+    smtp_server.handler.refuse["tom@example.org"] = "550 5.1.1 no such mailbox"
+    settings = replace(desk.settings, smtp_url=smtp_server.url)
+    send_issue(issue.id, desk.engine, settings, Desk(settings).transport,
+               lambda: datetime.now(UTC))  # fmt: skip
+    document = client.get(f"/desk/issues/{issue.id}/status?format=json").get_json()
+    assert document["counts"] == {"sent": 2, "failed": 1}
+    assert document["status"] == "sent" and document["done"] == 3
+    assert document["failures"] == [
+        {"reader": "tom@example.org", "reply": document["failures"][0]["reply"]}
+    ]
+    assert "550" in document["failures"][0]["reply"]
+    page = client.get(f"/desk/issues/{issue.id}/status").get_data(as_text=True)
+    assert "3 of 3 done" in page and "tom@example.org" in page
+    assert 'http-equiv="refresh"' not in page  # finished: no need to refresh
+
+
+def test_a_dropped_article_lands_at_its_position(client: FlaskClient, desk: Desk) -> None:
+    token = logged_in(client)
+    issue_id = int(post(client, "/desk/issues", token).headers["Location"].rsplit("/", 1)[1])
+    post(client, f"/desk/issues/{issue_id}/import", token)
+    ids = [
+        int(a)
+        for a in re.findall(
+            r'name="article" value="(\d+)"><button aria-label="Add', issue_page(client, issue_id)
+        )
+    ]
+    for article in ids[:4]:
+        post(client, f"/desk/issues/{issue_id}/pick", token, article=str(article))
+    post(client, f"/desk/issues/{issue_id}/move", token, article=str(ids[3]), position="1")
+    with desk.engine.connect() as conn:
+        assert [i.article.id for i in get_issue(conn, issue_id).items] == [ids[3], *ids[:3]]

@@ -172,6 +172,8 @@ def test_a_draft_on_the_send_day_sends_nothing_and_alerts_the_editors_once(
     assert len(smtp_server.handler.received) == 2  # one per editor, no newsletter
     assert sorted(r for rs, _ in alerts for r in rs) == ["chief@example.org", "desk@example.org"]
     assert all(f"issue {issue.id}" in s and "has no articles" in s for _, s in alerts)
+    body = smtp_server.handler.received[0].data.decode()
+    assert f"https://news.example.org/desk/issues/{issue.id}" in body  # where to fix it
 
 
 def test_the_reminder_speaks_only_when_the_coming_issue_is_not_approved(

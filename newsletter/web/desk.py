@@ -257,6 +257,10 @@ def move(issue_id: int) -> str:
         order = [item.article.id for item in found.items]
         if article not in order:
             raise NotFound(f"article {article} is not in issue {issue_id}")
+        position = request.form.get("position", "")
+        if position.isdigit():  # dragged and dropped there
+            library.move(conn, issue_id, article, int(position), now_utc())
+            return ""
         step = -1 if request.form.get("direction") == "up" else 1
         target = min(max(order.index(article) + step, 0), len(order) - 1)
         library.move(conn, issue_id, article, target + 1, now_utc())
@@ -325,14 +329,39 @@ def import_feed(issue_id: int) -> str:
 
 
 def _status(issue_id: int) -> dict[str, Any]:
+    """Counts by outcome, the rate so far, the first failure replies, who is uncertain."""
+    d, s = db.deliveries, db.subscribers
     with _desk().engine.connect() as conn:
         found = library.get_issue(conn, issue_id)
         counts = ledger_counts(conn, issue_id)
         uncertain = uncertain_readers(conn, issue_id)
+        first, last = conn.execute(
+            sa.select(sa.func.min(d.c.updated_at), sa.func.max(d.c.updated_at)).where(
+                d.c.issue_id == issue_id, d.c.status == "sent"
+            )
+        ).one()
+        failures = conn.execute(
+            sa.select(s.c.email, d.c.reply)
+            .join(s, s.c.id == d.c.subscriber_id)
+            .where(d.c.issue_id == issue_id, d.c.status == "failed")
+            .order_by(d.c.updated_at)
+            .limit(10)
+        ).all()
     total = sum(counts.values())
-    done = sum(counts.get(s, 0) for s in ("sent", "failed", "skipped"))
-    return {"issue": found.id, "send_date": str(found.send_date), "status": found.status,
-            "counts": counts, "total": total, "done": done, "uncertain": uncertain}  # fmt: skip
+    done = sum(counts.get(k, 0) for k in ("sent", "failed", "skipped"))
+    seconds = (last - first).total_seconds() if first and last else 0.0
+    rate = counts.get("sent", 0) / seconds if seconds > 0 else None
+    return {
+        "issue": found.id,
+        "send_date": str(found.send_date),
+        "status": found.status,
+        "counts": counts,
+        "total": total,
+        "done": done,
+        "messages_per_second": round(rate, 1) if rate else None,
+        "failures": [{"reader": f.email, "reply": f.reply} for f in failures],
+        "uncertain": uncertain,
+    }
 
 
 @bp.get("/issues/<int:issue_id>/status")
