@@ -15,6 +15,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import monotonic
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,11 +44,22 @@ _STOP = object()
 
 
 class LedgerWriter:
+    # How long a commit waits for more claims to join it, unless every connection has asked:
+    # one commit per message would cost this thread more than the message, and the wait
+    # hides behind the MAIL/RCPT/DATA round trip the claimer is in meanwhile.
+    GROUP_WINDOW = 0.001
+
     def __init__(
-        self, engine: sa.Engine, issue_id: int, worker: str, clock: Any, bounce_limit: int
+        self,
+        engine: sa.Engine,
+        issue_id: int,
+        worker: str,
+        clock: Any,
+        bounce_limit: int,
+        connections: int = 1,
     ) -> None:
         self.engine, self.issue_id, self.worker, self.clock = engine, issue_id, worker, clock
-        self.bounce_limit = bounce_limit
+        self.bounce_limit, self.connections = bounce_limit, connections
         self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: sa.Connection | None = None
         self.error: BaseException | None = None
@@ -108,15 +120,27 @@ class LedgerWriter:
             if self._conn is not None:
                 self._conn.close()
 
+    def _gather(self) -> list[Any]:
+        """The next group: what is waiting, and what arrives within the window while fewer
+        claims than connections are in it (each connection has at most one claim open)."""
+        batch = [self.requests.get()]
+        claims = int(isinstance(batch[0], Claim))
+        deadline = monotonic() + self.GROUP_WINDOW
+        while len(batch) < 1000 and batch[-1] is not _STOP:
+            wait = deadline - monotonic() if claims < self.connections else 0
+            try:
+                batch.append(
+                    self.requests.get(timeout=wait) if wait > 0 else self.requests.get_nowait()
+                )
+            except queue.Empty:
+                break
+            claims += isinstance(batch[-1], Claim)
+        return batch
+
     def _serve(self) -> None:
         stopping = False
         while not stopping:
-            batch = [self.requests.get()]
-            while len(batch) < 1000:
-                try:
-                    batch.append(self.requests.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._gather()
             stopping = any(item is _STOP for item in batch)
             work = [item for item in batch if item is not _STOP]
             try:
