@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -24,9 +24,8 @@ RESERVE_LEASE = timedelta(minutes=5)
 FLIGHT_LEASE = timedelta(minutes=10)
 
 
-@dataclass(frozen=True)
-class Due:
-    """A reserved row with what its message needs."""
+class Due(NamedTuple):
+    """A reserved row with what its message needs (a tuple: a send makes one per reader)."""
 
     subscriber_id: int
     attempts: int
@@ -135,8 +134,10 @@ def reserve(
     readers = conn.execute(
         sa.select(s.c.id, s.c.email, s.c.name, s.c.status).where(s.c.id.in_(list(attempts)))
     ).all()
-    found = [Due(r.id, attempts[r.id], r.email or "", r.name, r.status) for r in readers]
-    return sorted(found, key=lambda due_row: due_row.subscriber_id)
+    found = [
+        Due(sid, attempts[sid], email or "", name, status) for sid, email, name, status in readers
+    ]
+    return sorted(found)  # by subscriber_id, the first field
 
 
 def renew(conn: sa.Connection, issue_id: int, worker: str, now: datetime) -> None:

@@ -15,9 +15,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.charset import Charset
 from email.utils import format_datetime, formataddr, parseaddr
 from html import escape
-from urllib.parse import quote
 
 import dkim
 
@@ -239,23 +239,26 @@ def _fill(
     html: bool,
     stuffed: bool,
 ) -> list[bytes]:
+    encoded: dict[str, bytes] = {}  # a marker that recurs (the view link) is encoded once
     out: list[bytes] = []
     for part in parts:
         if isinstance(part, bytes):
             out.append(part)
-        else:
-            encoded = qp(
-                escape(value_for(part, values, fallbacks))
-                if html
-                else value_for(part, values, fallbacks)
-            )
-            out.append((dot_stuff(encoded) if stuffed else encoded) + SOFT_BREAK)
+            continue
+        if part not in encoded:
+            value = value_for(part, values, fallbacks)
+            text = qp(escape(value) if html else value)
+            encoded[part] = (dot_stuff(text) if stuffed else text) + SOFT_BREAK
+        out.append(encoded[part])
     return out
+
+
+_UTF8 = Charset("utf-8")
 
 
 def header_address(reader: Reader) -> str:
     """To: the reader's name (RFC 2047 encoded when not ASCII) and address (IDNA domain)."""
-    return formataddr((one_line(reader.name), ascii_address(reader.email)), charset="utf-8")
+    return formataddr((one_line(reader.name), ascii_address(reader.email)), charset=_UTF8)
 
 
 def build_message(
@@ -278,7 +281,8 @@ def _build(
     unsubscribe = b""
     if prepared.list_headers:
         token = values.unsubscribe_url.rsplit("/", 1)[1]
-        mailto = f"mailto:{prepared.mailbox}?subject={quote('unsubscribe ' + token)}"
+        # the token's characters are all URL-safe: only the space needs quoting
+        mailto = f"mailto:{prepared.mailbox}?subject=unsubscribe%20{token}"
         header = f"List-Unsubscribe: <{values.unsubscribe_url}>,\r\n <{mailto}>\r\n"
         unsubscribe = header.encode("ascii")
     dash = b"--" + prepared.boundary

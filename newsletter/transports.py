@@ -194,16 +194,13 @@ class SMTPTransport:
             raise TemporaryDeliveryError(f"connection lost: {exc}") from None
 
     def _transact(self, smtp: smtplib.SMTP, envelope: Envelope) -> str:
-        if smtp.has_extn("pipelining"):  # RFC 2920: MAIL and RCPT in one round trip
-            # addresses here are normalised already: no need for smtplib's parse per command
-            recipient = ascii_address(envelope.recipient)
-            commands = f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{recipient}>\r\n"
-            smtp.send(commands.encode("ascii"))
-            replies = [("MAIL", *smtp.getreply()), ("RCPT", *smtp.getreply())]
-        else:
-            replies = [("MAIL", *smtp.mail(envelope.sender))]
-            if replies[0][1] < 300:
-                replies.append(("RCPT", *smtp.rcpt(ascii_address(envelope.recipient))))
+        # addresses here are normalised already: no need for smtplib's parse per command
+        recipient = ascii_address(envelope.recipient)
+        if envelope.stuffed and smtp.has_extn("pipelining"):
+            return _pipelined(smtp, envelope, recipient, self._drop)
+        replies = [("MAIL", *smtp.mail(envelope.sender))]
+        if replies[0][1] < 300:
+            replies.append(("RCPT", *smtp.rcpt(recipient)))
         for stage, code, text in replies:
             if code >= 300:
                 smtp.rset()
@@ -241,6 +238,38 @@ class SMTPTransport:
             except (smtplib.SMTPException, OSError):  # quitting politely is best effort
                 pass
             self._drop()
+
+
+def _pipelined(
+    smtp: smtplib.SMTP, envelope: Envelope, recipient: str, drop: Callable[[], None]
+) -> str:
+    """RFC 2920: MAIL, RCPT and DATA in one write and one round trip, then the body and its
+    end in one more. Once the relay said 354 only closing the connection abandons the
+    message, so a refusal or a message taken back after that drops the connection."""
+    commands = f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+    smtp.send(commands.encode("ascii"))
+    replies = [(stage, *smtp.getreply()) for stage in ("MAIL", "RCPT", "DATA")]
+    in_data = replies[2][1] == 354
+    refused = [reply for reply in replies[:2] if reply[1] >= 300]
+    if not in_data:
+        refused.append(replies[2])
+    if refused:
+        if in_data:
+            drop()
+        else:
+            smtp.rset()
+        stage, code, text = refused[0]
+        _raise_for(code, text, stage)
+    try:
+        envelope.go_ahead()
+    except BaseException:
+        drop()
+        raise
+    smtp.send(envelope.data + b".\r\n")
+    code, text = _final_reply(smtp, envelope)
+    if code >= 300:
+        _raise_for(code, text, "DATA")
+    return f"{code} {text.decode('utf-8', 'replace')}"
 
 
 def _final_reply(smtp: smtplib.SMTP, envelope: Envelope) -> tuple[int, bytes]:

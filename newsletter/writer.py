@@ -15,6 +15,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import monotonic
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,12 +44,23 @@ _STOP = object()
 
 
 class LedgerWriter:
+    # How long a commit waits for more claims to join it, unless every connection has asked:
+    # one commit per message would cost this thread more than the message, and the wait
+    # hides behind the MAIL/RCPT/DATA round trip the claimer is in meanwhile.
+    GROUP_WINDOW = 0.001
+
     def __init__(
-        self, engine: sa.Engine, issue_id: int, worker: str, clock: Any, bounce_limit: int
+        self,
+        engine: sa.Engine,
+        issue_id: int,
+        worker: str,
+        clock: Any,
+        bounce_limit: int,
+        connections: int = 1,
     ) -> None:
         self.engine, self.issue_id, self.worker, self.clock = engine, issue_id, worker, clock
-        self.bounce_limit = bounce_limit
-        self.requests: queue.Queue[Any] = queue.Queue()
+        self.bounce_limit, self.connections = bounce_limit, connections
+        self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: sa.Connection | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
@@ -108,15 +120,27 @@ class LedgerWriter:
             if self._conn is not None:
                 self._conn.close()
 
+    def _gather(self) -> list[Any]:
+        """The next group: what is waiting, and what arrives within the window while fewer
+        claims than connections are in it (each connection has at most one claim open)."""
+        batch = [self.requests.get()]
+        claims = int(isinstance(batch[0], Claim))
+        deadline = monotonic() + self.GROUP_WINDOW
+        while len(batch) < 1000 and batch[-1] is not _STOP:
+            wait = deadline - monotonic() if claims < self.connections else 0
+            try:
+                batch.append(
+                    self.requests.get(timeout=wait) if wait > 0 else self.requests.get_nowait()
+                )
+            except queue.Empty:
+                break
+            claims += isinstance(batch[-1], Claim)
+        return batch
+
     def _serve(self) -> None:
         stopping = False
         while not stopping:
-            batch = [self.requests.get()]
-            while len(batch) < 1000:
-                try:
-                    batch.append(self.requests.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._gather()
             stopping = any(item is _STOP for item in batch)
             work = [item for item in batch if item is not _STOP]
             try:
@@ -139,53 +163,67 @@ class LedgerWriter:
         now = self.clock()
         outcomes = [item for item in work if isinstance(item, Outcome)]
         claims = [item for item in work if isinstance(item, Claim)]
-        d = db.deliveries
-        with self._connection().begin():
-            conn = self._connection()
-            sent = [o for o in outcomes if o.status == "sent"]
-            if sent:
-                stamp = self._to_db(now)
-                conn.exec_driver_sql(
-                    self._sent_sql,
-                    [
-                        (
-                            o.values["reply"],
-                            o.values["attempts"],
-                            o.values["message_id"],
-                            stamp,
-                            self.issue_id,
-                            o.subscriber_id,
-                            self.worker,
-                        )
-                        for o in sent
-                    ],
-                )
-            for o in outcomes:
-                if o.status == "sent":
-                    continue
-                matched = conn.execute(
-                    d.update()
-                    .where(
-                        d.c.issue_id == self.issue_id,
-                        d.c.subscriber_id == o.subscriber_id,
-                        d.c.worker == self.worker,
-                        d.c.status.in_(("claimed", "queued")),
-                    )
-                    .values(status=o.status, updated_at=now, **o.values)
-                ).rowcount
-                if o.bounce is not None and matched:  # a refusal counts once, with its row
-                    record_permanent_failure(
-                        conn, o.subscriber_id, o.bounce, self.bounce_limit, now
-                    )
-            if claims:
-                self._claim_all(conn, claims, now)
+        conn = self._connection()
+        with conn.begin():
+            # the driver's own cursor for the statements of every message: SQLAlchemy's work
+            # per statement cost this thread more than SQLite's
+            cursor = conn.connection.cursor()
+            try:
+                self._settle_sent(cursor, [o for o in outcomes if o.status == "sent"], now)
+                for outcome in outcomes:
+                    if outcome.status != "sent":
+                        self._settle_other(conn, outcome, now)
+                if claims:
+                    self._claim_all(conn, cursor, claims, now)
+            finally:
+                cursor.close()
 
-    def _claim_all(self, conn: sa.Connection, claims: list[Claim], now: datetime) -> None:
+    def _settle_sent(self, cursor: Any, sent: list[Outcome], now: datetime) -> None:
+        if not sent:
+            return
+        stamp = self._to_db(now)
+        cursor.executemany(
+            self._sent_sql,
+            [
+                (
+                    o.values["reply"],
+                    o.values["attempts"],
+                    o.values["message_id"],
+                    stamp,
+                    self.issue_id,
+                    o.subscriber_id,
+                    self.worker,
+                )
+                for o in sent
+            ],
+        )
+
+    def _settle_other(self, conn: sa.Connection, outcome: Outcome, now: datetime) -> None:
+        d = db.deliveries
+        matched = conn.execute(
+            d.update()
+            .where(
+                d.c.issue_id == self.issue_id,
+                d.c.subscriber_id == outcome.subscriber_id,
+                d.c.worker == self.worker,
+                d.c.status.in_(("claimed", "queued")),
+            )
+            .values(status=outcome.status, updated_at=now, **outcome.values)
+        ).rowcount
+        if outcome.bounce is not None and matched:  # a refusal counts once, with its row
+            record_permanent_failure(
+                conn, outcome.subscriber_id, outcome.bounce, self.bounce_limit, now
+            )
+
+    def _claim_all(
+        self, conn: sa.Connection, cursor: Any, claims: list[Claim], now: datetime
+    ) -> None:
         d = db.deliveries
         ids = [c.subscriber_id for c in claims]
         sql = self._claim_sql.replace("{ids}", ", ".join([self._mark] * len(ids)))
         params = (self._to_db(now + FLIGHT_LEASE), self._to_db(now), self.issue_id, self.worker)
-        claimed = {row[0] for row in conn.exec_driver_sql(sql, (*params, *ids))}
+        cursor.execute(sql, (*params, *ids))
+        claimed = {row[0] for row in cursor.fetchall()}
         for claim in claims:
             if claim.subscriber_id in claimed:
                 claim.result = "claimed"

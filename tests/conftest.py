@@ -97,6 +97,14 @@ class RecordingHandler:
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply
+    pipelining: bool = False  # offer RFC 2920 (aiosmtpd reads commands in order either way)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        offered = ["250-PIPELINING"] if self.pipelining else []
+        return [responses[0], *offered, *responses[1:]]  # the first line is the greeting
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any

@@ -1,6 +1,6 @@
 """A real SMTP server (aiosmtpd) in its own process that records every message it accepts.
 
-    python -m tests.recording_smtp PORT LOG [--delay SECONDS] [--rules JSON]
+    python -m tests.recording_smtp PORT LOG [--delay SECONDS] [--rules JSON] [--pipelining]
 
 Each accepted message appends one line "recipient<TAB>message-id" to LOG and flushes it,
 so a test can count what the server took even while the sender is killed. Rules make
@@ -23,10 +23,19 @@ from aiosmtpd.controller import Controller
 
 
 class Recorder:
-    def __init__(self, log: Path, delay: float, rules: dict[str, list[str]]) -> None:
+    def __init__(
+        self, log: Path, delay: float, rules: dict[str, list[str]], pipelining: bool
+    ) -> None:
         self.out = log.open("a", encoding="utf-8")
         self.delay, self.rules = delay, {k: set(v) for k, v in rules.items()}
+        self.pipelining = pipelining
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:  # fmt: skip
+        session.host_name = hostname
+        offered = ["250-PIPELINING"] if self.pipelining else []  # RFC 2920, as relays offer it
+        return [responses[0], *offered, *responses[1:]]  # the first line is the greeting
 
     def _once(self, rule: str, address: str) -> bool:
         with self.lock:
@@ -70,9 +79,10 @@ def main() -> None:
     parser.add_argument("log", type=Path)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--rules", default="{}")
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
-    controller = Controller(Recorder(args.log, args.delay, json.loads(args.rules)),
-                            hostname="127.0.0.1", port=args.port)  # fmt: skip
+    recorder = Recorder(args.log, args.delay, json.loads(args.rules), args.pipelining)
+    controller = Controller(recorder, hostname="127.0.0.1", port=args.port)
     controller.start()
     print("ready", flush=True)
     stop = threading.Event()

@@ -54,7 +54,9 @@ class Recorder:
         return Counter(line.split("\t")[0] for line in self.log.read_text().splitlines())
 
 
-def start_recorder(tmp_path: Path, delay: float = 0.0, rules: str = "{}") -> Recorder:
+def start_recorder(
+    tmp_path: Path, delay: float = 0.0, rules: str = "{}", pipelining: bool = True
+) -> Recorder:
     port, log = free_port(), tmp_path / f"received-{time.monotonic_ns()}.log"
     process = subprocess.Popen(
         [
@@ -67,6 +69,7 @@ def start_recorder(tmp_path: Path, delay: float = 0.0, rules: str = "{}") -> Rec
             str(delay),
             "--rules",
             rules,
+            *(["--pipelining"] if pipelining else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -207,8 +210,9 @@ def test_a_send_killed_mid_way_resumes_and_mails_nobody_twice(
         assert f"uncertain: {address}" in again.stdout
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_relay_faults_end_in_a_ledger_that_matches_the_server(
-    desk: Desk, tmp_path: Path, recorders: list[Recorder]
+    desk: Desk, tmp_path: Path, recorders: list[Recorder], pipelining: bool
 ) -> None:
     addresses = seed_many(desk.engine, 40)
     issue = approved_issue(desk.engine, picks=2)
@@ -221,7 +225,7 @@ def test_relay_faults_end_in_a_ledger_that_matches_the_server(
     }
     import json
 
-    recorder = start_recorder(tmp_path, rules=json.dumps(rules))
+    recorder = start_recorder(tmp_path, rules=json.dumps(rules), pipelining=pipelining)
     recorders.append(recorder)
     settings = replace(desk.settings, smtp_url=recorder.url, bounce_limit=1)
     options = SendOptions(

@@ -12,13 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from itsdangerous import Signer
 
 from newsletter.errors import ConfigError, InputError
 from newsletter.issues import check_line
 from newsletter.messages import Sender, build_message, header_address, prepare_message
 from newsletter.models import Article, Issue, IssueItem, Reader
 from newsletter.rendering import ReaderValues, RenderedIssue, Site, personalise, render_issue
-from newsletter.tokens import TokenError, read_reader_token, reader_token
+from newsletter.tokens import READER, TokenError, read_reader_token, reader_token
 
 from .conftest import NOW, ROOT, SECRET
 
@@ -165,6 +166,12 @@ def test_reader_tokens_cannot_be_moved_or_altered() -> None:
     for bad in (forged, token[:-2], token + "x", reader_token("another-secret", 41), ""):
         with pytest.raises(TokenError):
             read_reader_token(SECRET, bad)
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.text(min_size=1))
+def test_reader_tokens_are_what_itsdangerous_signs(subscriber_id: int, secret: str) -> None:
+    signed = Signer(secret, salt=READER).sign(str(subscriber_id)).decode("ascii")
+    assert reader_token(secret, subscriber_id) == signed
 
 
 def test_each_reader_gets_their_own_token_in_their_own_copy(settings) -> None:

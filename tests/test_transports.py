@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
-from newsletter.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.errors import (
+    Cancelled,
+    ConfigError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+)
 from newsletter.transports import (
     Envelope,
     OutboxTransport,
@@ -78,15 +84,36 @@ def test_a_relay_with_an_untrusted_certificate_is_refused(tls_server) -> None:
     assert server.handler.received == []
 
 
-def test_relay_replies_become_temporary_or_permanent(smtp_server: SMTPServer) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_relay_replies_become_temporary_or_permanent(
+    smtp_server: SMTPServer, pipelining: bool
+) -> None:
+    smtp_server.handler.pipelining = pipelining
+    data = MESSAGE.data  # the engine's SMTP path: dot-stuffed bytes, pipelined when offered
     smtp_server.handler.refuse["soft@example.org"] = "451 4.7.1 try again later"
     smtp_server.handler.refuse["hard@example.org"] = "550 5.1.1 no such user"
     transport = SMTPTransport(RelayAddress.parse(smtp_server.url))
     with pytest.raises(TemporaryDeliveryError, match=r"451 4\.7\.1 try again later \(at RCPT\)"):
-        transport.send(Envelope("b@example.org", "soft@example.org", "<1@x>", MESSAGE.data))
+        transport.send(Envelope("b@example.org", "soft@example.org", "<1@x>", data, pipelining))
     with pytest.raises(PermanentDeliveryError, match=r"550 5\.1\.1 no such user \(at RCPT\)"):
-        transport.send(Envelope("b@example.org", "hard@example.org", "<2@x>", MESSAGE.data))
-    assert transport.send(MESSAGE).startswith("250 2.0.0")
+        transport.send(Envelope("b@example.org", "hard@example.org", "<2@x>", data, pipelining))
+    assert transport.send(replace(MESSAGE, stuffed=pipelining)).startswith("250 2.0.0")
+    transport.close()
+    assert [r.recipients for r in smtp_server.handler.received] == [["r@example.org"]]
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_message_taken_back_before_its_body_never_arrives(
+    smtp_server: SMTPServer, pipelining: bool
+) -> None:
+    smtp_server.handler.pipelining = pipelining
+    transport = SMTPTransport(RelayAddress.parse(smtp_server.url))
+    taken_back = Envelope(
+        "b@example.org", "gone@example.org", "<3@x>", MESSAGE.data, pipelining, lambda: False
+    )
+    with pytest.raises(Cancelled):
+        transport.send(taken_back)
+    assert transport.send(replace(MESSAGE, stuffed=pipelining)).startswith("250 2.0.0")
     transport.close()
     assert [r.recipients for r in smtp_server.handler.received] == [["r@example.org"]]
 
