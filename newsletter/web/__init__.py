@@ -11,12 +11,13 @@ from ..errors import NewsletterError
 
 def create_app(settings: Settings) -> Flask:
     """The app factory: everything it needs comes from the settings passed in."""
-    from . import preview, public
+    from . import error_pages, preview, public
 
     app = Flask(__name__)
     app.config["DESK"] = Desk(settings)
     app.register_blueprint(preview.bp)
     app.register_blueprint(public.bp)
+    error_pages.register(app)
 
     @app.errorhandler(NewsletterError)
     def desk_error(error: NewsletterError) -> Response:
@@ -30,4 +31,6 @@ def wsgi() -> Flask:
     """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
     from ..config import load_settings
 
-    return create_app(load_settings())
+    settings = load_settings()
+    settings.require_secret()  # fail at start-up, not on a reader's first click
+    return create_app(settings)
