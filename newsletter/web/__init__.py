@@ -11,12 +11,13 @@ from ..errors import NewsletterError
 
 def create_app(settings: Settings) -> Flask:
     """The app factory: everything it needs comes from the settings passed in."""
-    from . import error_pages, preview, public
+    from . import error_pages, preview, public, signup
 
     app = Flask(__name__)
     app.config["DESK"] = Desk(settings)
     app.register_blueprint(preview.bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(signup.bp)
     error_pages.register(app)
 
     @app.errorhandler(NewsletterError)
