@@ -14,7 +14,6 @@ from flask.testing import FlaskClient
 
 from newsletter.config import Settings
 from newsletter.desk import Desk
-from newsletter.errors import ConfigError
 from newsletter.web import create_app, wsgi
 
 from .conftest import SECRET
@@ -122,7 +121,12 @@ def test_wsgi_refuses_to_start_without_a_secret_key(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY", raising=False)
-    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY: is not set"):
+    with pytest.raises(SystemExit, match=r"^newsletter: NEWSLETTER_SECRET_KEY: is not set"):
         wsgi()
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "news.example.org")
+    with pytest.raises(SystemExit, match=r"^newsletter: NEWSLETTER_BASE_URL: must be an http"):
+        wsgi()
+    monkeypatch.delenv("NEWSLETTER_BASE_URL")
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
     assert isinstance(wsgi(), Flask)

@@ -6,7 +6,7 @@ from flask import Flask, Response
 
 from ..config import Settings
 from ..desk import Desk
-from ..errors import NewsletterError
+from ..errors import ConfigError, NewsletterError
 
 
 def create_app(settings: Settings) -> Flask:
@@ -32,6 +32,9 @@ def wsgi() -> Flask:
     """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
     from ..config import load_settings
 
-    settings = load_settings()
-    settings.require_secret()  # fail at start-up, not on a reader's first click
+    try:
+        settings = load_settings()
+        settings.require_secret()  # fail at start-up, not on a reader's first click
+    except ConfigError as exc:  # one line on stderr and exit 1, not a traceback
+        raise SystemExit(f"newsletter: {exc}") from None
     return create_app(settings)
