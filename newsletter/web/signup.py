@@ -124,8 +124,8 @@ def take_sign_up(form: Form) -> None:
         problems = check_form(form, current_policy(conn))
         if problems:
             raise FormInvalid(problems)
-        request_ = SignUp(form.email, form.consent, form.name, evidence)
-        mail = sign_up(conn, request_, limits(desk.settings), desk.settings.require_secret(), now)
+        signup = SignUp(form.email, form.consent, form.name, evidence)
+        mail = sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
     if mail is not None:
         _send_confirmation(desk, mail)
 
