@@ -157,3 +157,7 @@ def smtp_server() -> Iterator[SMTPServer]:
 @pytest.fixture
 def smtp_settings(settings: Settings, smtp_server: SMTPServer) -> Settings:
     return replace(settings, smtp_url=smtp_server.url)
+
+
+# the live server and Chromium fixtures, for the browser tests
+pytest_plugins = ("tests.browser",)

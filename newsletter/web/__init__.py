@@ -1,4 +1,4 @@
-"""The web app: the preview editors keep open beside templates/, and readers' pages."""
+"""The web app: the editors' desk with its preview, and the readers' pages."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from flask import Flask, Response
 
 from ..config import Settings
 from ..desk import Desk
-from ..errors import NewsletterError
+from ..errors import ConfigError, NewsletterError
 
 
 def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
     """The app factory: everything it needs comes from the settings passed in.
 
     `open_preview`: the preview without a login, for `newsletter preview` on a laptop."""
-    from . import desk, preview, public
+    from . import desk, error_pages, preview, public, signup
 
     app = Flask(__name__)
     app.config.update(
@@ -28,6 +28,8 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
     app.register_blueprint(desk.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(signup.bp)
+    error_pages.register(app)
 
     @app.errorhandler(NewsletterError)
     def desk_error(error: NewsletterError) -> Response:
@@ -41,4 +43,9 @@ def wsgi() -> Flask:
     """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
     from ..config import load_settings
 
-    return create_app(load_settings())
+    try:
+        settings = load_settings()
+        settings.require_secret()  # fail at start-up, not on a reader's first click
+    except ConfigError as exc:  # one line on stderr and exit 1, not a traceback
+        raise SystemExit(f"newsletter: {exc}") from None
+    return create_app(settings)

@@ -14,7 +14,7 @@ from markupsafe import Markup
 from ..consent import Evidence, current_policy, get_policy
 from ..db import now_utc
 from ..desk import Desk
-from ..errors import NotFound
+from ..errors import NewsletterError, NotFound
 from ..issues import get_issue
 from ..messages import Sender
 from ..models import Reader
@@ -29,8 +29,10 @@ from ..subscribers import (
     unsubscribe,
 )
 from ..tokens import TokenError, read_reader_token
+from .error_pages import reader_error
 
 bp = Blueprint("public", __name__, template_folder="templates")
+bp.register_error_handler(NewsletterError, reader_error)
 
 
 def _desk() -> Desk:

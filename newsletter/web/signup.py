@@ -1,0 +1,281 @@
+"""Sign-up for readers: the form at /subscribe, the snippet other pages embed, and a JSON
+endpoint for a site's backend. No login and no CSRF token: the double opt-in mail is
+the check, and the rate limits keep a flood out.
+
+Every accepted sign-up gets the same answer, whoever the address belongs to (new,
+pending, active, unsubscribed or suppressed), so the form cannot tell anyone who reads
+the newsletter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
+from markupsafe import Markup
+
+from ..addresses import normalise_address
+from ..config import Settings
+from ..consent import Evidence, Policy, current_policy
+from ..db import now_utc
+from ..desk import Desk
+from ..errors import InputError, NewsletterError
+from ..issues import check_line
+from ..notices import send_notices
+from ..rendering import Site
+from ..subscribers import NAME_MAX, Limits, Mail, RateLimited, SignUp, sign_up
+from .error_pages import reader_error
+
+bp = Blueprint("signup", __name__, template_folder="templates")
+bp.register_error_handler(NewsletterError, reader_error)
+
+SOURCE_MAX = 2000
+PITCH = (
+    "A hand-picked selection of news, features and analysis, in your mailbox every week. "
+    "We send a link to confirm your address first."
+)
+CHECK_INBOX = "check your inbox"
+TICKED = ("yes", "on")  # our value, and what a browser sends for a box without one
+RETRY_AFTER = "3600"  # the per-network limit counts the last hour
+
+
+@dataclass(frozen=True)
+class Form:
+    """A sign-up as posted: by the page, an embedded copy of it, or a site's backend."""
+
+    email: str = ""
+    name: str = ""
+    consent: bool = False
+    policy_version: str | None = None  # the version whose wording the person was shown
+    source: str | None = None
+
+
+class FormInvalid(InputError):
+    """One message per field that needs fixing; nothing was stored."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {text}" for field, text in problems.items()))
+
+
+def _message(error: InputError, field: str) -> str:
+    text = str(error).removeprefix(f"{field}: ")
+    return text[:1].upper() + text[1:]
+
+
+def check_form(form: Form, policy: Policy) -> dict[str, str]:
+    """What is wrong with a sign-up, by field, in the words shown beside it."""
+    problems: dict[str, str] = {}
+    if not form.email.strip():
+        problems["email"] = "Enter your email address."
+    else:
+        try:
+            normalise_address(form.email)
+        except InputError as exc:  # the input is in the field already: say only what is wrong
+            problems["email"] = str(exc).rpartition("is not a valid address: ")[2]
+    for field, value, limit in (("name", form.name, NAME_MAX), ("source", form.source, SOURCE_MAX)):
+        try:
+            check_line(field, value or "", limit)
+        except InputError as exc:
+            problems[field] = _message(exc, field)
+    if form.policy_version not in (None, policy.version):
+        problems["consent"] = (
+            "Our privacy policy has changed since this form was made: "
+            "read the wording below and tick the box again."
+        )
+    elif form.consent is not True:
+        problems["consent"] = "Tick the box to agree to the privacy policy, or we cannot send it."
+    return problems
+
+
+def _desk() -> Desk:
+    desk: Desk = current_app.config["DESK"]
+    return desk
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(settings.confirm_ttl, settings.confirm_mails_per_day, settings.signups_per_hour)
+
+
+def policy_url(settings: Settings, policy: Policy) -> str:
+    return f"{settings.base_url}/privacy/{policy.version}"
+
+
+def take_sign_up(form: Form) -> None:
+    """Check, record the consent and mail the confirmation link once the transaction is in.
+
+    FormInvalid or RateLimited when refused; otherwise the same quiet return for all."""
+    desk, now = _desk(), now_utc()
+    evidence = Evidence(
+        source=form.source or _form_url(),
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+    )
+    with desk.engine.begin() as conn:
+        problems = check_form(form, current_policy(conn))
+        if problems:
+            raise FormInvalid(problems)
+        signup = SignUp(form.email, form.consent, form.name, evidence)
+        mail = sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
+    if mail is not None:
+        _send_confirmation(desk, mail)
+
+
+def _form_url() -> str:
+    """Where the form was: the page that posted it (our own, or an article embedding it)."""
+    referrer = request.referrer or ""
+    if referrer.startswith(("https://", "http://")) and len(referrer) <= SOURCE_MAX:
+        return referrer
+    return request.url
+
+
+def _send_confirmation(desk: Desk, mail: Mail) -> None:
+    transport = desk.transport()
+    try:
+        report = send_notices([mail], desk.engine, desk.settings, transport, now_utc())
+    finally:
+        transport.close()
+    for failure in report.failures:  # the reader's answer is the same: they may sign up again
+        current_app.logger.warning("sign-up: %s", failure)
+
+
+def _site() -> Site:
+    return Site.from_settings(_desk().settings)
+
+
+def _signup_page(
+    form: Form | None = None, problems: dict[str, str] | None = None, status: int = 200
+) -> tuple[str, int]:
+    settings = _desk().settings
+    with _desk().engine.connect() as conn:
+        policy = current_policy(conn)
+    html = render_template(
+        "signup.html",
+        title=f"Sign up for {settings.site_name}",
+        site=_site(),
+        pitch=PITCH,
+        action=url_for("signup.subscribe_page"),
+        policy=policy,
+        policy_url=policy_url(settings, policy),
+        form=form,
+        problems=problems or {},
+    )
+    return html, status
+
+
+def _answer_page(title: str, *paragraphs: str, status: int = 200, **extra: Any) -> Response:
+    html = render_template("public.html", title=title, paragraphs=paragraphs, site=_site(), **extra)
+    return Response(html, status, mimetype="text/html")
+
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+def subscribe_page() -> tuple[str, int] | Response:
+    if request.method == "GET":
+        return _signup_page()
+    form = Form(
+        email=request.form.get("email", ""),
+        name=request.form.get("name", ""),
+        consent=request.form.get("consent") in TICKED,
+        policy_version=request.form.get("policy_version"),
+    )
+    try:
+        take_sign_up(form)
+    except FormInvalid as exc:
+        return _signup_page(form, exc.problems, status=400)
+    except RateLimited:
+        response = _answer_page(
+            "Too many sign-ups",
+            "Too many sign-ups came from your network in the last hour.",
+            "Please try again in an hour. Nothing was stored.",
+            status=429,
+            problem=True,
+        )
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    return _answer_page(
+        "Check your inbox",
+        "If this address can receive the newsletter, a message with a link to confirm it "
+        "is on its way. Open the link to start your subscription.",
+        "No message within a few minutes? Look in the spam folder, or sign up again later.",
+    )
+
+
+def embed_snippet() -> Markup:
+    """The form a site pastes into its pages: absolute links, the current policy's wording."""
+    settings = _desk().settings
+    with _desk().engine.connect() as conn:
+        policy = current_policy(conn)
+    template = current_app.jinja_env.get_template("_signup_form.html")
+    form_macro = template.module.signup_form  # type: ignore[attr-defined]
+    snippet: Markup = form_macro(
+        f"{settings.base_url}/subscribe", policy, policy_url(settings, policy)
+    )
+    return snippet
+
+
+@bp.get("/subscribe/embed")
+def embed_page() -> str:
+    snippet = embed_snippet()
+    return render_template(
+        "embed.html",
+        title="The sign-up form for your pages",
+        site=_site(),
+        snippet=snippet,
+        snippet_source=str(snippet),
+        text_url=f"{_desk().settings.base_url}/subscribe/embed.txt",
+    )
+
+
+@bp.get("/subscribe/embed.txt")
+def embed_text() -> Response:
+    return Response(str(embed_snippet()) + "\n", mimetype="text/plain")
+
+
+def _json(code: int, **body: Any) -> Response:
+    response = jsonify(body)
+    response.status_code = code
+    return response
+
+
+def _form_from_json(body: Any) -> Form:
+    if not isinstance(body, dict):
+        raise FormInvalid({"body": 'Send one JSON object: {"email": …, "consent": true}.'})
+    problems = {
+        field: f"Must be a string, not {type(body[field]).__name__}."
+        for field in ("email", "name", "source", "policy_version")
+        if body.get(field) is not None and not isinstance(body[field], str)
+    }
+    if problems:
+        raise FormInvalid(problems)
+    return Form(
+        email=body.get("email") or "",
+        name=body.get("name") or "",
+        consent=body.get("consent") is True,
+        policy_version=body.get("policy_version"),
+        source=body.get("source"),
+    )
+
+
+@bp.post("/api/subscribe")
+def subscribe_api() -> Response:
+    if not request.is_json:
+        return _json(415, error="send the sign-up as JSON (Content-Type: application/json)")
+    try:
+        take_sign_up(_form_from_json(request.get_json(silent=True)))
+    except FormInvalid as exc:
+        field, text = next(iter(exc.problems.items()))
+        return _json(400, error=text, field=field)
+    except RateLimited as exc:
+        response = _json(429, error=str(exc))
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+    return _json(202, status=CHECK_INBOX)
