@@ -49,11 +49,17 @@ def _starting(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 @pytest.fixture
-def live_server(desk: Desk, smtp_settings: Settings) -> Iterator[LiveServer]:
+def live_settings(smtp_settings: Settings) -> Settings:
+    """The settings the live server runs with; a test module may override this fixture."""
+    return smtp_settings
+
+
+@pytest.fixture
+def live_server(desk: Desk, live_settings: Settings) -> Iterator[LiveServer]:
     """The app on 127.0.0.1 and a free port; its links (base_url) point at itself."""
     server = make_server("127.0.0.1", 0, _starting, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
-    settings = replace(smtp_settings, base_url=url)
+    settings = replace(live_settings, base_url=url)
     server.app = create_app(settings)  # the port is known only once bound
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
