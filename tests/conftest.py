@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from flask import Flask
+from flask.testing import FlaskClient
 
 from newsletter.articles import import_sources
 from newsletter.config import Settings
@@ -160,4 +162,30 @@ def smtp_settings(settings: Settings, smtp_server: SMTPServer) -> Settings:
 
 
 # the live server and Chromium fixtures, for the browser tests
+def wait_for_mail(smtp_server: SMTPServer, count: int, seconds: float = 15) -> None:
+    """Until the server has `count` messages: some are sent after the page has answered."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while len(smtp_server.handler.received) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} messages in {seconds} s"
+        time.sleep(0.02)
+
+
+class ClosingClient(FlaskClient):
+    """Closes each response once read, as a real server does after sending it; that runs
+    what the app does after answering (the sign-up's confirmation mail)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        response.get_data()
+        response.close()
+        return response
+
+
+@pytest.fixture(autouse=True)
+def _closing_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Flask, "test_client_class", ClosingClient)
+
+
 pytest_plugins = ("tests.browser",)

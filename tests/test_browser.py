@@ -17,7 +17,7 @@ from newsletter.subscribers import get_subscriber
 from newsletter.tokens import reader_token
 
 from .browser import DESKTOP, PHONE, LiveServer
-from .conftest import SECRET, SMTPServer, seed_readers
+from .conftest import SECRET, SMTPServer, seed_readers, wait_for_mail
 from .test_public_pages import parse, snapshot
 
 
@@ -48,6 +48,7 @@ def test_a_reader_signs_up_with_the_keyboard_and_confirms_from_the_mail(
 
     page.get_by_role("heading", name="Check your inbox").wait_for()
     assert status_of(desk.engine, "lena@example.org") == "pending"
+    wait_for_mail(smtp_server, 1)  # sent once the page has answered
     (received,) = smtp_server.handler.received
     assert received.recipients == ["lena@example.org"]
     text = parse(received.data).get_body(("plain",))

@@ -9,6 +9,7 @@ the newsletter.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +111,8 @@ def policy_url(settings: Settings, policy: Policy) -> str:
     return f"{settings.base_url}/privacy/{policy.version}"
 
 
-def take_sign_up(form: Form) -> None:
-    """Check, record the consent and mail the confirmation link once the transaction is in.
+def take_sign_up(form: Form) -> Mail | None:
+    """Check and record the consent; the confirmation mail to send, if one is due.
 
     FormInvalid or RateLimited when refused; otherwise the same quiet return for all."""
     desk, now = _desk(), now_utc()
@@ -125,9 +126,16 @@ def take_sign_up(form: Form) -> None:
         if problems:
             raise FormInvalid(problems)
         signup = SignUp(form.email, form.consent, form.name, evidence)
-        mail = sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
+        return sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
+
+
+def mail_after(response: Response, mail: Mail | None) -> Response:
+    """Send the confirmation once the answer has gone: an answer that waited for the relay
+    would tell, by its delay, a new address from a known one."""
     if mail is not None:
-        _send_confirmation(desk, mail)
+        desk, log = _desk(), current_app.logger
+        response.call_on_close(lambda: _send_confirmation(desk, mail, log))
+    return response
 
 
 def _form_url() -> str:
@@ -138,14 +146,14 @@ def _form_url() -> str:
     return request.url
 
 
-def _send_confirmation(desk: Desk, mail: Mail) -> None:
+def _send_confirmation(desk: Desk, mail: Mail, log: logging.Logger) -> None:
     transport = desk.transport()
     try:
         report = send_notices([mail], desk.engine, desk.settings, transport, now_utc())
     finally:
         transport.close()
     for failure in report.failures:  # the reader's answer is the same: they may sign up again
-        current_app.logger.warning("sign-up: %s", failure)
+        log.warning("sign-up: %s", failure)
 
 
 def _site() -> Site:
@@ -188,7 +196,7 @@ def subscribe_page() -> tuple[str, int] | Response:
         policy_version=request.form.get("policy_version"),
     )
     try:
-        take_sign_up(form)
+        mail = take_sign_up(form)
     except FormInvalid as exc:
         return _signup_page(form, exc.problems, status=400)
     except RateLimited:
@@ -201,12 +209,13 @@ def subscribe_page() -> tuple[str, int] | Response:
         )
         response.headers["Retry-After"] = RETRY_AFTER
         return response
-    return _answer_page(
+    answer = _answer_page(
         "Check your inbox",
         "If this address can receive the newsletter, a message with a link to confirm it "
         "is on its way. Open the link to start your subscription.",
         "No message within a few minutes? Look in the spam folder, or sign up again later.",
     )
+    return mail_after(answer, mail)
 
 
 def embed_snippet() -> Markup:
@@ -270,7 +279,7 @@ def subscribe_api() -> Response:
     if not request.is_json:
         return _json(415, error="send the sign-up as JSON (Content-Type: application/json)")
     try:
-        take_sign_up(_form_from_json(request.get_json(silent=True)))
+        mail = take_sign_up(_form_from_json(request.get_json(silent=True)))
     except FormInvalid as exc:
         field, text = next(iter(exc.problems.items()))
         return _json(400, error=text, field=field)
@@ -278,4 +287,4 @@ def subscribe_api() -> Response:
         response = _json(429, error=str(exc))
         response.headers["Retry-After"] = RETRY_AFTER
         return response
-    return _json(202, status=CHECK_INBOX)
+    return mail_after(_json(202, status=CHECK_INBOX), mail)
