@@ -519,6 +519,27 @@ def test_a_bad_row_is_reported_with_its_line_and_the_others_import(
     assert events_of(desk.engine, "last@example.org")[0]["detail"] == "readers.csv, line 5"
 
 
+@pytest.mark.parametrize(
+    ("stamp", "at"),
+    [
+        ("2026-01-15T09:30:00Z", datetime(2026, 1, 15, 9, 30, tzinfo=UTC)),
+        ("2026-02-01T12:00:00.25+02:00", datetime(2026, 2, 1, 10, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC)),
+    ],
+)
+def test_consent_times_are_stored_as_sqlalchemy_stores_every_time(
+    desk: Desk, tmp_path: Path, stamp: str, at: datetime
+) -> None:
+    run_import(desk, write_csv(tmp_path, f"ann@example.org,Ann,{stamp},form,,2026-11-01"))
+
+    dialect = desk.engine.dialect
+    stored = db.UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    with desk.engine.connect() as conn:
+        text = conn.exec_driver_sql("SELECT at FROM consent_events").scalar_one()
+    assert text == stored(at)
+
+
 def test_the_future_is_measured_against_now_passed_in(desk: Desk, tmp_path: Path) -> None:
     at_now = write_csv(tmp_path, "ann@example.org,Ann,2026-11-23T11:00:00+01:00,form,,2026-11-01")
     result = run_import(desk, at_now)
