@@ -35,7 +35,7 @@ from newsletter.cli import cli
 from newsletter.consent import Evidence, get_policy, publish_policy
 from newsletter.desk import Desk, init_desk
 from newsletter.errors import InputError
-from newsletter.importing import ImportResult, Problem, import_csv
+from newsletter.importing import ImportResult, Problem, canonical_ip, import_csv
 from newsletter.subscribers import (
     Limits,
     SignUp,
@@ -517,6 +517,25 @@ def test_a_bad_row_is_reported_with_its_line_and_the_others_import(
     assert result.added == 2
     assert set(readers(desk.engine)) == {"first@example.org", "last@example.org"}
     assert events_of(desk.engine, "last@example.org")[0]["detail"] == "readers.csv, line 5"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("::ffff:192.0.2.7", "::ffff:192.0.2.7"),
+        ("192.0.2", "ip: '192.0.2' is not an IP address"),
+        ("192.0.2.7:80", "ip: '192.0.2.7:80' is not an IP address"),
+        ("2001:db8::g", "ip: '2001:db8::g' is not an IP address"),
+        ("localhost", "ip: 'localhost' is not an IP address"),
+    ],
+)
+def test_ip_addresses_are_kept_in_canonical_form_or_refused(given: str, expected: str) -> None:
+    try:
+        assert canonical_ip(given) == expected
+    except InputError as exc:
+        assert str(exc) == expected
 
 
 @pytest.mark.parametrize(
