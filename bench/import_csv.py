@@ -30,7 +30,8 @@ from newsletter import db
 from newsletter.addresses import _domain
 from newsletter.config import Settings
 from newsletter.desk import Desk, init_desk
-from newsletter.importing import COLUMNS, ImportResult, check_file, import_csv, staging_for
+from newsletter.import_rows import COLUMNS, ImportResult, check_file
+from newsletter.importing import import_csv, staging_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

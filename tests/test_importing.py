@@ -35,7 +35,8 @@ from newsletter.cli import cli
 from newsletter.consent import Evidence, get_policy, publish_policy
 from newsletter.desk import Desk, init_desk
 from newsletter.errors import InputError
-from newsletter.importing import ImportResult, Problem, canonical_ip, import_csv
+from newsletter.import_rows import canonical_ip
+from newsletter.importing import ImportResult, Problem, import_csv
 from newsletter.subscribers import (
     Limits,
     SignUp,
