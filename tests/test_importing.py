@@ -35,6 +35,7 @@ from newsletter.cli import cli
 from newsletter.consent import Evidence, get_policy, publish_policy
 from newsletter.desk import Desk, init_desk
 from newsletter.errors import InputError
+from newsletter.import_rows import canonical_ip
 from newsletter.importing import ImportResult, Problem, import_csv
 from newsletter.subscribers import (
     Limits,
@@ -517,6 +518,46 @@ def test_a_bad_row_is_reported_with_its_line_and_the_others_import(
     assert result.added == 2
     assert set(readers(desk.engine)) == {"first@example.org", "last@example.org"}
     assert events_of(desk.engine, "last@example.org")[0]["detail"] == "readers.csv, line 5"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("::ffff:192.0.2.7", "::ffff:192.0.2.7"),
+        ("192.0.2", "ip: '192.0.2' is not an IP address"),
+        ("192.0.2.7:80", "ip: '192.0.2.7:80' is not an IP address"),
+        ("2001:db8::g", "ip: '2001:db8::g' is not an IP address"),
+        ("localhost", "ip: 'localhost' is not an IP address"),
+    ],
+)
+def test_ip_addresses_are_kept_in_canonical_form_or_refused(given: str, expected: str) -> None:
+    try:
+        assert canonical_ip(given) == expected
+    except InputError as exc:
+        assert str(exc) == expected
+
+
+@pytest.mark.parametrize(
+    ("stamp", "at"),
+    [
+        ("2026-01-15T09:30:00Z", datetime(2026, 1, 15, 9, 30, tzinfo=UTC)),
+        ("2026-02-01T12:00:00.25+02:00", datetime(2026, 2, 1, 10, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC)),
+    ],
+)
+def test_consent_times_are_stored_as_sqlalchemy_stores_every_time(
+    desk: Desk, tmp_path: Path, stamp: str, at: datetime
+) -> None:
+    run_import(desk, write_csv(tmp_path, f"ann@example.org,Ann,{stamp},form,,2026-11-01"))
+
+    dialect = desk.engine.dialect
+    stored = db.UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    with desk.engine.connect() as conn:
+        text = conn.exec_driver_sql("SELECT at FROM consent_events").scalar_one()
+    assert text == stored(at)
 
 
 def test_the_future_is_measured_against_now_passed_in(desk: Desk, tmp_path: Path) -> None:
