@@ -251,7 +251,7 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(rows[0]))
     names = list(compiled.positiontup or []) if conn.dialect.positional else list(compiled.params)
     for column in table.columns:
-        convert = column.type.bind_processor(conn.dialect)
+        convert = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         if convert is not None and column.name in names:
             for row in rows:
                 row[column.name] = convert(row[column.name])
