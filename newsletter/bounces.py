@@ -168,7 +168,7 @@ def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str]]:
             if not isinstance(block, email.message.Message):
                 continue
             found = _STATUS.search(str(block.get("Status", "")))
-            action = str(block.get("Action", "")).strip().lower()
+            action = (str(block.get("Action", "")).lower().split() or [""])[0]  # "failed (why)"
             if found is None or action not in ("failed", "delayed", ""):
                 continue
             code = found.group(0)

@@ -174,6 +174,10 @@ class ImapSource:
             raise MailboxError(self.name, f"no folder {a.folder!r}")
         self.moved = False
         self.made: set[str] = set()
+        _, caps = self.imap.capability()  # after login: servers announce MOVE only then
+        self.can_move = (
+            b"MOVE" in b" ".join(c for c in caps if isinstance(c, bytes)).upper().split()
+        )
 
     def messages(self) -> Iterator[Mail]:
         status, data = self.imap.uid("SEARCH", "UNDELETED")
@@ -189,7 +193,7 @@ class ImapSource:
         if folder not in self.made:
             self.imap.create(folder)  # NO when it exists already: fine
             self.made.add(folder)
-        if "MOVE" in self.imap.capabilities:
+        if self.can_move:
             self.imap.uid("MOVE", mail.ref, folder)
             return
         status, _ = self.imap.uid("COPY", mail.ref, folder)
