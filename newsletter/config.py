@@ -62,6 +62,17 @@ class Settings:
     confirm_mails_per_day: int = 3
     signups_per_hour: int = 20
     bounce_limit: int = 2
+    bounce_at_once: tuple[str, ...] = (
+        "5.1.0",
+        "5.1.1",
+        "5.1.2",
+        "5.1.3",
+        "5.1.6",
+        "5.1.10",
+        "5.2.1",
+    )
+    soft_bounce_limit: int = 5
+    soft_bounce_window: timedelta = timedelta(days=30)
     dkim_domain: str | None = None
     dkim_selector: str | None = None
     dkim_key: Path | None = None
@@ -161,6 +172,17 @@ def _optional_send_at(value: str) -> SendAt | None:
 
 def _addresses(value: str) -> tuple[str, ...]:
     return tuple(_address(one.strip()) for one in value.split(",") if one.strip())
+
+
+_STATUS_CODE = re.compile(r"^[45]\.\d{1,3}\.\d{1,3}$")
+
+
+def _status_codes(value: str) -> tuple[str, ...]:
+    codes = tuple(one.strip() for one in value.split(",") if one.strip())
+    for code in codes:
+        if not _STATUS_CODE.match(code):
+            raise ValueError(f"{code!r} is not an enhanced status code like 5.1.1")
+    return codes
 
 
 def _optional_path(value: str) -> Path | None:
@@ -301,6 +323,21 @@ SETTINGS: tuple[Setting, ...] = (
         "permanent delivery failures after which a reader is marked bounced",
         _positive_int,
     ),
+    Setting(
+        "bounce_at_once",
+        "5.1.0,5.1.1,5.1.2,5.1.3,5.1.6,5.1.10,5.2.1",
+        "status codes of bounce mail (the address does not exist) that mark a reader bounced "
+        "at the first one, not after BOUNCE_LIMIT",
+        _status_codes,
+    ),
+    Setting(
+        "soft_bounce_limit",
+        "5",
+        "temporary failures (4.x.x) in bounce mail, within SOFT_BOUNCE_WINDOW, after which a "
+        "reader is marked bounced",
+        _positive_int,
+    ),
+    Setting("soft_bounce_window", "30d", "the window SOFT_BOUNCE_LIMIT counts in", parse_duration),
     Setting("dkim_domain", "", "DKIM signing domain (d=); unset: no signing", _optional),
     Setting("dkim_selector", "", "DKIM selector (s=)", _optional),
     Setting(

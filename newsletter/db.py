@@ -156,6 +156,10 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime, nullable=True),
     sa.Column("reply", sa.Text, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=True),
+    # what bounce mail said later: soft, hard or complaint (the worst heard), and its words
+    sa.Column("outcome", sa.String(20), nullable=True),
+    sa.Column("outcome_detail", sa.Text, nullable=True),
+    sa.Column("outcome_at", UTCDateTime, nullable=True),
     # in key order within a status: taking the next batch of pending rows reads that batch only
     sa.Index("ix_deliveries_issue_status_reader", "issue_id", "status", "subscriber_id"),
 )
@@ -190,6 +194,22 @@ alerts = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("kind", "day", name="uq_alerts_kind_day"),
+)
+
+# Every message bounce processing has read, so reading it again changes nothing; soft
+# bounces are counted here over a window of days.
+bounce_mail = sa.Table(
+    "bounce_mail",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("issue_id", sa.Integer, nullable=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=True),
+    sa.Column("code", sa.String(20), nullable=True),
+    sa.Column("diagnostic", sa.Text, nullable=False, server_default=""),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_bounce_mail_reader", "subscriber_id", "kind", "received_at"),
 )
 
 # Desk accounts; failed logins are kept so every web process slows the same guesser.

@@ -7,10 +7,12 @@ NewsletterError
  ├── ConfigError           a setting is missing or malformed (names the variable)
  ├── InputError            bad input from a person or a file (names the field, file or line)
  │    ├── FeedError        a feed that cannot be read as RSS or Atom
+ │    ├── MailboxError     a bounce mailbox that cannot be read (names the file or URL)
  │    └── TemplateError    a template that fails to load or render
  ├── NotFound              an article, issue or subscriber that does not exist
  ├── StateError            an action the object's state forbids (approve an empty issue, …)
- │    └── LeaseHeld        another process holds the lease (it is sending now)
+ │    ├── LeaseHeld        another process holds the lease (it is sending now)
+ │    └── ListHygieneError the last issue bounced or drew complaints past the limits
  ├── Cancelled             a message withdrawn before its body went to the relay
  └── DeliveryError         a transport could not hand a message on
       ├── TemporaryDeliveryError   worth retrying later (4xx, dropped connection)
@@ -48,6 +50,12 @@ class FeedError(InputError):
         super().__init__(f"{source}: {problem}")
 
 
+class MailboxError(InputError):
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: {problem}")
+
+
 class TemplateError(InputError):
     status = 500
 
@@ -64,6 +72,12 @@ class StateError(NewsletterError):
 
 class LeaseHeld(StateError):
     """Another process holds a lease this one asked for: it sends, this one stands by."""
+
+
+class ListHygieneError(StateError):
+    """`send` refuses to start while the last issue's complaint or hard-bounce rate is too high."""
+
+    exit_code = 6
 
 
 class Cancelled(NewsletterError):

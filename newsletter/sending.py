@@ -37,6 +37,7 @@ from .messages import PreparedMessage, Sender, build_message, message_id, prepar
 from .models import Issue, Reader
 from .preflight import Report, check
 from .rendering import RenderedIssue, Site, personalise, render_issue
+from .returnpath import return_paths
 from .transports import Envelope, Transport
 from .writer import LedgerWriter, Outcome
 
@@ -217,6 +218,9 @@ class Run:
         self.defects = 0
         self.rate = RateLimit(options.rate, options.rate_per_hour)
         self.bounce_to = envelope_sender(settings)
+        self.return_path = return_paths(
+            composed.sender.secret, settings.bounce_address, composed.issue.id, self.bounce_to
+        )
         self.writer = LedgerWriter(
             engine, composed.issue.id, self.worker, clock, settings.bounce_limit, connections
         )
@@ -275,7 +279,7 @@ class Run:
         def ready() -> bool:  # the body goes only once the claim is committed
             return self.writer.wait(claim) == "claimed"
 
-        envelope = Envelope(self.bounce_to, due.email, msgid, data, stuffed, ready)
+        envelope = Envelope(self.return_path(sid), due.email, msgid, data, stuffed, ready)
         try:
             reply = transport.send(envelope)
         except Cancelled:

@@ -288,7 +288,12 @@ def unsubscribe(conn: sa.Connection, subscriber_id: int, evidence: Evidence, now
 
 
 def record_permanent_failure(
-    conn: sa.Connection, subscriber_id: int, diagnostic: str, limit: int, now: datetime
+    conn: sa.Connection,
+    subscriber_id: int,
+    diagnostic: str,
+    limit: int,
+    now: datetime,
+    source: str = "delivery",
 ) -> bool:
     """Count a hard bounce; at `limit` an active reader becomes bounced. True when it did."""
     s = db.subscribers
@@ -296,25 +301,35 @@ def record_permanent_failure(
         s.update().where(s.c.id == subscriber_id).values(bounce_count=s.c.bounce_count + 1)
     )
     found = _row(conn, s.c.id == subscriber_id)
-    if found is None or found.status != "active" or found.bounce_count < limit:
+    if found is None or found.bounce_count < limit:
+        return False
+    return mark_bounced(conn, subscriber_id, diagnostic, source, now)
+
+
+def mark_bounced(
+    conn: sa.Connection, subscriber_id: int, diagnostic: str, source: str, now: datetime
+) -> bool:
+    """An active reader becomes bounced, with an event carrying the diagnostic."""
+    found = _row(conn, db.subscribers.c.id == subscriber_id)
+    if found is None or found.status != "active":
         return False
     set_status(conn, subscriber_id, "bounced", now)
-    record_consent(
-        conn, subscriber_id, "bounced", Evidence(source="delivery", detail=diagnostic), now
-    )
+    record_consent(conn, subscriber_id, "bounced", Evidence(source=source, detail=diagnostic), now)
     return True
 
 
-def record_complaint(conn: sa.Connection, subscriber_id: int, detail: str, now: datetime) -> None:
-    """A spam complaint: never mailed again, and never re-added by a sign-up or an import."""
+def record_complaint(conn: sa.Connection, subscriber_id: int, detail: str, now: datetime) -> bool:
+    """A spam complaint: never mailed again, and never re-added by a sign-up or an import.
+    True when it changed the reader."""
     found = _row(conn, db.subscribers.c.id == subscriber_id)
     if found is None or found.email is None or found.status == "complained":
-        return
+        return False
     set_status(conn, subscriber_id, "complained", now)
     suppress(conn, found.email, "complained", now)
     record_consent(
         conn, subscriber_id, "complained", Evidence(source="complaint", detail=detail), now
     )
+    return True
 
 
 def request_reconsent(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import articles, desk_commands, editors, issues, readers, schedule, sending
+from . import articles, bounces, desk_commands, editors, issues, readers, schedule, sending
 from .common import DeskGroup
 
 
@@ -25,7 +25,7 @@ def cli() -> None:
     """
 
 
-for module in (desk_commands, articles, issues, readers, sending, schedule, editors):
+for module in (desk_commands, articles, issues, readers, sending, schedule, editors, bounces):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..bounce_ledger import check_last_issue, hygiene
 from ..config import parse_duration
 from ..db import now_utc
 from ..desk import Desk, demo_settings
@@ -107,6 +108,9 @@ def serve(desk: Desk, host: str, port: int) -> None:
     show_default=True,
     help="How long to stay for deferred readers to come due (0 to leave at once).",
 )
+@click.option(
+    "--force", is_flag=True, help="Send despite the last issue's complaint or bounce rate."
+)
 @json_option
 @pass_desk
 def send(
@@ -116,6 +120,7 @@ def send(
     test_to: tuple[str, ...],
     resend_uncertain: bool,
     wait: str,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Send an approved issue to every active reader, once; run again to resume.
@@ -141,6 +146,10 @@ def send(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--wait") from None
     options = replace(SendOptions.from_settings(desk.settings), wait_for_retries=patience)
+    with desk.engine.connect() as conn:
+        found = get_issue(conn, issue)
+        if not force and not dry_run and found.status == "approved":
+            check_last_issue(conn, found.id)  # a send under way is resumed regardless
     with stop_on_signals() as stop, SendProgress() as progress:
         report = send_issue(
             issue,
@@ -174,11 +183,15 @@ def status(desk: Desk, issue: str, as_json: bool) -> None:
         found = get_issue(conn, issue)
         counts = ledger_counts(conn, found.id)
         uncertain = uncertain_readers(conn, found.id)
+        later = hygiene(conn, found.id)
     lines = [f"issue {found.id} for {found.send_date}: {found.status}"]
     lines += [f"{name:>10}: {count}" for name, count in sorted(counts.items())]
+    lines += ["later, by bounce mail:", *later.lines()]
+    if later.problem():
+        lines.append(f"warning: {later.problem()}; the next send waits for --force")
     lines += [f"uncertain: {email}" for email in uncertain]
     document = {"issue": found.id, "status": found.status, "counts": counts}
-    emit(as_json, {**document, "uncertain": uncertain}, lines)
+    emit(as_json, {**document, "hygiene": later.as_dict(), "uncertain": uncertain}, lines)
 
 
 COMMANDS = [render, preview, serve, send, status]

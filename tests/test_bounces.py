@@ -1,0 +1,445 @@
+"""Bounce and complaint mail: return paths, real bounces from a Maildir, ARF, auto-replies,
+forgeries, mbox, the SMTP listener, hygiene and the send guard, and a full cycle."""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from newsletter import db
+from newsletter.cli import cli
+from newsletter.config import Settings
+from newsletter.consent import Evidence, current_policy
+from newsletter.desk import Desk
+from newsletter.issues import approve, new_issue, pick, set_fields
+from newsletter.mailboxes import process_sources
+from newsletter.returnpath import ReturnPath, ReturnPathReader, return_paths
+from newsletter.subscribers import add_active_reader, get_subscriber, is_suppressed
+
+from .conftest import NOW, SECRET, approved_issue, free_port, seed_readers
+
+BOUNCES = Path(__file__).parent / "bounces"
+BOUNCE_ADDRESS = "bounces@news.example.org"
+
+# flufl.bounce's samples: (file, the addresses its own tests expect, what we make of it)
+SAMPLES = [
+    ("dsn_01.txt", ["userx@example.com"], "hard"),  # 5.0.0: counts toward the limit
+    ("dsn_02.txt", ["zzzzz@example.uk"], "soft"),  # failed, but 4.4.7
+    ("dsn_05.txt", ["userx@example.cz"], "soft"),  # delayed 4.4.1
+    ("dsn_09.txt", ["userx@example.com"], "hard"),
+    ("dsn_12.txt", ["userx@example.jp"], "gone"),  # 5.1.1
+    ("dsn_17.txt", ["userx@example.fi"], "soft"),  # delayed 4.3.0
+    ("postfix_01.txt", ["xxxxx@local.ie"], "gone"),  # 550 5.1.1
+    ("exim_01.txt", ["userx@its.example.nl"], "gone"),  # 553 5.1.1
+    ("qmail_01.txt", ["userx@example.de"], "hard"),
+    ("simple_01.txt", ["bbbsss@example.com"], "hard"),
+    ("sendmail_01.txt", ["zzzzz@shaft.coal.nl", "zzzzz@nfg.nl"], "hard"),
+    ("microsoft_01.txt", ["userx@example.COM"], "hard"),
+    ("yahoo_01.txt", ["userx@example.com"], "hard"),
+    ("smtp32_01.txt", ["userx@example.ph"], "hard"),
+    ("groupwise_01.txt", ["userx@example.EDU"], "hard"),
+    ("simple_03.txt", ["userx@example.za"], "soft"),  # a delay warning
+    ("llnl_01.txt", ["user1@example.gov"], "hard"),
+    ("dumbass_01.txt", [], "unrecognised"),  # no bounce flufl.bounce can read
+]
+
+
+@pytest.fixture
+def bounce_settings(settings: Settings) -> Settings:
+    return replace(settings, bounce_address=BOUNCE_ADDRESS)
+
+
+@pytest.fixture
+def bdesk(bounce_settings: Settings, desk: Desk) -> Desk:
+    return Desk(bounce_settings)
+
+
+def run(desk: Desk, *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), obj=desk, catch_exceptions=False)
+
+
+def maildir(root: Path, messages: list[bytes]) -> Path:
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for number, raw in enumerate(messages):
+        (root / "new" / f"{number:04d}.test").write_bytes(raw)
+    return root
+
+
+def folder(root: Path, name: str) -> list[Path]:
+    return sorted((root / f".{name}" / "cur").glob("*")) if (root / f".{name}").is_dir() else []
+
+
+def reader(engine: sa.Engine, ref: str | int):
+    with engine.connect() as conn:
+        return get_subscriber(conn, ref)
+
+
+def events(engine: sa.Engine, subscriber_id: int) -> list[sa.RowMapping]:
+    e = db.consent_events
+    with engine.connect() as conn:
+        query = sa.select(e).where(e.c.subscriber_id == subscriber_id).order_by(e.c.id)
+        return list(conn.execute(query).mappings())
+
+
+def dsn(to: str, final: str, status: str = "5.1.1", action: str = "failed", n: int = 1) -> bytes:
+    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
+To: <{to}>
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+Message-ID: <dsn.{n}.{status}@mx.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; {final}
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; 550 {status} <{final}>: Recipient address rejected: User unknown
+
+--b
+Content-Type: text/rfc822-headers
+
+Return-Path: <{to}>
+From: The Weekly <weekly@example.org>
+To: {final}
+Subject: The week
+
+--b--
+""".encode()
+
+
+def arf(to: str, mail_from: str, rcpt: str, n: int = 1) -> bytes:
+    """A feedback report as RFC 5965 shows one (its section 3, example 2)."""
+    return f"""From: <abusedesk@mail.example.net>
+Date: Thu, 26 Nov 2026 09:00:00 +0000
+Subject: FW: The week
+To: <{to}>
+Message-ID: <arf.{n}@mail.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="part1"
+
+--part1
+Content-Type: text/plain; charset="US-ASCII"
+Content-Transfer-Encoding: 7bit
+
+This is an email abuse report for an email message received from IP
+192.0.2.1 on Thu, 26 Nov 2026 09:00:00 +0000.
+
+--part1
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: SomeGenerator/1.0
+Version: 1
+Original-Mail-From: <{mail_from}>
+Original-Rcpt-To: <{rcpt}>
+Arrival-Date: Thu, 26 Nov 2026 09:00:00 +0000
+Reporting-MTA: dns; mail.example.net
+Source-IP: 192.0.2.1
+
+--part1
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+From: The Weekly <weekly@example.org>
+To: {rcpt}
+Subject: The week
+Message-ID: <newsletter.1.1@example.org>
+
+The week's stories.
+--part1--
+""".encode()
+
+
+def plain(to: str, subject: str, headers: str = "", n: int = 1) -> bytes:
+    return (
+        f"From: Tom Baker <tom@example.org>\nTo: <{to}>\nSubject: {subject}\n"
+        f"Message-ID: <plain.{n}@example.org>\n{headers}\nHello there.\n"
+    ).encode()
+
+
+def test_return_paths_are_short_signed_and_checked() -> None:
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 7, "weekly@example.org")
+    address = path(1234)
+    assert address.startswith("bounces+7-1234-") and address.endswith("@news.example.org")
+    assert len(address.split("@")[0]) <= len("bounces+7-1234-") + 12
+    check = ReturnPathReader(SECRET, BOUNCE_ADDRESS)
+    [token] = check.candidates(f"To: <{address.upper()}>")  # servers that fold case
+    assert check.check(token) == ReturnPath(7, 1234)
+    signature = token.rsplit("-", 1)[1]
+    assert check.check(f"7-1235-{signature}") is None  # moved to another reader
+    assert check.check(f"8-1234-{signature}") is None  # or another issue
+    assert check.check(token[:-1] + ("0" if token[-1] != "0" else "1")) is None
+    assert ReturnPathReader("another key", BOUNCE_ADDRESS).check(token) is None
+    assert return_paths(SECRET, None, 7, "weekly@example.org")(1234) == "weekly@example.org"
+    assert check.is_ours(address) and check.is_ours("Bounces@News.Example.org")
+    assert not check.is_ours("bouncesx@news.example.org") and not check.is_ours("a@b.org")
+
+
+def test_real_bounces_from_a_maildir_change_the_readers_they_name(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    readers = tuple((f"reader{n}@readers.example.org", "") for n in range(len(SAMPLES)))
+    ids = seed_readers(bdesk.engine, readers)
+    messages = []
+    for (name, addresses, _kind), (ours, _) in zip(SAMPLES, readers, strict=True):
+        raw = (BOUNCES / name).read_bytes()
+        for address in addresses:  # the recipient rewritten to one of our readers
+            assert address.encode() in raw, (name, address)
+            raw = raw.replace(address.encode(), ours.encode())
+        messages.append(raw)
+    box = maildir(tmp_path / "Maildir", messages)
+    result = run(bdesk, "bounces", "process", str(box))
+    assert result.exit_code == 0, result.output
+    expected = {"gone": "bounced", "hard": "active", "soft": "active", "unrecognised": "active"}
+    for (name, _addresses, kind), sid in zip(SAMPLES, ids, strict=True):
+        found = reader(bdesk.engine, sid)
+        assert found.status == expected[kind], name
+        assert found.bounce_count == (1 if kind in ("gone", "hard") else 0), name
+        if kind == "gone":
+            assert events(bdesk.engine, sid)[-1]["kind"] == "bounced"
+            assert "5.1.1" in events(bdesk.engine, sid)[-1]["detail"]
+    assert "hard 13, soft 4, unrecognised 1" in result.output
+    assert (
+        "kept aside: " in result.output
+        and "changed: reader4@readers.example.org: bounced" in result.output
+    )
+    assert len(folder(box, "Processed")) == 17 and len(folder(box, "Unrecognised")) == 1
+    assert not list((box / "new").iterdir()) and not list((box / "cur").iterdir())
+    # a second hard bounce of another kind reaches NEWSLETTER_BOUNCE_LIMIT (2)
+    again = maildir(tmp_path / "Again", [(BOUNCES / "qmail_01.txt").read_bytes().replace(
+        b"userx@example.de", readers[8][0].encode()).replace(b"Message-Id:", b"X-Old-Id:")])  # fmt: skip
+    run(bdesk, "bounces", "process", str(again))
+    assert reader(bdesk.engine, ids[8]).status == "bounced"
+
+
+def test_the_same_messages_twice_change_nothing(bdesk: Desk, tmp_path: Path) -> None:
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(
+        b"".join(
+            b"From MAILER-DAEMON Thu Nov 26 09:00:00 2026\n" + dsn(path, "anna@example.org",
+                                                                  "4.2.2", "delayed", n) + b"\n"
+            for n in range(3)
+        )
+    )  # fmt: skip
+    for _ in range(2):
+        report = process_sources(bdesk.engine, bdesk.settings, [str(mbox)], NOW)
+    assert report.kinds == {"duplicate": 3} and report.read == 3
+    assert reader(bdesk.engine, sid).status == "active"
+    with bdesk.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.bounce_mail)).scalar() == 3
+
+
+def test_soft_bounces_change_a_reader_only_after_five_within_thirty_days(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
+    old = [dsn(path, "anna@example.org", "4.2.2", "delayed", n) for n in range(4)]
+    process_sources(bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "a", old))], NOW)
+    later = NOW + timedelta(days=31)  # the four are out of the window now
+    new = [dsn(path, "anna@example.org", "4.2.2", "delayed", n) for n in range(10, 14)]
+    process_sources(bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "b", new))], later)
+    assert reader(bdesk.engine, sid).status == "active"
+    fifth = [dsn(path, "anna@example.org", "4.2.2", "delayed", 14)]
+    process_sources(bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "c", fifth))], later)
+    assert reader(bdesk.engine, sid).status == "bounced"
+    assert events(bdesk.engine, sid)[-1]["detail"].startswith("5 temporary failures in 30 days")
+
+
+def test_complaints_auto_replies_forgeries_and_other_mail_land_where_they_belong(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    anna, tom, noname = seed_readers(bdesk.engine)
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")
+    forged = path(tom).rsplit("-", 1)[0] + "-000000000000@news.example.org"
+    messages = [
+        arf("fbl@news.example.org", path(anna), "xxxxxxxx@example.org"),  # redacted rcpt
+        plain(path(tom), "Out of Office: back on Monday", "Auto-Submitted: auto-replied\n", 2),
+        plain(path(tom), "Automatic reply: The week", "X-Autoreply: yes\n", 3),
+        dsn(forged, "tom@example.org", n=4),
+        plain(BOUNCE_ADDRESS, "Please change my address", n=5),
+        dsn(path(noname), "someone-else@forward.example.net", n=6),  # mangled: the path decides
+    ]
+    box = maildir(tmp_path / "Maildir", messages)
+    report = process_sources(bdesk.engine, bdesk.settings, [str(box)], NOW)
+    assert report.kinds == {
+        "complaint": 1,
+        "autoreply": 2,
+        "forged": 1,
+        "unrecognised": 1,
+        "hard": 1,
+    }
+    assert reader(bdesk.engine, anna).status == "complained"
+    assert (
+        events(bdesk.engine, anna)[-1]["detail"] == "feedback report (abuse) from SomeGenerator/1.0"
+    )
+    with bdesk.engine.connect() as conn:
+        assert is_suppressed(conn, "anna@example.org")
+    assert (
+        reader(bdesk.engine, tom).status == "active" and reader(bdesk.engine, tom).bounce_count == 0
+    )
+    assert reader(bdesk.engine, noname).status == "bounced"
+    assert len(folder(box, "Processed")) == 5
+    [aside] = folder(box, "Unrecognised")
+    assert b"Please change my address" in aside.read_bytes()
+    assert report.aside == [f"{box} new/0004.test"]
+
+
+def test_the_smtp_listener_takes_mail_for_the_bounce_address_only(bdesk: Desk) -> None:
+    from newsletter.listener import start_listener
+
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
+    port = free_port()
+    controller = start_listener(bdesk.engine, bdesk.settings, "127.0.0.1", port)
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                smtp.sendmail("", ["postmaster@news.example.org"], b"Subject: x\n\nx\n")
+            smtp.sendmail("", [path], dsn("bounces@news.example.org", "gone@example.net"))
+    finally:
+        controller.stop()
+    assert reader(bdesk.engine, sid).status == "bounced"  # the envelope recipient decided
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("missing", "{tmp}/missing: no such file or folder"),
+        ("notmaildir/", "{tmp}/notmaildir: not a Maildir: no cur, new, tmp folder"),
+        ("letter.txt", "{tmp}/letter.txt: not an mbox file: it does not start with 'From '"),
+        ("imaps://user:hunter2@/INBOX", "imaps://user:***@/INBOX: not an IMAP URL like imaps://user:pass@host/INBOX"),
+        ("imap://mail.example.org:99999/INBOX", "imap://mail.example.org:99999/INBOX: bad port in the IMAP URL"),
+        ("imaps://mail.example.org/INBOX", "imaps://mail.example.org/INBOX: the IMAP URL needs a user and a password: imaps://user:pass@host/INBOX"),
+        ("pop3://u:p@mail.example.org/", "pop3://u:***@mail.example.org/: not an IMAP URL like imaps://user:pass@host/INBOX"),
+        ("imap://u:p@127.0.0.1:{port}/INBOX", "imap://u:***@127.0.0.1:{port}/INBOX: cannot connect: "),
+    ],
+)  # fmt: skip
+def test_unreadable_sources_are_refused_by_name_before_anything_is_read(
+    bdesk: Desk, tmp_path: Path, source: str, expected: str
+) -> None:
+    (tmp_path / "notmaildir").mkdir()
+    (tmp_path / "letter.txt").write_text("Dear editor,\n")
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    good = maildir(tmp_path / "good", [dsn(BOUNCE_ADDRESS, "anna@example.org")])
+    port = free_port()
+    text = source.format(port=port)
+    if "://" not in text:
+        text = str(tmp_path / text)
+    result = CliRunner().invoke(cli, ["bounces", "process", str(good), text], obj=bdesk)
+    assert result.exit_code == 2, result.output
+    assert expected.format(tmp=tmp_path, port=port) in result.output
+    assert "hunter2" not in result.output
+    assert reader(bdesk.engine, sid).status == "active"  # nothing was read
+    assert len(list((good / "new").iterdir())) == 1
+
+
+def _two_issues(desk: Desk, settings: Settings) -> tuple[int, int]:
+    first = approved_issue(desk.engine)
+    with desk.engine.begin() as conn:
+        second = new_issue(conn, date(2026, 12, 4), NOW)
+        articles = conn.execute(sa.text("SELECT id FROM articles ORDER BY id LIMIT 3")).scalars()
+        pick(conn, second.id, list(articles), NOW)
+        set_fields(conn, second.id, NOW, subject="The next week")
+        approve(conn, second.id, NOW)
+    return first.id, second.id
+
+
+def test_full_cycle_bounced_readers_are_not_mailed_the_next_issue(
+    desk: Desk, smtp_settings: Settings, smtp_server, tmp_path: Path
+) -> None:
+    settings = replace(smtp_settings, bounce_address=BOUNCE_ADDRESS)
+    sdesk = Desk(settings)
+    readers = tuple((f"reader{n:02d}@example.org", "") for n in range(40))
+    seed_readers(sdesk.engine, readers)
+    first, second = _two_issues(sdesk, settings)
+    assert run(sdesk, "send", str(first)).exit_code == 0
+    paths = {got.recipients[0]: got.sender for got in smtp_server.handler.received}
+    assert len(paths) == 40 and len(set(paths.values())) == 40
+    assert all(p.startswith(f"bounces+{first}-") for p in paths.values())
+    gone = ["reader03@example.org", "reader17@example.org", "reader31@example.org"]
+    box = maildir(tmp_path / "Maildir", [dsn(paths[a], a, n=i) for i, a in enumerate(gone)])
+    assert run(sdesk, "bounces", "process", str(box)).exit_code == 0
+    status = run(sdesk, "status", str(first))
+    assert "hard: 3 (7.50% of 40 delivered)" in status.output
+    assert "complaints: 0 (0.00% of 40 delivered)" in status.output
+    refused = CliRunner().invoke(cli, ["send", str(second)], obj=sdesk)
+    assert refused.exit_code == 6
+    assert f"issue {first} had a hard-bounce rate of 7.50% (3 of 40), above 5.0%" in refused.output
+    smtp_server.handler.received.clear()
+    assert run(sdesk, "send", str(second), "--force").exit_code == 0
+    mailed = {got.recipients[0] for got in smtp_server.handler.received}
+    assert len(mailed) == 37 and not mailed & set(gone)
+    with sdesk.engine.connect() as conn:
+        d = db.deliveries
+        rows = conn.execute(
+            sa.select(d.c.status, d.c.outcome, d.c.outcome_detail).where(
+                d.c.issue_id == first, d.c.outcome.is_not(None)
+            )
+        ).all()
+    assert len(rows) == 3 and all(r.status == "sent" and r.outcome == "hard" for r in rows)
+    assert all("5.1.1" in r.outcome_detail for r in rows)
+
+
+def test_one_complaint_in_forty_refuses_the_next_send(
+    desk: Desk, smtp_settings: Settings, smtp_server, tmp_path: Path
+) -> None:
+    settings = replace(smtp_settings, bounce_address=BOUNCE_ADDRESS)
+    sdesk = Desk(settings)
+    seed_readers(sdesk.engine, tuple((f"r{n}@example.org", "") for n in range(40)))
+    first, second = _two_issues(sdesk, settings)
+    run(sdesk, "send", str(first))
+    path = next(
+        g.sender for g in smtp_server.handler.received if g.recipients == ["r5@example.org"]
+    )
+    box = maildir(tmp_path / "Maildir", [arf("fbl@news.example.org", path, "r5@example.org")])
+    run(sdesk, "bounces", "process", str(box))
+    refused = CliRunner().invoke(cli, ["send", str(second)], obj=sdesk)
+    assert (
+        refused.exit_code == 6 and "complaint rate of 2.50% (1 of 40), above 0.3%" in refused.output
+    )
+    assert reader(sdesk.engine, "r5@example.org").status == "complained"
+
+
+def test_without_a_bounce_address_the_envelope_sender_stays_the_from_address(
+    desk: Desk, smtp_settings: Settings, smtp_server
+) -> None:
+    seed_readers(desk.engine)
+    issue = approved_issue(desk.engine)
+    assert run(Desk(smtp_settings), "send", str(issue.id)).exit_code == 0
+    assert {got.sender for got in smtp_server.handler.received} == {"weekly@example.org"}
+
+
+def test_a_reader_added_after_a_token_bounce_is_not_confused(bdesk: Desk, tmp_path: Path) -> None:
+    """A valid return path for a reader who no longer exists is recorded, and changes no one."""
+    with bdesk.engine.begin() as conn:
+        sid = add_active_reader(
+            conn, "anna@example.org", "", Evidence("tests"), current_policy(conn), NOW
+        )
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid + 1)
+    report = process_sources(
+        bdesk.engine,
+        bdesk.settings,
+        [str(maildir(tmp_path / "m", [dsn(path, "anna@example.org")]))],
+        NOW,
+    )
+    assert report.kinds == {"unmatched": 1} and reader(bdesk.engine, sid).status == "active"
