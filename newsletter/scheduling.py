@@ -44,6 +44,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from . import db
 from .alerts import Alert, alert_editors
+from .bounce_ledger import check_last_issue
 from .config import WEEKDAYS, SendAt, Settings
 from .desk import Desk
 from .errors import LeaseHeld, NewsletterError, NotFound
@@ -320,6 +321,9 @@ class FridayJob:
     def _deliver(self, issue: Issue, dry_run: bool) -> JobResult:
         options = replace(SendOptions.from_settings(self.settings), wait_for_retries=RETRY_PATIENCE)
         try:
+            if issue.status == "approved" and not dry_run:  # a send under way is resumed anyway
+                with self.desk.engine.connect() as conn:
+                    check_last_issue(conn, issue.id)
             report = send_issue(
                 issue.id,
                 self.desk.engine,
@@ -331,7 +335,7 @@ class FridayJob:
                 stop=self.stop,
                 progress=self.progress,
             )
-        except NewsletterError as exc:  # preflight, templates, settings: nobody was mailed
+        except NewsletterError as exc:  # hygiene, preflight, templates: nobody was mailed
             subject = f"Send failed: issue {issue.id} for {issue.send_date}: {exc}"
             body = f"{exc}\n\nNothing was sent. Fix it, then run: python send.py --now\n"
             return JobResult(

@@ -418,6 +418,18 @@ def test_one_complaint_in_forty_refuses_the_next_send(
         refused.exit_code == 6 and "complaint rate of 2.50% (1 of 40), above 0.3%" in refused.output
     )
     assert reader(sdesk.engine, "r5@example.org").status == "complained"
+    # the Friday job refuses alike, and tells the editors why
+    from newsletter.issues import get_issue
+    from newsletter.scheduling import FridayJob
+
+    alerted = Desk(replace(settings, editors=("desk@example.org",)))
+    with sdesk.engine.connect() as conn:
+        day = get_issue(conn, second).send_date
+    before = len(smtp_server.handler.received)
+    result = FridayJob(alerted, lambda: NOW).send(day)
+    assert result.outcome == "failed" and "complaint rate of 2.50%" in result.message
+    [alert] = smtp_server.handler.received[before:]
+    assert alert.recipients == ["desk@example.org"]
 
 
 def test_without_a_bounce_address_the_envelope_sender_stays_the_from_address(

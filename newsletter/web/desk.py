@@ -35,6 +35,7 @@ from .. import db
 from .. import issues as library
 from ..access import export_csv, export_subscriber
 from ..articles import import_sources, list_articles
+from ..bounce_ledger import hygiene
 from ..db import now_utc
 from ..desk import Desk
 from ..editors import Editor, get_editor, log_in
@@ -340,6 +341,7 @@ def _status(issue_id: int) -> dict[str, Any]:
                 d.c.issue_id == issue_id, d.c.status == "sent"
             )
         ).one()
+        later = hygiene(conn, issue_id)
         failures = conn.execute(
             sa.select(s.c.email, d.c.reply)
             .join(s, s.c.id == d.c.subscriber_id)
@@ -361,6 +363,7 @@ def _status(issue_id: int) -> dict[str, Any]:
         "messages_per_second": round(rate, 1) if rate else None,
         "failures": [{"reader": f.email, "reply": f.reply} for f in failures],
         "uncertain": uncertain,
+        "later": later.as_dict(),  # bounces and complaints that came back by mail
     }
 
 
