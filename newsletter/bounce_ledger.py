@@ -19,14 +19,15 @@ import sqlalchemy as sa
 from . import db
 from .bounces import ACTIONABLE, COMPLAINT, HARD, SOFT, UNRECOGNISED, Verdict
 from .config import Settings
+from .consent import Evidence
 from .errors import ListHygieneError
-from .subscribers import mark_bounced, record_complaint, record_permanent_failure
+from .subscribers import mark_bounced, record_complaint, record_permanent_failure, unsubscribe
 
 # Mailbox providers throttle senders past these (Gmail and Yahoo: 0.3% complaints).
 COMPLAINT_RATE_LIMIT = 0.003
 HARD_BOUNCE_RATE_LIMIT = 0.05
 SEVERITY = {SOFT: 1, HARD: 2, COMPLAINT: 3}
-UNMATCHED, DUPLICATE = "unmatched", "duplicate"
+UNMATCHED, DUPLICATE, UNSUBSCRIBE = "unmatched", "duplicate", "unsubscribe"
 ASIDE = (UNRECOGNISED, UNMATCHED)  # kept for a person to read
 
 
@@ -94,6 +95,25 @@ def record_mail(
             ).one()
             changed.append(f"{email.email}: {email.status}")
     return Recorded(kind, tuple(changed))
+
+
+def record_unsubscribe(
+    conn: sa.Connection, key: str, subscriber_id: int, source: str, now: datetime
+) -> Recorded:
+    """A reader's request by mail (the List-Unsubscribe mailto), once: withdrawn at once."""
+    b, s = db.bounce_mail, db.subscribers
+    if conn.execute(sa.select(b.c.kind).where(b.c.key == key)).scalar() is not None:
+        return Recorded(DUPLICATE)
+    email = conn.execute(sa.select(s.c.email).where(s.c.id == subscriber_id)).scalar()
+    conn.execute(
+        b.insert().values(key=key, received_at=now, kind=UNSUBSCRIBE, source=source,
+                          subscriber_id=subscriber_id if email is not None else None)
+    )  # fmt: skip
+    if email is None:
+        return Recorded(UNSUBSCRIBE)
+    evidence = Evidence(source="mail: List-Unsubscribe mailto", detail=source)
+    changed = unsubscribe(conn, subscriber_id, evidence, now)
+    return Recorded(UNSUBSCRIBE, (f"{email}: unsubscribed",) if changed else ())
 
 
 def _targets(conn: sa.Connection, verdict: Verdict) -> list[tuple[int, int | None]]:

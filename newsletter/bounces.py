@@ -54,6 +54,17 @@ class Verdict:
     diagnostic: str = ""
 
 
+_UNSUBSCRIBE = re.compile(r"^\s*unsubscribe\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def unsubscribe_token(raw: bytes) -> str | None:
+    """The reader token of a List-Unsubscribe mailto request ("unsubscribe TOKEN" as the
+    subject, the way the newsletter's header asks mail programs to write it)."""
+    head = email.message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n")
+    found = _UNSUBSCRIBE.match(str(head.get("Subject", "")))
+    return found.group(1) if found else None
+
+
 def message_key(raw: bytes) -> str:
     """What identifies a message across runs: its Message-ID, else its bytes."""
     msgid = email.message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n").get("Message-ID")

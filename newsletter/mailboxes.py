@@ -22,11 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 
-from .bounce_ledger import Policy, record_mail
-from .bounces import classify, message_key
+from .bounce_ledger import Policy, record_mail, record_unsubscribe
+from .bounces import classify, message_key, unsubscribe_token
 from .config import Settings
 from .errors import MailboxError
 from .returnpath import ReturnPathReader
+from .tokens import TokenError, read_reader_token
 
 PROCESSED, UNRECOGNISED = "Processed", "Unrecognised"
 
@@ -255,8 +256,18 @@ class BounceProcessor:
     def __init__(self, engine: sa.Engine, settings: Settings) -> None:
         self.engine, self.policy = engine, Policy.from_settings(settings)
         address = settings.bounce_address
-        secret = settings.require_secret()
+        secret = self.secret = settings.require_secret()
         self.reader = ReturnPathReader(secret, address) if address else None
+
+    def _unsubscribing(self, raw: bytes) -> int | None:
+        """The reader asking to leave by mail, when the subject carries a valid token."""
+        token = unsubscribe_token(raw)
+        if token is None:
+            return None
+        try:
+            return read_reader_token(self.secret, token)
+        except TokenError:
+            return None  # not a request of ours: classified like any other mail
 
     def take(
         self,
@@ -267,9 +278,13 @@ class BounceProcessor:
         envelope_to: tuple[str, ...] = (),
     ) -> bool:
         """Record one message; True when it is to be kept aside."""
-        verdict = classify(raw, self.reader, envelope_to)
+        requester = self._unsubscribing(raw)
         with self.engine.begin() as conn:
-            recorded = record_mail(conn, message_key(raw), verdict, source, self.policy, now)
+            if requester is not None:
+                recorded = record_unsubscribe(conn, message_key(raw), requester, source, now)
+            else:
+                verdict = classify(raw, self.reader, envelope_to)
+                recorded = record_mail(conn, message_key(raw), verdict, source, self.policy, now)
         report.read += 1
         report.add(recorded.kind)
         report.changed += recorded.changed

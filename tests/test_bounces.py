@@ -455,3 +455,37 @@ def test_a_reader_added_after_a_token_bounce_is_not_confused(bdesk: Desk, tmp_pa
         NOW,
     )
     assert report.kinds == {"unmatched": 1} and reader(bdesk.engine, sid).status == "active"
+
+
+def test_an_unsubscribe_request_by_mail_withdraws_the_reader_at_once(
+    desk: Desk, smtp_settings: Settings, smtp_server, tmp_path: Path
+) -> None:
+    """The List-Unsubscribe mailto goes to the bounce address; its subject carries the token."""
+    import re
+    from email import message_from_bytes
+    from email.policy import default
+    from urllib.parse import unquote
+
+    settings = replace(smtp_settings, bounce_address=BOUNCE_ADDRESS)
+    sdesk = Desk(settings)
+    seed_readers(sdesk.engine)
+    issue = approved_issue(sdesk.engine)
+    assert run(sdesk, "send", str(issue.id)).exit_code == 0
+    to_tom = next(m for m in smtp_server.handler.received if m.recipients == ["tom@example.org"])
+    header = str(message_from_bytes(to_tom.data, policy=default)["List-Unsubscribe"])
+    mailto = re.search(r"<mailto:([^?>]+)\?subject=([^>]+)>", header)
+    assert mailto is not None and mailto.group(1) == BOUNCE_ADDRESS
+    request = plain(mailto.group(1), unquote(mailto.group(2)), n=41)
+    forged = plain(BOUNCE_ADDRESS, "unsubscribe 3.not-a-valid-token", n=42)
+    box = maildir(tmp_path / "Maildir", [request, forged])
+    first = run(sdesk, "bounces", "process", str(box))
+    assert first.exit_code == 0, first.output
+    assert "tom@example.org: unsubscribed" in first.output
+    tom = reader(sdesk.engine, "tom@example.org")
+    assert tom.status == "unsubscribed"
+    withdrawn = [e for e in events(sdesk.engine, tom.id) if e["kind"] == "withdrawn"]
+    assert [e["source"] for e in withdrawn] == ["mail: List-Unsubscribe mailto"]
+    assert len(folder(box, "Unrecognised")) == 1  # the forged one is kept aside
+    again = run(sdesk, "bounces", "process", str(maildir(tmp_path / "Again", [request])))
+    assert again.exit_code == 0 and again.output.splitlines() == ["read 1 messages: duplicate 1"]
+    assert reader(sdesk.engine, "anna@example.org").status == "active"
