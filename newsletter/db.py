@@ -287,14 +287,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def upgrade_database(engine: Engine) -> None:
     """Create or upgrade every table to the newest migration; harmless to run twice."""
+    with engine.begin() as connection:
+        upgrade_connection(connection)
+
+
+def upgrade_connection(connection: sa.Connection) -> None:
+    """The migrations inside the caller's transaction: on PostgreSQL a failure later in
+    it takes the new tables back too."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
 
 def now_utc() -> datetime:

@@ -12,6 +12,7 @@ NewsletterError
  ├── NotFound              an article, issue or subscriber that does not exist
  ├── StateError            an action the object's state forbids (approve an empty issue, …)
  │    ├── LeaseHeld        another process holds the lease (it is sending now)
+ │    ├── CopyRefused      `db copy` stopped (names the table); the target is as it was
  │    └── ListHygieneError the last issue bounced or drew complaints past the limits
  ├── Cancelled             a message withdrawn before its body went to the relay
  └── DeliveryError         a transport could not hand a message on
@@ -72,6 +73,14 @@ class StateError(NewsletterError):
 
 class LeaseHeld(StateError):
     """Another process holds a lease this one asked for: it sends, this one stands by."""
+
+
+class CopyRefused(StateError):
+    """`db copy` refused or stopped at one table (or the target's schema): nothing was kept."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {problem}")
 
 
 class ListHygieneError(StateError):

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import click
 
-from . import articles, bounces, desk_commands, editors, issues, readers, schedule, sending
+from . import (
+    articles,
+    bounces,
+    database,
+    desk_commands,
+    editors,
+    issues,
+    readers,
+    schedule,
+    sending,
+)
 from .common import DeskGroup
 
 
@@ -25,7 +35,17 @@ def cli() -> None:
     """
 
 
-for module in (desk_commands, articles, issues, readers, sending, schedule, editors, bounces):
+for module in (
+    desk_commands,
+    articles,
+    issues,
+    readers,
+    sending,
+    schedule,
+    editors,
+    bounces,
+    database,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 
