@@ -155,7 +155,7 @@ def send(
             issue,
             desk.engine,
             desk.settings,
-            desk.transport,
+            desk.transports(),
             now_utc,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
