@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import articles, bounces, desk_commands, editors, issues, readers, schedule, sending
+from . import articles, bounces, desk_commands, editors, issues, readers, schedule, sending, worker
 from .common import DeskGroup
 
 
@@ -25,7 +25,17 @@ def cli() -> None:
     """
 
 
-for module in (desk_commands, articles, issues, readers, sending, schedule, editors, bounces):
+for module in (
+    desk_commands,
+    articles,
+    issues,
+    readers,
+    sending,
+    schedule,
+    editors,
+    bounces,
+    worker,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 
