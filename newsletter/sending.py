@@ -374,6 +374,14 @@ def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool)
         return get_issue(conn, issue.id)
 
 
+def start_send(engine: sa.Engine, issue_ref: str | int, now: datetime) -> tuple[Issue, int]:
+    """Only start: the audience snapshot and `sending`, for workers to do the rest;
+    returns the issue and the readers it goes to."""
+    issue = _begin(engine, issue_ref, now, resend=False)
+    with engine.connect() as conn:
+        return issue, sum(ledger.counts(conn, issue.id).values())
+
+
 def _join(engine: sa.Engine, issue_id: int, now: datetime) -> Issue:
     """Join a send another process started: no snapshot, only the rows of dead workers."""
     with engine.begin() as conn:
