@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
+from .relays import parse_relays
 
 PREFIX = "NEWSLETTER_"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,6 +81,9 @@ class Settings:
     rate: float = 0.0
     rate_per_hour: int = 0
     pause_after: int = 10
+    relay_cooldown: timedelta = timedelta(minutes=5)
+    relay_failures: int = 3
+    worker_poll: timedelta = timedelta(seconds=5)
 
     def require_secret(self) -> str:
         """The signing key; refused when unset, because tokens signed without it are forgeable."""
@@ -123,6 +127,7 @@ def _smtp_url(value: str) -> str | None:
     if not value:
         return None
     for one in value.split(","):
+        one = one.split("?")[0]
         parts = urlsplit(one.strip())
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("must look like smtp://user:pass@host:port or smtps://host:port")
@@ -130,6 +135,7 @@ def _smtp_url(value: str) -> str | None:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from None
+    parse_relays(value)  # the relays' options: weight, max_connections, rate
     return value
 
 
@@ -242,8 +248,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "smtp_url",
         "",
-        "smtp://user:pass@host:port (STARTTLS when offered) or smtps://…; "
-        "unset: write .eml files to the outbox",
+        "smtp://user:pass@host:port (STARTTLS when offered) or smtps://…; several, "
+        "comma-separated, each with optional ?weight=N&max_connections=N&rate=N: "
+        "connections spread by weight; unset: write .eml files to the outbox",
         _smtp_url,
     ),
     Setting("outbox", "outbox", "folder for the embedded transport", _path),
@@ -349,8 +356,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pause_after",
         "10",
-        "relay failures in a row (refused, 421, login) that pause a send",
+        "relay failures in a row (refused, 421, login) that pause a send; with several "
+        "relays, only once every relay is out",
         _positive_int,
+    ),
+    Setting(
+        "relay_failures",
+        "3",
+        "with several relays: failures in a row (refused, 421, login) that take one relay out "
+        "for RELAY_COOLDOWN; its connections move to the others",
+        _positive_int,
+    ),
+    Setting("relay_cooldown", "5m", "how long a failing relay stays out of a send", parse_duration),
+    Setting(
+        "worker_poll",
+        "5s",
+        "how often `newsletter worker` looks for sends to join",
+        parse_duration,
     ),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from .config import Settings
 from .consent import Policy, load_policy_folder
 from .db import create_db_engine, upgrade_database
+from .relays import open_transports
 from .transports import Transport, open_transport
 
 DEFAULTS = Path(__file__).parent / "defaults"
@@ -37,6 +39,11 @@ class Desk:
 
     def transport(self) -> Transport:
         return open_transport(self.settings.smtp_url, self.settings.outbox)
+
+    def transports(self) -> Callable[[], Transport]:
+        """The connections of one send: several relays share one pool (weights, cool-downs)."""
+        s = self.settings
+        return open_transports(s.smtp_url, s.outbox, s.relay_cooldown, s.relay_failures)
 
 
 def demo_settings(settings: Settings) -> Settings:

@@ -328,7 +328,7 @@ class FridayJob:
                 issue.id,
                 self.desk.engine,
                 self.settings,
-                self.desk.transport,
+                self.desk.transports(),
                 self.clock,
                 dry_run=dry_run,
                 options=options,

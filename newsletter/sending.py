@@ -36,6 +36,7 @@ from .issues import get_issue
 from .messages import PreparedMessage, Sender, build_message, message_id, prepare_message
 from .models import Issue, Reader
 from .preflight import Report, check
+from .relays import RelayPool
 from .rendering import RenderedIssue, Site, personalise, render_issue
 from .returnpath import return_paths
 from .transports import Envelope, Transport
@@ -86,6 +87,7 @@ class SendReport:
     stopped: bool = False
     preflight: dict[str, Any] | None = None
     uncertain_readers: list[str] = field(default_factory=list)
+    relays: list[str] = field(default_factory=list)  # relays taken out during the send
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +110,7 @@ class SendReport:
             f"uncertain: {r} (not re-sent; --resend-uncertain sends)"
             for r in self.uncertain_readers[:20]
         ]
+        out += self.relays
         if self.paused:
             out.append(f"paused: {self.paused} (run send again to resume)")
         if self.stopped:
@@ -371,6 +374,24 @@ def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool)
         return get_issue(conn, issue.id)
 
 
+def start_send(engine: sa.Engine, issue_ref: str | int, now: datetime) -> tuple[Issue, int]:
+    """Only start: the audience snapshot and `sending`, for workers to do the rest;
+    returns the issue and the readers it goes to."""
+    issue = _begin(engine, issue_ref, now, resend=False)
+    with engine.connect() as conn:
+        return issue, sum(ledger.counts(conn, issue.id).values())
+
+
+def _join(engine: sa.Engine, issue_id: int, now: datetime) -> Issue:
+    """Join a send another process started: no snapshot, only the rows of dead workers."""
+    with engine.begin() as conn:
+        issue = get_issue(conn, issue_id)
+        if issue.status != "sending":
+            raise StateError(f"issue {issue.id} is {issue.status}: a worker joins only a send")
+        ledger.recover(conn, issue.id, now)
+        return issue
+
+
 def send_issue(
     issue_ref: str | int,
     engine: sa.Engine,
@@ -380,6 +401,7 @@ def send_issue(
     *,
     dry_run: bool = False,
     resend_uncertain: bool = False,
+    join: bool = False,
     options: SendOptions | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[SendReport], None] | None = None,
@@ -387,8 +409,9 @@ def send_issue(
     """Send an approved issue to every active reader once; safe to run again, and in parallel.
 
     `transports` is one transport (then one connection) or a factory called once per
-    connection. `stop`, when set (SIGINT, SIGTERM), finishes in-flight messages and
-    puts the rest back."""
+    connection (a RelayPool shares several relays). `stop`, when set (SIGINT, SIGTERM),
+    finishes in-flight messages and puts the rest back. `join` works the rows of a send
+    already under way (a worker on another host) and never starts one."""
     started = monotonic()
     options = options or SendOptions.from_settings(settings)
     with engine.connect() as conn:
@@ -400,10 +423,14 @@ def send_issue(
         raise StateError(f"issue {issue.id} fails preflight: {reasons}")
     if dry_run:
         return _dry_run(engine, issue, report, started)
-    issue = _begin(engine, issue.id, clock(), resend_uncertain)
+    if join:
+        issue = _join(engine, issue.id, clock())
+    else:
+        issue = _begin(engine, issue.id, clock(), resend_uncertain)
     with engine.connect() as conn:
         before = ledger.counts(conn, issue.id)
     report.audience, report.already_sent = sum(before.values()), before.get("sent", 0)
+    events = len(transports.events) if isinstance(transports, RelayPool) else 0
     if callable(transports):
         connections = [transports() for _ in range(options.concurrency)]
     else:
@@ -412,6 +439,8 @@ def send_issue(
     if stop is not None:
         run.stop = stop  # the caller's signal handlers set it
     _feed(run, connections, progress, started)
+    if isinstance(transports, RelayPool):
+        report.relays = transports.events[events:]  # a worker's pool outlives one send
     report.stopped = run.stop.is_set() and not report.paused
     return _finish(engine, issue.id, report, clock(), started)
 

@@ -297,5 +297,8 @@ def open_transport(smtp_url: str | None, outbox: Path) -> Transport:
     """The relay when one is configured, else the outbox folder."""
     if not smtp_url:
         return OutboxTransport(outbox)
-    first = smtp_url.split(",")[0]  # several relays: a later step spreads over them
-    return SMTPTransport(RelayAddress.parse(first))
+    if "," in smtp_url or "?" in smtp_url:  # several relays, or options: a pool of its own
+        from .relays import RelayPool, relay_specs  # relays builds on this module
+
+        return RelayPool(relay_specs(smtp_url))()
+    return SMTPTransport(RelayAddress.parse(smtp_url))

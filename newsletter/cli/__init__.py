@@ -18,6 +18,7 @@ from . import (
     readers,
     schedule,
     sending,
+    worker,
 )
 from .common import DeskGroup
 
@@ -45,6 +46,7 @@ for module in (
     editors,
     bounces,
     database,
+    worker,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

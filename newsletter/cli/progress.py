@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import monotonic
 from types import FrameType
@@ -18,9 +18,9 @@ from ..sending import SendReport
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals(then: Callable[[], None] | None = None) -> Iterator[threading.Event]:
     """SIGINT or SIGTERM asks the send to stop cleanly: in-flight messages finish, the
-    rest is put back. A second SIGINT stops at once."""
+    rest is put back. A second SIGINT stops at once. `then` is called on each request."""
     stop = threading.Event()
     previous: dict[int, Any] = {}
 
@@ -28,6 +28,8 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
+        if then is not None:
+            then()
         click.echo("stopping: finishing the messages in flight…", err=True)
 
     for signum in (signal.SIGINT.value, signal.SIGTERM.value):

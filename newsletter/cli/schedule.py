@@ -13,6 +13,7 @@ from ..issues import send_day_on_or_after
 from ..scheduling import EXIT_CODES, FridayJob, FridayScheduler, run_once
 from .common import DeskCommand, emit, json_option, pass_desk
 from .progress import SendProgress, stop_on_signals
+from .worker import run_worker
 
 EXITS = "exit codes: 0 sent, 3 nothing to do, 1 failed (editors alerted where it applies), 5 paused"
 
@@ -35,10 +36,23 @@ def log_to_stderr() -> None:
 @click.option(
     "--dry-run", is_flag=True, help="With --now or --once: say what would happen; send nothing."
 )
+@click.option(
+    "--worker",
+    "as_worker",
+    is_flag=True,
+    help="Be a send worker instead (newsletter worker): join sends under way; with --once, "
+    "work what is there and exit.",
+)
 @json_option
 @pass_desk
 def schedule(
-    desk: Desk, now_: bool, issue: str | None, once: bool, dry_run: bool, as_json: bool
+    desk: Desk,
+    now_: bool,
+    issue: str | None,
+    once: bool,
+    dry_run: bool,
+    as_worker: bool,
+    as_json: bool,
 ) -> None:
     """Send the approved issue every send day (NEWSLETTER_SEND_AT, default Friday 09:00,
     in NEWSLETTER_TIMEZONE); remind the editors the day before when it is not approved.
@@ -50,7 +64,14 @@ def schedule(
         python send.py                   # the long-lived scheduler
         python send.py --once            # from cron, every few minutes
         python send.py --now --dry-run   # what would go out now
+        python send.py --worker          # on other hosts: help send what was started
     """
+    if as_worker:
+        if now_ or issue or dry_run:
+            raise click.UsageError("--worker goes alone or with --once")
+        log_to_stderr()
+        run_worker(desk, once, as_json)
+        return
     if issue and not now_:
         raise click.UsageError("--issue goes with --now")
     if now_ and once:

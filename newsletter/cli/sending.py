@@ -18,7 +18,7 @@ from ..ledger import counts as ledger_counts
 from ..ledger import uncertain_readers
 from ..messages import build_message, message_id
 from ..preview import preview_copy
-from ..sending import SendOptions, send_issue, send_test
+from ..sending import SendOptions, send_issue, send_test, start_send
 from .common import emit, json_option, pass_desk
 from .progress import SendProgress, stop_on_signals
 
@@ -111,6 +111,11 @@ def serve(desk: Desk, host: str, port: int) -> None:
 @click.option(
     "--force", is_flag=True, help="Send despite the last issue's complaint or bounce rate."
 )
+@click.option(
+    "--start-only",
+    is_flag=True,
+    help="Snapshot the readers and mark the issue sending; `newsletter worker`s send it.",
+)
 @json_option
 @pass_desk
 def send(
@@ -121,6 +126,7 @@ def send(
     resend_uncertain: bool,
     wait: str,
     force: bool,
+    start_only: bool,
     as_json: bool,
 ) -> None:
     """Send an approved issue to every active reader, once; run again to resume.
@@ -132,6 +138,7 @@ def send(
     Example:
         newsletter send 3 --test-to editor@example.org
         newsletter send 3
+        newsletter send 3 --start-only   # then `newsletter worker` on each host
     """
     if test_to:
         transport = desk.transport()
@@ -150,12 +157,17 @@ def send(
         found = get_issue(conn, issue)
         if not force and not dry_run and found.status == "approved":
             check_last_issue(conn, found.id)  # a send under way is resumed regardless
+    if start_only and not dry_run:
+        started, readers = start_send(desk.engine, found.id, now_utc())
+        line = f"issue {started.id} is {started.status}: {readers} readers; workers send it"
+        emit(as_json, {"issue": started.id, "status": started.status, "audience": readers}, [line])
+        return
     with stop_on_signals() as stop, SendProgress() as progress:
         report = send_issue(
             issue,
             desk.engine,
             desk.settings,
-            desk.transport,
+            desk.transports(),
             now_utc,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,

@@ -1,0 +1,148 @@
+"""Several relays: connections spread by weight, a relay that fails is taken out for a
+cool-down and the others carry its messages; counted at real SMTP servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import load_settings
+from newsletter.desk import Desk
+from newsletter.errors import ConfigError, RelayUnavailable
+from newsletter.relays import RelayPool, open_transports, parse_relays
+from newsletter.sending import SendOptions, SendReport, send_issue
+from newsletter.transports import Envelope
+
+from .conftest import ROOT, approved_issue, free_port
+from .test_delivery import Recorder, ledger_by_reader, recorders, seed_many
+
+__all__ = ["recorders"]  # the fixture, used by name
+
+
+def start_relay(tmp_path: Path, rules: dict[str, object], delay: float = 0.0) -> Recorder:
+    """A recording SMTP server that also logs one line per connection (EHLO)."""
+    port, log = free_port(), tmp_path / f"received-{time.monotonic_ns()}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.recording_smtp",
+            str(port),
+            str(log),
+            "--delay",
+            str(delay),
+            "--rules",
+            json.dumps(rules),
+            "--pipelining",
+            "--sessions",
+            str(log.with_suffix(".sessions")),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return Recorder(process, port, log)
+
+
+def sessions(relay: Recorder) -> int:
+    path = relay.log.with_suffix(".sessions")
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def send_over(desk: Desk, smtp_url: str, issue_id: int, options: SendOptions) -> SendReport:
+    settings = replace(desk.settings, smtp_url=smtp_url)
+    pool = open_transports(smtp_url, settings.outbox, timedelta(minutes=5))
+    return send_issue(
+        issue_id, desk.engine, settings, pool, lambda: datetime.now(UTC), options=options
+    )
+
+
+def test_connections_follow_the_weights(
+    desk: Desk, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    addresses = seed_many(desk.engine, 400)
+    issue = approved_issue(desk.engine, picks=2)
+    heavy, light = start_relay(tmp_path, {}, delay=0.01), start_relay(tmp_path, {}, delay=0.01)
+    recorders += [heavy, light]
+    url = f"{heavy.url}?weight=3,{light.url}"
+    send_over(desk, url, issue.id, SendOptions(concurrency=8))
+    assert (sessions(heavy), sessions(light)) == (6, 2)
+    both = heavy.recipients() + light.recipients()
+    assert both == {a: 1 for a in addresses}
+    assert heavy.recipients().total() > light.recipients().total()
+
+
+def test_a_relay_that_stops_accepting_is_taken_out_and_the_other_carries_the_rest(
+    desk: Desk, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    addresses = seed_many(desk.engine, 400)
+    issue = approved_issue(desk.engine, picks=2)
+    failing = start_relay(tmp_path, {"421-after": 50}, delay=0.002)
+    steady = start_relay(tmp_path, {}, delay=0.002)
+    recorders += [failing, steady]
+    options = SendOptions(
+        concurrency=4, retry_base=timedelta(milliseconds=20), wait_for_retries=timedelta(seconds=30)
+    )
+    report = send_over(desk, f"{failing.url},{steady.url}", issue.id, options)
+    assert set(ledger_by_reader(desk.engine, issue.id).values()) == {"sent"}
+    both = failing.recipients() + steady.recipients()
+    assert both == {a: 1 for a in addresses}
+    assert 50 <= failing.recipients().total() <= 52  # what it took before it stopped
+    lines = "\n".join(report.lines())
+    assert f"relay 127.0.0.1:{failing.port} taken out for 300 s" in lines
+    assert report.status == "sent"
+
+
+def test_when_every_relay_is_out_the_send_pauses_and_they_return_after_the_cool_down() -> None:
+    url = f"smtp://127.0.0.1:{free_port()},smtp://127.0.0.1:{free_port()}?weight=2"
+    now = [0.0]
+    pool = RelayPool(parse_relays(url), timedelta(seconds=60), fail_after=2, clock=lambda: now[0])
+    connection = pool()
+    envelope = Envelope("a@example.org", "b@example.org", "<m@example.org>", b"x\r\n", True)
+    for _ in range(3):  # two failures take the first relay out, the third is on the second
+        with pytest.raises(RelayUnavailable):
+            connection.send(envelope)
+    with pytest.raises(RelayUnavailable, match="every relay is out"):
+        connection.send(envelope)
+    assert len(pool.out()) == 2 and len(pool.events) == 2
+    now[0] = 61.0
+    assert pool.out() == []
+    connection.close()
+    assert [r.connections for r in pool.relays] == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("smtp://a:25?weight=0", "weight is 1 or more"),
+        ("smtp://a:25?wieght=2", "unknown option(s) wieght"),
+        ("smtp://a:25,smtp://b:25?rate=fast", "could not convert string to float"),
+        ("smtp://a:25,http://b", "must look like smtp://"),
+    ],
+)
+def test_a_bad_relay_list_is_refused_with_its_variable(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="NEWSLETTER_SMTP_URL") as caught:
+        load_settings({"NEWSLETTER_SMTP_URL": value}, Path("/nonexistent.toml"))
+    assert message in str(caught.value)
+
+
+def test_relay_options_are_read() -> None:
+    heavy, plain = parse_relays(
+        "smtps://u:p@a.example.org?weight=3&max_connections=4&rate=50,smtp://b"
+    )
+    assert (heavy.weight, heavy.max_connections, heavy.rate, heavy.name) == (
+        3,
+        4,
+        50.0,
+        "a.example.org:465",
+    )
+    assert heavy.address.username == "u" and heavy.address.implicit_tls
+    assert (plain.weight, plain.max_connections, plain.rate, plain.name) == (1, 0, 0.0, "b:25")
