@@ -52,6 +52,7 @@ from .issues import get_issue, send_day_on_or_after
 from .ledger import alive_here, worker_name
 from .models import Issue
 from .sending import SendOptions, SendReport, send_issue
+from .workers import WorkerStop
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -253,12 +254,20 @@ class FridayJob:
         self,
         desk: Desk,
         clock: Clock,
-        stop: threading.Event | None = None,
+        stop: threading.Event | WorkerStop | None = None,
         progress: Callable[[SendReport], None] | None = None,
     ) -> None:
+        """`stop`: an event for a one-shot run; a WorkerStop for a long-lived scheduler, so
+        that a send that pauses (its relays are down) stops that send, not the scheduler."""
         self.desk, self.settings, self.clock = desk, desk.settings, clock
-        self.stop = stop or threading.Event()
+        self.stops = stop if isinstance(stop, WorkerStop) else None
+        self.stop = stop.asked if isinstance(stop, WorkerStop) else stop or threading.Event()
         self.progress = progress
+        self.send_stop = self.stop  # the stop of the send under way
+
+    def _new_send_stop(self) -> threading.Event:
+        self.send_stop = self.stops.for_send() if self.stops else self.stop
+        return self.send_stop
 
     def alert(self, kind: str, day: date, subject: str, body: str, dry_run: bool) -> str:
         if dry_run:
@@ -284,7 +293,7 @@ class FridayJob:
         deadline = self.clock() + patience
         while True:
             try:
-                with holding(self.desk.engine, SEND_LEASE, self.clock, self.stop):
+                with holding(self.desk.engine, SEND_LEASE, self.clock, self._new_send_stop()):
                     return self._send(day, issue_ref, dry_run=False)
             except LeaseHeld as exc:
                 if self.clock() >= deadline or self.stop.is_set():
@@ -332,7 +341,7 @@ class FridayJob:
                 self.clock,
                 dry_run=dry_run,
                 options=options,
-                stop=self.stop,
+                stop=self.send_stop,
                 progress=self.progress,
             )
         except NewsletterError as exc:  # hygiene, preflight, templates: nobody was mailed
@@ -443,8 +452,9 @@ class FridayScheduler:
 
     def __init__(self, desk: Desk, clock: Clock) -> None:
         self.desk, self.settings, self.clock = desk, desk.settings, clock
-        self.stop = threading.Event()
-        self.job = FridayJob(desk, clock, self.stop)
+        self.stops = WorkerStop()
+        self.stop = self.stops.asked
+        self.job = FridayJob(desk, clock, self.stops)
         # its own engine: the scheduler disposes of it on shutdown while a send may still run
         self.store = SQLAlchemyJobStore(
             engine=db.create_db_engine(self.settings.database_url), tablename="scheduler_jobs"
@@ -556,7 +566,7 @@ class FridayScheduler:
             return
         name = signal.Signals(signum).name
         log.info("%s: stopping (a send in progress finishes its messages in flight)", name)
-        self.stop.set()
+        self.stops.set()  # the scheduler, and the send under way
         self.closer = threading.Thread(target=self._shut_down, name="scheduler-shutdown")
         self.closer.start()
 

@@ -569,3 +569,18 @@ def test_newsletter_schedule_is_send_py(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(cli, ["schedule", "--help"])
     assert result.exit_code == 0 and "--once" in result.output and "exit codes" in result.output
+
+
+def test_a_paused_send_does_not_stop_the_scheduler_that_ran_it(desk: Desk) -> None:
+    """A relay that refuses everything pauses that send; the scheduler's next jobs still run."""
+    from newsletter.workers import WorkerStop
+
+    seed_readers(desk.engine)
+    issue = approved_issue(desk.engine)
+    dead = Desk(replace(desk.settings, smtp_url="smtp://127.0.0.1:9", pause_after=2))
+    stops = WorkerStop()
+    result = FridayJob(dead, lambda: datetime.now(UTC), stops).send(issue.send_date)
+    assert (result.outcome, result.exit_code) == ("paused", 5)
+    assert not stops.asked.is_set()
+    with desk.engine.connect() as conn:
+        assert conn.execute(sa.select(db.issues.c.status)).scalar() == "sending"
