@@ -35,6 +35,9 @@ from .conftest import NOW, ROOT, SECRET, SMTPServer, approved_issue, seed_reader
 
 FRIDAY_9 = parse_send_at("fri 09:00")
 EDITORS = "desk@example.org, chief@example.org"
+# the send time of a scheduler test: far enough ahead for a process to start on a busy
+# machine (a scheduler that starts after it plans next week's instead)
+FIRE_AHEAD = 8
 
 
 def utc(*args: int) -> datetime:
@@ -323,7 +326,7 @@ def test_the_scheduler_sends_at_its_time_once_and_a_second_scheduler_sends_nothi
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     issue_id = issue_for(desk, readers=300)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
     first = SchedulerProcess.start(tmp_path, smtp_server, "first", send_at=send_at(fire))
     second = SchedulerProcess.start(tmp_path, smtp_server, "second", send_at=send_at(fire))
@@ -372,7 +375,7 @@ def test_a_scheduler_that_starts_late_within_the_grace_still_sends(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     issue_id = issue_for(desk, readers=5)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
     down_at_the_send_time(tmp_path, smtp_server, fire)
     wait_until(fire + timedelta(seconds=2))
@@ -391,7 +394,7 @@ def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     issue_id = issue_for(desk, readers=5)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
     down_at_the_send_time(tmp_path, smtp_server, fire, misfire_grace="1s")
     wait_until(fire + timedelta(seconds=3))
@@ -417,7 +420,7 @@ def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
 def test_no_approved_issue_at_the_send_time_means_no_newsletter_and_one_alert(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     seed_readers(desk.engine)
     with desk.engine.begin() as conn:  # a draft with articles, never approved
         issue = new_issue(conn, fire.date(), NOW)
@@ -442,7 +445,7 @@ def a_long_send(
 ) -> tuple[int, datetime, SchedulerProcess]:
     """A scheduler sending 1,000 readers at 300 a second, a hundred of them through."""
     issue_id = issue_for(desk, readers=1000)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
     scheduler = SchedulerProcess.start(
         tmp_path, smtp_server, name, send_at=send_at(fire), rate="300"
