@@ -51,17 +51,16 @@ def import_csv(
         rows = check_file(path, published, pending, now, staging_for(conn, path), result)
         stage = _staging()
         # SQLite runs DDL outside the transaction: a failed import's table may still be here
+        # (PostgreSQL's rollback drops it, and refuses a DROP in a failed transaction)
         stage.create(conn, checkfirst=True)
         conn.execute(stage.delete())
-        try:
-            _stage(conn, stage, rows)
-            if pending and not secret and _any_pending(conn, stage):
-                raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
-            before = _load(conn, stage, path, now, result)
-            if pending:
-                result.mails = _opt_in_mails(conn, before, secret or "", now)
-        finally:
-            stage.drop(conn)
+        _stage(conn, stage, rows)
+        if pending and not secret and _any_pending(conn, stage):
+            raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
+        before = _load(conn, stage, path, now, result)
+        if pending:
+            result.mails = _opt_in_mails(conn, before, secret or "", now)
+        stage.drop(conn)
     return result
 
 
