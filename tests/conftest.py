@@ -3,6 +3,7 @@ each test on both; aiosmtpd on loopback)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ READERS = (
 )
 
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# another server: TEST_POSTGRES_URL=postgresql+psycopg://user@host:port/database
+POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _postgres_missing: list[str] = []  # why no server answered, probed once a session
 
 
@@ -49,7 +51,9 @@ def _postgres_admin() -> sa.Engine:
         with admin.connect():
             pass
     except Exception as exc:  # no server here: the postgresql variants skip, saying why
-        _postgres_missing.append(f"no PostgreSQL at 127.0.0.1:5432 ({type(exc).__name__})")
+        _postgres_missing.append(
+            f"no PostgreSQL at {sa.make_url(POSTGRES).render_as_string()} ({type(exc).__name__})"
+        )
         pytest.skip(_postgres_missing[0])
     return admin
 
