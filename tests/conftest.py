@@ -59,14 +59,18 @@ def _postgres_admin() -> sa.Engine:
 
 
 def postgres_schema() -> Iterator[str]:
-    """A URL to a schema of its own on the local PostgreSQL, dropped afterwards with every
-    connection to it (subprocesses' too: they carry the schema's name as application_name)."""
+    """A URL to a schema of its own on the test server, dropped afterwards with every
+    connection to it (subprocesses' too: they carry the schema's name as application_name;
+    this runs before the engines are disposed, so it ends their connections itself)."""
     admin = _postgres_admin()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
-        yield f"{POSTGRES}?application_name={schema}&options=-csearch_path%3D{schema}"
+        url = sa.make_url(POSTGRES).update_query_dict(
+            {"application_name": schema, "options": f"-csearch_path={schema}"}
+        )
+        yield url.render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
             conn.execute(
