@@ -51,17 +51,16 @@ def import_csv(
         rows = check_file(path, published, pending, now, staging_for(conn, path), result)
         stage = _staging()
         # SQLite runs DDL outside the transaction: a failed import's table may still be here
+        # (PostgreSQL's rollback drops it, and refuses a DROP in a failed transaction)
         stage.create(conn, checkfirst=True)
         conn.execute(stage.delete())
-        try:
-            _stage(conn, stage, rows)
-            if pending and not secret and _any_pending(conn, stage):
-                raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
-            before = _load(conn, stage, path, now, result)
-            if pending:
-                result.mails = _opt_in_mails(conn, before, secret or "", now)
-        finally:
-            stage.drop(conn)
+        _stage(conn, stage, rows)
+        if pending and not secret and _any_pending(conn, stage):
+            raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
+        before = _load(conn, stage, path, now, result)
+        if pending:
+            result.mails = _opt_in_mails(conn, stage, before, secret or "", now)
+        stage.drop(conn)
     return result
 
 
@@ -77,9 +76,9 @@ def _load(
     result.already_present = conn.execute(tally.where(present, ~suppressed)).scalar_one()
     s = db.subscribers
     before = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(s.c.id), 0))).scalar_one())
+    _count_added(conn, stage, sa.and_(~present, ~suppressed), result)
     _add_readers(conn, stage, sa.and_(~present, ~suppressed), now)
     _add_events(conn, stage, before, path, now)
-    _count_added(conn, before, result)
     complained = sa.select(
         stage.c.address_hash, sa.literal("complained"), sa.literal(now, db.UTCDateTime)
     ).where(stage.c.status == "complained", ~suppressed)
@@ -192,24 +191,37 @@ def _add_events(
     conn.execute(db.consent_events.insert().from_select(columns, events))
 
 
-def _count_added(conn: sa.Connection, before: int, result: ImportResult) -> None:
-    s = db.subscribers
+def _count_added(
+    conn: sa.Connection, stage: sa.Table, new: sa.ColumnElement[bool], result: ImportResult
+) -> None:
+    """The readers about to be added, by status, counted from the staged rows: on PostgreSQL
+    other writers' readers may commit between ours (ids above `before` are not all ours)."""
+    no_policy = stage.c.policy_version.is_(None)
     counts = conn.execute(
-        sa.select(s.c.status, sa.func.count()).where(s.c.id > before).group_by(s.c.status)
+        sa.select(no_policy, stage.c.status, sa.func.count())
+        .where(new)
+        .group_by(no_policy, stage.c.status)
     ).all()
-    by_status = {status: int(n) for status, n in counts}
+    by_status: dict[str, int] = {}
+    for pending, status, n in counts:
+        key = "pending" if pending else status
+        by_status[key] = by_status.get(key, 0) + int(n)
     result.added, result.pending = by_status.get("active", 0), by_status.get("pending", 0)
     result.inactive = sum(
         n for status, n in by_status.items() if status not in ("active", "pending")
     )
 
 
-def _opt_in_mails(conn: sa.Connection, before: int, secret: str, now: datetime) -> list[Mail]:
-    """A double opt-in mail for each reader this import added as pending."""
+def _opt_in_mails(
+    conn: sa.Connection, stage: sa.Table, before: int, secret: str, now: datetime
+) -> list[Mail]:
+    """A double opt-in mail for each reader this import added as pending (its own staged
+    readers: another import may commit pending readers beside ours on PostgreSQL)."""
     s, e = db.subscribers, db.consent_events
     rows = conn.execute(
         sa.select(s.c.id, s.c.email, s.c.name, e.c.id)
         .join(e, e.c.subscriber_id == s.c.id)
+        .join(stage, stage.c.email == s.c.email)
         .where(s.c.id > before, s.c.status == "pending", e.c.kind == "imported")
         .order_by(s.c.id)
     ).all()

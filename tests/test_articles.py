@@ -43,8 +43,8 @@ DC = "{http://purl.org/dc/elements/1.1/}"
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = create_db_engine(f"sqlite:///{tmp_path}/t.db")
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_db_engine(database_url)
     upgrade_database(engine)
     yield engine
     engine.dispose()

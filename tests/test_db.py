@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from newsletter.db import create_db_engine, metadata, upgrade_database
-
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def postgres_schema() -> Iterator[str]:
-    """A schema of its own on the local PostgreSQL, dropped afterwards; skipped without one."""
-    try:
-        admin = sa.create_engine(POSTGRES)
-        with admin.connect():
-            pass
-    except Exception as exc:  # no server here: the scale-out path is checked where one answers
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({type(exc).__name__})")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/subscribers/newsletter.db"
-    else:
-        yield from postgres_schema()
 
 
 def test_migrations_match_the_declared_tables_and_run_twice(database_url: str) -> None:
@@ -61,7 +29,6 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_reserve_takes_at_most_its_batch_in_key_order(database_url: str) -> None:
     from datetime import UTC, datetime
 

@@ -143,8 +143,8 @@ def assert_ledger_invariant(engine: sa.Engine, kinds: Iterable[str] = ("imported
     return len(active)
 
 
-def fresh_desk(desk: Desk, folder: Path) -> Desk:
-    other = Desk(replace(desk.settings, database_url=f"sqlite:///{folder}/newsletter.db"))
+def fresh_desk(desk: Desk, database_url: str) -> Desk:
+    other = Desk(replace(desk.settings, database_url=database_url))
     init_desk(other, NOW)
     return other
 
@@ -608,20 +608,37 @@ def test_rows_with_the_wrong_number_of_fields_count_as_rows(desk: Desk, tmp_path
 # --- transactions --------------------------------------------------------------------------
 
 
+REFUSE_LINE_40 = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_line_40 BEFORE INSERT ON consent_events "
+        "WHEN NEW.detail = 'readers.csv, line 40' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_line_40() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+        "CREATE TRIGGER refuse_line_40 BEFORE INSERT ON consent_events FOR EACH ROW "
+        "WHEN (NEW.detail = 'readers.csv, line 40') EXECUTE FUNCTION refuse_line_40()",
+    ],
+}
+
+
 def fail_midway(desk: Desk, tmp_path: Path) -> Path:
-    """A file of 50 readers, and a real SQLite error (a trigger) raised while their
+    """A file of 50 readers, and a real database error (a trigger) raised while their
     consent events are written, after the readers themselves were inserted."""
     path = write_csv(
         tmp_path,
         *(f"reader{n}@example.org,Reader {n},2026-01-15,form,,2026-11-01" for n in range(50)),
     )
     with desk.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TRIGGER refuse_line_40 BEFORE INSERT ON consent_events "
-            "WHEN NEW.detail = 'readers.csv, line 40' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        )
+        for statement in REFUSE_LINE_40[conn.dialect.name]:
+            conn.exec_driver_sql(statement)
     return path
+
+
+def on_table(conn: sa.Connection, table: str) -> str:
+    """PostgreSQL names a trigger's table when dropping it; SQLite's trigger names are global."""
+    return f" ON {table}" if conn.dialect.name == "postgresql" else ""
 
 
 def test_a_database_failure_midway_leaves_nothing_behind(desk: Desk, tmp_path: Path) -> None:
@@ -641,7 +658,7 @@ def test_an_import_after_a_failed_one_works_on_the_same_connection(
     with pytest.raises(sa.exc.DatabaseError, match="refused by the test"):
         run_import(desk, path)
     with desk.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER refuse_line_40")
+        conn.exec_driver_sql("DROP TRIGGER refuse_line_40" + on_table(conn, "consent_events"))
 
     result = run_import(desk, path)  # the pool hands back the same connection
     assert (result.added, result.problems) == (50, [])
@@ -894,14 +911,14 @@ def desk_with_history(desk: Desk, tmp_path: Path) -> dict[str, tuple[Any, ...]]:
 
 
 def test_export_csv_reimported_into_a_fresh_desk_gives_the_same_readers_and_evidence(
-    desk: Desk, tmp_path: Path
+    desk: Desk, tmp_path: Path, fresh_database_url: str
 ) -> None:
     active = desk_with_history(desk, tmp_path)
     with desk.engine.connect() as conn:
         exported = tmp_path / "export.csv"
         exported.write_text(export_csv(conn), encoding="utf-8")
 
-    other = fresh_desk(desk, tmp_path / "fresh")
+    other = fresh_desk(desk, fresh_database_url)
     try:
         run_import(other, exported)
         assert active_evidence(other.engine) == active
@@ -910,7 +927,9 @@ def test_export_csv_reimported_into_a_fresh_desk_gives_the_same_readers_and_evid
         other.engine.dispose()
 
 
-def test_export_csv_evidence_columns_reimport_into_a_fresh_desk(desk: Desk, tmp_path: Path) -> None:
+def test_export_csv_evidence_columns_reimport_into_a_fresh_desk(
+    desk: Desk, tmp_path: Path, fresh_database_url: str
+) -> None:
     """The round trip of the active readers' evidence, with the `status` column taken out."""
     active = desk_with_history(desk, tmp_path)
     with desk.engine.connect() as conn:
@@ -923,7 +942,7 @@ def test_export_csv_evidence_columns_reimport_into_a_fresh_desk(desk: Desk, tmp_
         writer.writeheader()
         writer.writerows(r for r in rows if r["status"] == "active")
 
-    other = fresh_desk(desk, tmp_path / "fresh")
+    other = fresh_desk(desk, fresh_database_url)
     try:
         result = run_import(other, exported)
         assert (result.added, result.problems) == (6, [])

@@ -122,12 +122,12 @@ def test_one_holder_at_a_time_until_the_lease_expires(desk: Desk) -> None:
 
 
 def test_a_send_stands_by_while_another_process_holds_the_lease(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     seed_readers(desk.engine)
     issue = approved_issue(desk.engine)
     take_lease(desk.engine, "send", "other-host:4242:ab", datetime.now(UTC), timedelta(minutes=5))
-    result = run_send_py(tmp_path, smtp_server, "--now", "--issue", str(issue.id))
+    result = run_send_py(tmp_path, database_url, smtp_server, "--now", "--issue", str(issue.id))
     assert result.returncode == 3, result.stderr
     assert "other-host:4242:ab holds the send lease" in result.stdout
     assert "stands by" in result.stdout
@@ -226,10 +226,10 @@ def test_the_job_sends_an_approved_issue_and_then_has_nothing_to_do(
 # send.py in its own process ------------------------------------------------------------------
 
 
-def send_env(tmp_path: Path, smtp_server: SMTPServer, **extra: str) -> dict[str, str]:
+def send_env(database_url: str, smtp_server: SMTPServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env |= {
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path}/subscribers/newsletter.db",
+        "NEWSLETTER_DATABASE_URL": database_url,
         "NEWSLETTER_SMTP_URL": smtp_server.url,
         "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_TEMPLATES": str(ROOT / "templates"),
@@ -240,11 +240,11 @@ def send_env(tmp_path: Path, smtp_server: SMTPServer, **extra: str) -> dict[str,
 
 
 def run_send_py(
-    tmp_path: Path, smtp_server: SMTPServer, *args: str, **extra: str
+    tmp_path: Path, database_url: str, smtp_server: SMTPServer, *args: str, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "send.py"), *args],
-        cwd=tmp_path, env=send_env(tmp_path, smtp_server, **extra),
+        cwd=tmp_path, env=send_env(database_url, smtp_server, **extra),
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -258,13 +258,13 @@ class SchedulerProcess:
 
     @classmethod
     def start(
-        cls, tmp_path: Path, smtp_server: SMTPServer, name: str, **extra: str
+        cls, tmp_path: Path, database_url: str, smtp_server: SMTPServer, name: str, **extra: str
     ) -> SchedulerProcess:
         log = tmp_path / f"{name}.log"
         with open(log, "w") as out:
             process = subprocess.Popen(
                 [sys.executable, str(ROOT / "send.py")],
-                cwd=tmp_path, env=send_env(tmp_path, smtp_server, **extra),
+                cwd=tmp_path, env=send_env(database_url, smtp_server, **extra),
                 stdout=out, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
         return cls(process, log)
@@ -323,13 +323,17 @@ def newsletter_recipients(smtp_server: SMTPServer) -> list[str]:
 
 
 def test_the_scheduler_sends_at_its_time_once_and_a_second_scheduler_sends_nothing(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=300)
     fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
-    first = SchedulerProcess.start(tmp_path, smtp_server, "first", send_at=send_at(fire))
-    second = SchedulerProcess.start(tmp_path, smtp_server, "second", send_at=send_at(fire))
+    first = SchedulerProcess.start(
+        tmp_path, database_url, smtp_server, "first", send_at=send_at(fire)
+    )
+    second = SchedulerProcess.start(
+        tmp_path, database_url, smtp_server, "second", send_at=send_at(fire)
+    )
     try:
         for scheduler in (first, second):
             scheduler.wait_for(f"next send: {fire:%a %Y-%m-%d %H:%M:%S} UTC")
@@ -362,24 +366,28 @@ def test_the_scheduler_sends_at_its_time_once_and_a_second_scheduler_sends_nothi
 
 
 def down_at_the_send_time(
-    tmp_path: Path, smtp_server: SMTPServer, fire: datetime, **extra: str
+    tmp_path: Path, database_url: str, smtp_server: SMTPServer, fire: datetime, **extra: str
 ) -> None:
     """A scheduler ran before `fire` and was stopped, so the job store holds that run."""
-    early = SchedulerProcess.start(tmp_path, smtp_server, "early", send_at=send_at(fire), **extra)
+    early = SchedulerProcess.start(
+        tmp_path, database_url, smtp_server, "early", send_at=send_at(fire), **extra
+    )
     early.wait_for("scheduler started")
     assert early.stop() == 0
     assert "send for" not in early.text()
 
 
 def test_a_scheduler_that_starts_late_within_the_grace_still_sends(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=5)
     fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
-    down_at_the_send_time(tmp_path, smtp_server, fire)
+    down_at_the_send_time(tmp_path, database_url, smtp_server, fire)
     wait_until(fire + timedelta(seconds=2))
-    late = SchedulerProcess.start(tmp_path, smtp_server, "late", send_at=send_at(fire))
+    late = SchedulerProcess.start(
+        tmp_path, database_url, smtp_server, "late", send_at=send_at(fire)
+    )
     try:
         late.wait_for("missed while no scheduler ran: handled now")
         wait_for_messages(smtp_server, 5)
@@ -391,15 +399,15 @@ def test_a_scheduler_that_starts_late_within_the_grace_still_sends(
 
 
 def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=5)
     fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
-    down_at_the_send_time(tmp_path, smtp_server, fire, misfire_grace="1s")
+    down_at_the_send_time(tmp_path, database_url, smtp_server, fire, misfire_grace="1s")
     wait_until(fire + timedelta(seconds=3))
     late = SchedulerProcess.start(
-        tmp_path, smtp_server, "late", send_at=send_at(fire), misfire_grace="1s"
+        tmp_path, database_url, smtp_server, "late", send_at=send_at(fire), misfire_grace="1s"
     )
     try:
         wait_for_messages(smtp_server, 2)
@@ -418,14 +426,19 @@ def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
 
 
 def test_no_approved_issue_at_the_send_time_means_no_newsletter_and_one_alert(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     seed_readers(desk.engine)
     with desk.engine.begin() as conn:  # a draft with articles, never approved
         issue = new_issue(conn, fire.date(), NOW)
     scheduler = SchedulerProcess.start(
-        tmp_path, smtp_server, "scheduler", send_at=send_at(fire), editors="desk@example.org"
+        tmp_path,
+        database_url,
+        smtp_server,
+        "scheduler",
+        send_at=send_at(fire),
+        editors="desk@example.org",
     )
     try:
         wait_for_messages(smtp_server, 1)
@@ -448,7 +461,7 @@ def a_long_send(
     fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
     dated(desk, issue_id, fire.date())
     scheduler = SchedulerProcess.start(
-        tmp_path, smtp_server, name, send_at=send_at(fire), rate="300"
+        tmp_path, desk.settings.database_url, smtp_server, name, send_at=send_at(fire), rate="300"
     )
     try:
         wait_for_messages(smtp_server, 100)
@@ -459,7 +472,7 @@ def a_long_send(
 
 
 def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id, _fire, scheduler = a_long_send(desk, smtp_server, tmp_path, "scheduler")
     code = scheduler.stop()
@@ -472,19 +485,21 @@ def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
             sa.select(sa.func.count()).where(db.deliveries.c.status.in_(("queued", "claimed")))
         ).scalar()
         assert left == 0 and conn.execute(sa.select(db.leases)).all() == []
-    resumed = run_send_py(tmp_path, smtp_server, "--now", "--issue", str(issue_id))
+    resumed = run_send_py(tmp_path, database_url, smtp_server, "--now", "--issue", str(issue_id))
     assert resumed.returncode == 0, resumed.stderr
     recipients = newsletter_recipients(smtp_server)
     assert sorted(recipients) == sorted(f"reader{n}@example.org" for n in range(1000))
 
 
 def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id, fire, crashing = a_long_send(desk, smtp_server, tmp_path, "crashing")
     crashing.process.kill()  # SIGKILL: no clean stop, its lease and claims stay behind
     crashing.process.wait()
-    restarted = SchedulerProcess.start(tmp_path, smtp_server, "restarted", send_at=send_at(fire))
+    restarted = SchedulerProcess.start(
+        tmp_path, database_url, smtp_server, "restarted", send_at=send_at(fire)
+    )
     try:
         restarted.wait_for(f"issue {issue_id} for {fire.date()} is sending: resuming its send")
         restarted.wait_for("readers uncertain after a crash", seconds=120)
@@ -509,14 +524,14 @@ def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
 
 
 def test_send_now_sends_this_send_days_approved_issue_once(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=3)
     dated(desk, issue_id, send_day_on_or_after(datetime.now(UTC).date()))
-    first = run_send_py(tmp_path, smtp_server, "--now")
+    first = run_send_py(tmp_path, database_url, smtp_server, "--now")
     assert first.returncode == 0, first.stderr
     assert "sent now 3" in first.stdout
-    second = run_send_py(tmp_path, smtp_server, "--now")
+    second = run_send_py(tmp_path, database_url, smtp_server, "--now")
     assert second.returncode == 3 and "was sent already" in second.stdout  # nothing to do
     assert len(smtp_server.handler.received) == 3
     with desk.engine.connect() as conn:
@@ -524,9 +539,9 @@ def test_send_now_sends_this_send_days_approved_issue_once(
 
 
 def test_send_now_without_an_issue_says_so_and_fails(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
-    result = run_send_py(tmp_path, smtp_server, "--now", editors="")
+    result = run_send_py(tmp_path, database_url, smtp_server, "--now", editors="")
     assert result.returncode == 1
     assert "Nothing sent: there is no issue for" in result.stdout
     assert "NEWSLETTER_EDITORS is unset" in result.stdout
@@ -534,34 +549,34 @@ def test_send_now_without_an_issue_says_so_and_fails(
 
 
 def test_once_sends_only_when_due_and_exit_codes_tell_outcomes_apart(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=4)
     now = datetime.now(UTC)
     due = send_at(now - timedelta(minutes=5))  # five minutes ago: inside the grace
     dated(desk, issue_id, (now - timedelta(minutes=5)).date())
     not_due = run_send_py(
-        tmp_path, smtp_server, "--once", send_at=send_at(now + timedelta(hours=2))
+        tmp_path, database_url, smtp_server, "--once", send_at=send_at(now + timedelta(hours=2))
     )
     assert (not_due.returncode, not_due.stdout.split(":")[0]) == (3, "not-due")
-    dry = run_send_py(tmp_path, smtp_server, "--once", "--dry-run", send_at=due)
+    dry = run_send_py(tmp_path, database_url, smtp_server, "--once", "--dry-run", send_at=due)
     assert dry.returncode == 0 and "would go to 4 readers" in dry.stdout
     assert smtp_server.handler.received == []
-    sent = run_send_py(tmp_path, smtp_server, "--once", send_at=due)
+    sent = run_send_py(tmp_path, database_url, smtp_server, "--once", send_at=due)
     assert sent.returncode == 0, sent.stderr
-    again = run_send_py(tmp_path, smtp_server, "--once", send_at=due)
+    again = run_send_py(tmp_path, database_url, smtp_server, "--once", send_at=due)
     assert again.returncode == 3 and "sent already" in again.stdout
     assert len(newsletter_recipients(smtp_server)) == 4
 
 
 def test_bad_usage_and_bad_settings_exit_2_with_the_reason(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
-    both = run_send_py(tmp_path, smtp_server, "--now", "--once")
+    both = run_send_py(tmp_path, database_url, smtp_server, "--now", "--once")
     assert both.returncode == 2 and "exclude each other" in both.stderr
-    bad = run_send_py(tmp_path, smtp_server, "--once", send_at="friday at nine")
+    bad = run_send_py(tmp_path, database_url, smtp_server, "--once", send_at="friday at nine")
     assert bad.returncode == 2 and "NEWSLETTER_SEND_AT" in bad.stderr
-    unknown = run_send_py(tmp_path, smtp_server, "--now", "--issue", "99")
+    unknown = run_send_py(tmp_path, database_url, smtp_server, "--now", "--issue", "99")
     assert unknown.returncode == 1 and "99" in unknown.stdout
 
 
