@@ -44,8 +44,7 @@ from newsletter.subscribers import (
 )
 from newsletter.transports import MemoryTransport
 
-from .conftest import NOW, SECRET, approved_issue, seed_readers
-from .test_db import postgres_schema
+from .conftest import NOW, SECRET, approved_issue, postgres_schema, seed_readers
 
 EDITOR, PASSWORD = "editor@example.org", "correct horse battery"
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
@@ -220,6 +219,8 @@ def tables_in(url: str) -> list[str]:
 
 
 def test_a_row_the_target_refuses_takes_the_whole_copy_back(desk: Desk, target: str) -> None:
+    if desk.engine.dialect.name != "sqlite":
+        pytest.skip("only a SQLite source keeps a value longer than its column")
     build_desk(desk)
     with desk.engine.begin() as conn:  # SQLite keeps what PostgreSQL's VARCHAR(200) refuses
         conn.execute(db.leases.update().values(holder="h" * 300))

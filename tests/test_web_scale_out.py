@@ -12,30 +12,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from newsletter.config import Settings
-from newsletter.desk import Desk, init_desk
+from newsletter.desk import Desk
 from newsletter.editors import add_editor
 from newsletter.web import create_app
 
 from .conftest import NOW, SMTPServer
-from .test_db import postgres_schema
 from .test_desk import EDITOR, PASSWORD, csrf_of, logged_in, post
 from .test_signup import GOOD, browser
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared(
-    request: pytest.FixtureRequest, settings: Settings, smtp_server: SMTPServer
-) -> Iterator[Settings]:
-    """Settings on one database both apps use, initialised, with an editor."""
-    urls = iter([settings.database_url]) if request.param == "sqlite" else postgres_schema()
-    for url in urls:  # a PostgreSQL schema is dropped once the test is over
-        ready = replace(settings, database_url=url, smtp_url=smtp_server.url, signups_per_hour=4)
-        desk = Desk(ready)
-        init_desk(desk, NOW)
-        with desk.engine.begin() as conn:
-            add_editor(conn, EDITOR, PASSWORD, NOW)
-        desk.engine.dispose()
-        yield ready
+@pytest.fixture
+def shared(desk: Desk, smtp_server: SMTPServer) -> Settings:
+    """Settings on one database both apps use (SQLite or PostgreSQL, as the suite runs),
+    initialised, with an editor."""
+    with desk.engine.begin() as conn:
+        add_editor(conn, EDITOR, PASSWORD, NOW)
+    return replace(desk.settings, smtp_url=smtp_server.url, signups_per_hour=4)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from newsletter.config import Settings
 from newsletter.desk import Desk, init_desk
 from newsletter.ledger import counts
 
-from .conftest import NOW, ROOT, approved_issue
-from .test_db import postgres_schema
+from .conftest import NOW, ROOT, approved_issue, postgres_schema
 from .test_delivery import Recorder, cli_env, ledger_by_reader, recorders, seed_many, start_recorder
 
 __all__ = ["recorders"]  # the fixture, used by name
