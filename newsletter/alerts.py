@@ -20,7 +20,6 @@ import sqlalchemy as sa
 
 from . import db
 from .config import Settings
-from .errors import DeliveryError
 from .sending import envelope_sender
 from .transports import Envelope, Transport
 
@@ -68,14 +67,10 @@ def alert_editors(
             )
     except sa.exc.IntegrityError:
         return f"{alert.subject} (editors were alerted before)"
-    relay = transport()
     try:
-        for editor in settings.editors:
-            message = alert_message(alert, settings, editor, now)
-            data = message.as_bytes(policy=email.policy.SMTP)
-            relay.send(Envelope(envelope_sender(settings), editor, message["Message-ID"], data))
-    except DeliveryError as exc:
-        with engine.begin() as conn:  # the next run tries again
+        _mail(alert, settings, transport, now)
+    except Exception as exc:  # whatever stopped it, the editors were not told: try next run
+        with engine.begin() as conn:
             conn.execute(
                 db.alerts.delete().where(
                     db.alerts.c.kind == alert.kind, db.alerts.c.day == alert.day
@@ -83,7 +78,18 @@ def alert_editors(
             )
         log.error("could not mail the editors: %s", exc)
         return f"{alert.subject} (could not mail the editors: {exc})"
-    finally:
-        relay.close()
     log.warning("alerted %s: %s", ", ".join(settings.editors), alert.subject)
     return f"{alert.subject} (editors alerted: {', '.join(settings.editors)})"
+
+
+def _mail(
+    alert: Alert, settings: Settings, transport: Callable[[], Transport], now: datetime
+) -> None:
+    relay = transport()
+    try:
+        for editor in settings.editors:
+            message = alert_message(alert, settings, editor, now)
+            data = message.as_bytes(policy=email.policy.SMTP)
+            relay.send(Envelope(envelope_sender(settings), editor, message["Message-ID"], data))
+    finally:
+        relay.close()

@@ -86,6 +86,8 @@ def classify(
             return Verdict(verdict.kind, target, (), verdict.code, verdict.diagnostic)
     if tokens:
         return Verdict(FORGED, None, (), verdict.code, f"return path {tokens[0]!r} is not ours")
+    if verdict.kind == COMPLAINT:  # suppression is for good: only on a signed return path
+        return Verdict(UNRECOGNISED, diagnostic="a complaint naming no return path of ours")
     return verdict
 
 

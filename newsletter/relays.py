@@ -113,6 +113,12 @@ class RelayPool:
         self.events: list[str] = []  # relays taken out and back, for the send's report
         self.last_error = ""
 
+    @property
+    def capacity(self) -> int | None:
+        """How many connections the relays take at once; None when one has no cap."""
+        caps = [r.spec.max_connections for r in self.relays]
+        return None if 0 in caps else sum(caps)
+
     def __call__(self) -> PooledTransport:
         return PooledTransport(self)
 

@@ -61,6 +61,7 @@ SEND_JOB, REMIND_JOB = "friday-send", "editors-reminder"
 SEND_LEASE = "send"
 LEASE_TTL = timedelta(seconds=60)  # a process killed while sending blocks others this long
 RETRY_PATIENCE = timedelta(minutes=30)  # a scheduled send waits this long for deferred readers
+RETRY_EVERY = timedelta(minutes=10)  # a paused scheduled send is tried again this often
 
 # How a one-shot run ends, for cron and systemd: sent, nothing to do, or a failure.
 EXIT_CODES = {
@@ -197,11 +198,20 @@ def holding(
     done = threading.Event()
 
     def keep() -> None:
+        held_until = clock() + ttl
         while not done.wait(ttl.total_seconds() / 4):
-            if not renew_lease(engine, name, holder, clock(), ttl):
+            try:
+                renewed = renew_lease(engine, name, holder, clock(), ttl)
+            except sa.exc.SQLAlchemyError as exc:  # locked, or a failover: try again soon
+                log.warning("could not renew the %s lease: %s", name, exc)
+                if clock() < held_until:
+                    continue
+                renewed = False  # expired meanwhile: another process may have taken it
+            if not renewed:
                 log.error("lost the %s lease to another process: stopping", name)
                 lost.set()
                 return
+            held_until = clock() + ttl
 
     keeper = threading.Thread(target=keep, name=f"lease-{name}", daemon=True)
     keeper.start()
@@ -264,6 +274,7 @@ class FridayJob:
         self.stop = stop.asked if isinstance(stop, WorkerStop) else stop or threading.Event()
         self.progress = progress
         self.send_stop = self.stop  # the stop of the send under way
+        self.alerting = True
 
     def _new_send_stop(self) -> threading.Event:
         self.send_stop = self.stops.for_send() if self.stops else self.stop
@@ -284,10 +295,12 @@ class FridayJob:
         issue_ref: str | None = None,
         dry_run: bool = False,
         patience: timedelta = timedelta(0),
+        alert: bool = True,
     ) -> JobResult:
         """Send the issue dated `day` (or the one named). While another process holds the
         send lease, stand by: give up at once, or wait up to `patience` for it to finish
         or die, then take over (the ledger makes the rest of its send a resume)."""
+        self.alerting = alert and issue_ref is None  # a person who named it hears it, no mail
         if dry_run:
             return self._send(day, issue_ref, dry_run=True)
         deadline = self.clock() + patience
@@ -317,7 +330,7 @@ class FridayJob:
             return JobResult("nothing", f"issue {issue.id} for {issue.send_date} is cancelled")
         if issue is None or issue.status == "draft":
             reason = not_ready_reason(issue, day)
-            if issue_ref is not None:  # a person named it: they hear it, no mail
+            if not self.alerting:
                 return JobResult("failed", f"{reason}: only an approved issue is sent")
             body = (
                 f"{reason[0].upper()}{reason[1:]}, so nothing was sent to the readers.\n\n"
@@ -346,7 +359,10 @@ class FridayJob:
             )
         except NewsletterError as exc:  # hygiene, preflight, templates: nobody was mailed
             subject = f"Send failed: issue {issue.id} for {issue.send_date}: {exc}"
-            body = f"{exc}\n\nNothing was sent. Fix it, then run: python send.py --now\n"
+            body = (
+                f"{exc}\n\nNothing was sent. Fix it, then run: python send.py --now --issue "
+                f"{issue.id}\n(a refusal for list hygiene: newsletter send {issue.id} --force)\n"
+            )
             return JobResult(
                 "failed", self.alert("failed", issue.send_date, subject, body, dry_run)
             )
@@ -539,7 +555,28 @@ class FridayScheduler:
             result = self.job.remind(fire)
         for line in result.lines():
             log.info("%s", line)
+        if job_id == SEND_JOB and result.outcome in ("paused", "incomplete"):
+            self._follow_up(fire, result)
         self._log_next(job_id)
+
+    def _follow_up(self, fire: datetime, result: JobResult) -> None:
+        """A send that paused (relays down) or left readers deferred: the editors hear of it
+        once, and the job runs again every few minutes while the grace lasts."""
+        day = fire.astimezone(self.settings.timezone).date()
+        subject = f"Send {result.outcome} for {day:%A %d %B}: {result.message}"
+        body = (
+            f"{result.message}\n\nThe scheduler tries again every {RETRY_EVERY.seconds // 60} "
+            f"minutes until {describe(fire + self.settings.misfire_grace, self.settings.timezone)}"
+            ". To resume it by hand: python send.py --now\n"
+        )
+        log.warning("%s", self.job.alert(result.outcome, day, subject, body, dry_run=False))
+        again = self.clock() + RETRY_EVERY
+        if again < fire + self.settings.misfire_grace and not self.stop.is_set():
+            self.scheduler.add_job(
+                scheduled_send, "date", run_date=again, id="retry-send", jobstore="transient",
+                replace_existing=True,
+            )  # fmt: skip
+            log.info("send for %s: tried again at %s", day, describe(again, self.settings.timezone))
 
     def _log_next(self, job_id: str) -> None:
         """From the trigger, not the scheduler: asking the scheduler while it shuts down
@@ -572,7 +609,8 @@ class FridayScheduler:
 
     def _shut_down(self) -> None:
         self.started.wait()  # a signal may come before the scheduler runs: shut down after
-        self.scheduler.shutdown()
+        if self.scheduler.running:
+            self.scheduler.shutdown()
 
     def _started(self, _event: SchedulerEvent) -> None:
         log.info("scheduler started on %s; jobs kept in the database", socket.gethostname())
@@ -595,6 +633,7 @@ class FridayScheduler:
             if self.closer is not None:
                 self.closer.join()
         finally:
+            self.started.set()  # a shutdown thread waiting for a start that failed goes on
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             _running = None

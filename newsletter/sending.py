@@ -432,7 +432,10 @@ def send_issue(
     report.audience, report.already_sent = sum(before.values()), before.get("sent", 0)
     events = len(transports.events) if isinstance(transports, RelayPool) else 0
     if callable(transports):
-        connections = [transports() for _ in range(options.concurrency)]
+        count = options.concurrency
+        if isinstance(transports, RelayPool) and transports.capacity is not None:
+            count = min(count, transports.capacity)  # more would only find every relay full
+        connections = [transports() for _ in range(count)]
     else:
         connections = [transports]
     run = Run(engine, settings, composed, options, clock, report, len(connections))

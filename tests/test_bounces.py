@@ -489,3 +489,18 @@ def test_an_unsubscribe_request_by_mail_withdraws_the_reader_at_once(
     again = run(sdesk, "bounces", "process", str(maildir(tmp_path / "Again", [request])))
     assert again.exit_code == 0 and again.output.splitlines() == ["read 1 messages: duplicate 1"]
     assert reader(sdesk.engine, "anna@example.org").status == "active"
+
+
+def test_with_signed_return_paths_a_complaint_naming_none_is_kept_for_a_person(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    """Suppression is for good: a report anyone could mail to the bounce address, naming a
+    reader but no return path of ours, does not make that reader `complained`."""
+    seed_readers(bdesk.engine)
+    forged = arf("bounces@news.example.org", "fbl@mail.example.com", "anna@example.org", n=77)
+    assert b"bounces+" not in forged
+    box = maildir(tmp_path / "Maildir", [forged])
+    result = run(bdesk, "bounces", "process", str(box))
+    assert result.exit_code == 0 and "unrecognised 1" in result.output
+    assert reader(bdesk.engine, "anna@example.org").status == "active"
+    assert len(folder(box, "Unrecognised")) == 1

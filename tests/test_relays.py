@@ -20,7 +20,7 @@ from newsletter.relays import RelayPool, open_transports, parse_relays
 from newsletter.sending import SendOptions, SendReport, send_issue
 from newsletter.transports import Envelope
 
-from .conftest import ROOT, approved_issue, free_port
+from .conftest import ROOT, SMTPServer, approved_issue, free_port, seed_readers
 from .test_delivery import Recorder, ledger_by_reader, recorders, seed_many
 
 __all__ = ["recorders"]  # the fixture, used by name
@@ -146,3 +146,16 @@ def test_relay_options_are_read() -> None:
     )
     assert heavy.address.username == "u" and heavy.address.implicit_tls
     assert (plain.weight, plain.max_connections, plain.rate, plain.name) == (1, 0, 0.0, "b:25")
+
+
+def test_a_relay_capped_below_the_concurrency_gets_no_more_connections_and_no_pause(
+    desk: Desk, smtp_server: SMTPServer
+) -> None:
+    """max_connections=2 with the default 4 connections: two connections, every reader sent."""
+    seed_readers(desk.engine)
+    issue = approved_issue(desk.engine)
+    capped = replace(desk.settings, smtp_url=f"{smtp_server.url}?max_connections=2", pause_after=2)
+    capped_desk = Desk(capped)
+    report = send_issue(issue.id, desk.engine, capped, capped_desk.transports(),
+                        lambda: datetime.now(UTC))  # fmt: skip
+    assert report.paused is None and report.sent == 3 and report.status == "sent"

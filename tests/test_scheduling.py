@@ -602,3 +602,25 @@ def test_a_paused_send_does_not_stop_the_scheduler_that_ran_it(desk: Desk) -> No
     assert not stops.asked.is_set()
     with desk.engine.connect() as conn:
         assert conn.execute(sa.select(db.issues.c.status)).scalar() == "sending"
+
+
+def test_an_alert_that_could_not_be_mailed_for_any_reason_is_tried_again(desk: Desk) -> None:
+    from newsletter.alerts import Alert, alert_editors
+
+    broken = replace(desk.settings, smtp_url="smtp://", editors=("desk@example.org",))
+    line = alert_editors(Alert("reminder", date(2026, 11, 27), "Reminder", "Body"),
+                         desk.engine, broken, Desk(broken).transport, NOW)  # fmt: skip
+    assert "could not mail the editors" in line and "NEWSLETTER_SMTP_URL" in line
+    with desk.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.alerts)).scalar() == 0
+
+
+def test_a_run_before_the_send_day_does_not_use_up_its_alert(
+    job_desk: Desk, smtp_server: SMTPServer
+) -> None:
+    with job_desk.engine.begin() as conn:
+        new_issue(conn, date(2026, 11, 27), NOW)
+    early = FridayJob(job_desk, lambda: NOW).send(date(2026, 11, 27), alert=False)
+    assert early.outcome == "failed" and smtp_server.handler.received == []
+    on_the_day = FridayJob(job_desk, lambda: NOW).send(date(2026, 11, 27))
+    assert on_the_day.outcome == "alerted" and len(smtp_server.handler.received) == 2

@@ -48,7 +48,7 @@ def test_one_worker_on_sqlite_sends_a_send_started_elsewhere(
     recorders.append(recorder)
     env = cli_env(desk.settings, recorder.url, 3)
     nothing = run(env, tmp_path, *command, "--once")
-    assert nothing.returncode == 0 and "no send under way" in nothing.stdout
+    assert nothing.returncode == 3 and "no send under way" in nothing.stdout  # nothing to do
     start(env, tmp_path, issue.id)
     assert sum(recorder.recipients().values()) == 0  # starting sends nothing
     worked = run(env, tmp_path, *command, "--once")
@@ -127,7 +127,7 @@ def test_four_workers_on_postgresql_one_killed_mail_everyone_once(
         _out, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     rerun = run(env, tmp_path, "-m", "newsletter", "worker", "--once")
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.returncode in (0, 3), rerun.stderr  # 3: the others had left nothing due
     status = run(env, tmp_path, "-m", "newsletter", "status", str(issue.id))
 
     received, ledger = recorder.recipients(), ledger_by_reader(desk.engine, issue.id)

@@ -91,7 +91,9 @@ def schedule(
         else:
             today = now_utc().astimezone(desk.settings.timezone).date()
             day = send_day_on_or_after(today, desk.settings.send_at.weekday)
-            result = job.send(day, issue_ref=issue, dry_run=dry_run)
+            # editors are alerted only on the send day itself: a run days before must not
+            # use up the alert that the send time's own run would mail
+            result = job.send(day, issue_ref=issue, dry_run=dry_run, alert=day == today)
     emit(as_json, result.as_dict(), result.lines())
     if EXIT_CODES[result.outcome]:
         raise SystemExit(result.exit_code)

@@ -32,6 +32,10 @@ def run_worker(desk: Desk, once: bool, as_json: bool) -> None:
         click.echo("no send under way with readers due")
     if as_json:
         emit(True, [r.as_dict() for r in reports], [])
+    if any(r.paused for r in reports):
+        raise SystemExit(5)  # the exit codes of send.py: 5 paused, 3 nothing to do
+    if once and not reports:
+        raise SystemExit(3)
 
 
 @click.command("worker")

@@ -123,6 +123,7 @@ def login() -> Any:
         return render_template("desk/login.html", error=str(failure), email=email,
                                next=request.form.get("next", "")), failure.status  # fmt: skip
     session.clear()  # a new session on login: no fixation
+    session.permanent = True  # the cookie expires (PERMANENT_SESSION_LIFETIME, 12 hours)
     session["editor"] = editor.id
     csrf_token()
     return redirect(_safe_next(request.form.get("next")), 303)
