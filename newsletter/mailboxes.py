@@ -8,6 +8,7 @@ An mbox file is only read; the table of processed messages keeps a second run id
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import mailbox
 import os
@@ -103,10 +104,10 @@ class MboxSource:
             box.close()
 
     def done(self, mail: Mail, aside: bool) -> None:
-        pass  # the file stays as it is; the table of processed messages remembers
+        """Nothing to move: an mbox file is only read; `bounce_mail` remembers each message."""
 
     def close(self) -> None:
-        pass
+        """Each read opens and closes the file itself."""
 
 
 _UID = re.compile(rb"UID (\d+)")
@@ -203,12 +204,11 @@ class ImapSource:
             self.moved = True
 
     def close(self) -> None:
-        try:
+        # the work is already recorded: a connection lost while saying goodbye loses nothing
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
             if self.moved:
                 self.imap.expunge()
             self.imap.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass  # the work is recorded; a lost goodbye loses nothing
 
 
 def _quote(folder: str) -> str:

@@ -55,8 +55,14 @@ class Recorder:
 
 
 def start_recorder(
-    tmp_path: Path, delay: float = 0.0, rules: str = "{}", pipelining: bool = True
+    tmp_path: Path,
+    delay: float = 0.0,
+    rules: str = "{}",
+    pipelining: bool = True,
+    sessions: bool = False,
 ) -> Recorder:
+    """The recording SMTP server in its own process; `sessions` also logs one line per
+    connection (EHLO) to the log's .sessions file."""
     port, log = free_port(), tmp_path / f"received-{time.monotonic_ns()}.log"
     process = subprocess.Popen(
         [
@@ -70,6 +76,7 @@ def start_recorder(
             "--rules",
             rules,
             *(["--pipelining"] if pipelining else []),
+            *(["--sessions", str(log.with_suffix(".sessions"))] if sessions else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

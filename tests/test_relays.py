@@ -4,9 +4,6 @@ cool-down and the others carry its messages; counted at real SMTP servers."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,36 +17,15 @@ from newsletter.relays import RelayPool, open_transports, parse_relays
 from newsletter.sending import SendOptions, SendReport, send_issue
 from newsletter.transports import Envelope
 
-from .conftest import ROOT, SMTPServer, approved_issue, free_port, seed_readers
-from .test_delivery import Recorder, ledger_by_reader, recorders, seed_many
+from .conftest import SMTPServer, approved_issue, free_port, seed_readers
+from .test_delivery import Recorder, ledger_by_reader, recorders, seed_many, start_recorder
 
 __all__ = ["recorders"]  # the fixture, used by name
 
 
 def start_relay(tmp_path: Path, rules: dict[str, object], delay: float = 0.0) -> Recorder:
     """A recording SMTP server that also logs one line per connection (EHLO)."""
-    port, log = free_port(), tmp_path / f"received-{time.monotonic_ns()}.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.recording_smtp",
-            str(port),
-            str(log),
-            "--delay",
-            str(delay),
-            "--rules",
-            json.dumps(rules),
-            "--pipelining",
-            "--sessions",
-            str(log.with_suffix(".sessions")),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    return Recorder(process, port, log)
+    return start_recorder(tmp_path, delay, json.dumps(rules), sessions=True)
 
 
 def sessions(relay: Recorder) -> int:

@@ -6,6 +6,7 @@ import click
 
 from ..db import now_utc
 from ..desk import Desk
+from ..scheduling import EXIT_CODES
 from ..sending import SendReport
 from ..workers import Worker, WorkerStop
 from .common import emit, json_option, pass_desk
@@ -32,10 +33,10 @@ def run_worker(desk: Desk, once: bool, as_json: bool) -> None:
         click.echo("no send under way with readers due")
     if as_json:
         emit(True, [r.as_dict() for r in reports], [])
-    if any(r.paused for r in reports):
-        raise SystemExit(5)  # the exit codes of send.py: 5 paused, 3 nothing to do
+    if any(r.paused for r in reports):  # send.py's exit codes
+        raise SystemExit(EXIT_CODES["paused"])
     if once and not reports:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_CODES["nothing"])
 
 
 @click.command("worker")
