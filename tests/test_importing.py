@@ -664,6 +664,26 @@ def test_an_import_after_a_failed_one_works_on_the_same_connection(
     assert (result.added, result.problems) == (50, [])
 
 
+def test_the_connection_keeps_its_own_page_cache_after_an_import(
+    desk: Desk, tmp_path: Path
+) -> None:
+    """An import widens SQLite's page cache for its own transaction only, also when it fails."""
+    with desk.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            pytest.skip("a SQLite connection setting")
+        own = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    path = fail_midway(desk, tmp_path)
+    with pytest.raises(sa.exc.DatabaseError, match="refused by the test"):
+        run_import(desk, path)
+    with desk.engine.connect() as conn:  # the pool hands back the same connection
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == own
+        conn.exec_driver_sql("DROP TRIGGER refuse_line_40")
+        conn.commit()
+    assert run_import(desk, path).added == 50
+    with desk.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == own
+
+
 @dataclass(frozen=True)
 class BigFile:
     path: Path
