@@ -46,8 +46,10 @@ _STOP = object()
 class LedgerWriter:
     # How long a commit waits for more claims to join it, unless every connection has asked:
     # one commit per message would cost this thread more than the message, and the wait
-    # hides behind the MAIL/RCPT/DATA round trip the claimer is in meanwhile.
-    GROUP_WINDOW = 0.001
+    # hides behind the MAIL/RCPT/DATA round trip the claimer is in meanwhile. Longer than
+    # that round trip, connections wait on it: with 8 connections to smtp-sink on loopback,
+    # 1 ms gave 3,350-3,430 messages/s and 0.3 ms 3,640-3,940 (about 6 claims a commit).
+    GROUP_WINDOW = 0.0003
 
     def __init__(
         self,
