@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -119,7 +120,7 @@ def copy_database(
     the target already holds rows (unless `replace`) or refuses one; then nothing stays."""
     if same_database(source, target):
         raise ConfigError("--to", "that is the desk's own database")
-    with source.connect() as src:
+    with source.connect() as src, read_snapshot(src) as src:
         check_source_current(src)
         with _connect(target) as dst, dst.begin():
             _prepare(dst, replace)
@@ -128,6 +129,22 @@ def copy_database(
                 advance_sequences(dst)
             _verify(copied, table_sums(dst, batch))
     return copied
+
+
+@contextmanager
+def read_snapshot(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """A connection whose reads all see the database as of one moment, whatever commits
+    meanwhile: a copy of a desk still running is whole as of when it started (without it,
+    a reader signing up between two tables could leave an event without its reader).
+
+    pysqlite begins a transaction only before a write, so on SQLite the BEGIN is explicit
+    (in WAL mode a read transaction keeps its snapshot); PostgreSQL gets REPEATABLE READ."""
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    with conn.begin():
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        yield conn
 
 
 def same_database(a: Engine, b: Engine) -> bool:

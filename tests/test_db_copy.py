@@ -291,6 +291,56 @@ def test_a_copy_into_sqlite_and_the_checksums_command_agree(desk: Desk, tmp_path
     moved.engine.dispose()
 
 
+def sign_up_while_reading(desk: Desk, table: str) -> list[str]:
+    """Once the copy has read `table`, a reader signs up through a connection of its own and
+    commits: a new row in subscribers and one in consent_events, a later table. Returns the
+    address once it has signed up."""
+    signed: list[str] = []
+
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if signed or f"FROM {table}" not in statement:
+            return
+        signed.append("late@example.org")
+        with desk.engine.begin() as other:
+            sign_up(other, SignUp(signed[0], True, "", Evidence(source="test")), Limits(),
+                    SECRET, NOW)  # fmt: skip
+
+    sa.event.listen(desk.engine, "after_cursor_execute", after)
+    return signed
+
+
+def test_a_copy_is_whole_as_of_its_start_while_readers_sign_up(desk: Desk, tmp_path: Any) -> None:
+    build_desk(desk)
+    before = every_row(desk.engine)
+    signed = sign_up_while_reading(desk, "subscribers")
+    other = f"sqlite:///{tmp_path}/copy/newsletter.db"
+
+    result = copy(desk, other)
+
+    assert result.exit_code == 0, result.output
+    assert signed == ["late@example.org"]  # the sign-up happened during the copy
+    moved = Desk(replace(desk.settings, database_url=other))
+    assert every_row(moved.engine) == before  # neither the reader nor the event
+    with desk.engine.connect() as conn:  # the desk itself has the reader
+        late = sa.select(db.subscribers.c.status).where(db.subscribers.c.email == signed[0])
+        assert conn.execute(late).scalar_one() == "pending"
+    moved.engine.dispose()
+
+
+def test_checksums_are_of_one_moment_while_readers_sign_up(desk: Desk) -> None:
+    build_desk(desk)
+    with desk.engine.connect() as conn:
+        expected = [
+            {"table": s.table, "rows": s.rows, "sha256": s.sha256} for s in table_sums(conn)
+        ]
+    signed = sign_up_while_reading(desk, "subscribers")
+
+    shown = CliRunner().invoke(cli, ["db", "checksums", "--json"], obj=desk)
+
+    assert shown.exit_code == 0, shown.output
+    assert signed and json.loads(shown.stdout) == expected
+
+
 # --- the checksum itself ----------------------------------------------------------------------
 
 

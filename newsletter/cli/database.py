@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..dbcopy import TableSum, copy_database, open_target, table_sums
+from ..dbcopy import TableSum, copy_database, open_target, read_snapshot, table_sums
 from ..desk import Desk
 from .common import emit, json_option, pass_desk
 
@@ -67,7 +67,7 @@ def checksums(desk: Desk, as_json: bool) -> None:
         NEWSLETTER_DATABASE_URL=postgresql+psycopg://desk@db.internal/newsletter \\
             newsletter db checksums
     """
-    with desk.engine.connect() as conn:
+    with desk.engine.connect() as conn, read_snapshot(conn) as conn:
         sums = table_sums(conn)
     document = [{"table": s.table, "rows": s.rows, "sha256": s.sha256} for s in sums]
     emit(as_json, document, _lines(sums))
