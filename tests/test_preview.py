@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from newsletter.desk import Desk
+from newsletter.issues import get_issue, set_fields, unapprove
+from newsletter.preview import composed_for_preview
 from newsletter.web import create_app
 
-from .conftest import ROOT, approved_issue, seed_readers
+from .conftest import NOW, ROOT, approved_issue, seed_readers
 
 
 @pytest.fixture
@@ -66,6 +69,37 @@ def test_a_template_edit_shows_on_the_next_load(client) -> None:
     assert http.get(f"/preview/{issue_id}/version").get_data(as_text=True) != before
     text = http.get(f"/preview/{issue_id}/text").get_data(as_text=True)
     assert "A line the designer just added." in text
+
+
+def test_a_template_edit_shows_after_the_issue_was_previewed(client) -> None:
+    http, issue_id, templates = client
+    assert "A line the designer" not in http.get(f"/preview/{issue_id}/text").get_data(as_text=True)
+    path = templates / "issue.txt"
+    path.write_text(path.read_text() + "\nA line the designer just added.\n")
+    text = http.get(f"/preview/{issue_id}/text").get_data(as_text=True)
+    assert "A line the designer just added." in text
+
+
+def test_an_issue_edit_shows_after_the_issue_was_previewed(desk: Desk, client) -> None:
+    http, issue_id, _ = client
+    assert "Срочно" not in http.get(f"/preview/{issue_id}/html").get_data(as_text=True)
+    with desk.engine.begin() as conn:
+        unapprove(conn, issue_id, NOW)
+        set_fields(conn, issue_id, NOW, subject="Срочно: новый заголовок")
+    assert "Срочно: новый заголовок" in http.get(f"/preview/{issue_id}/html").get_data(as_text=True)
+
+
+def test_the_page_and_its_frames_share_one_composed_copy(desk: Desk, client) -> None:
+    """The page's preflight and its two frames compose the issue once, not three times."""
+    _, issue_id, templates = client
+    settings = replace(desk.settings, templates=templates)
+    with desk.engine.connect() as conn:
+        issue = get_issue(conn, issue_id)
+    first = composed_for_preview(issue, settings, NOW)
+    assert composed_for_preview(issue, settings, NOW) is first
+    assert composed_for_preview(issue, replace(settings, site_name="Другое"), NOW) is not first
+    (templates / "issue.html").touch()
+    assert composed_for_preview(issue, settings, NOW) is not first
 
 
 def test_an_unknown_issue_is_a_404(client) -> None:
