@@ -223,6 +223,15 @@ editors = sa.Table(
     sa.Column("last_login_at", UTCDateTime, nullable=True),
 )
 
+desk_sessions = sa.Table(  # an editor's signed-in browser: the cookie's token, hashed
+    "desk_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("editor_id", sa.ForeignKey("editors.id"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
 login_failures = sa.Table(
     "login_failures",
     metadata,

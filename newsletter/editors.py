@@ -5,6 +5,8 @@ web processes behind a proxy slow down the same guesser."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +20,7 @@ from .errors import InputError, NewsletterError
 PASSWORD_MIN = 12
 FAILURES_ALLOWED = 5
 FAILURE_WINDOW = timedelta(minutes=15)
+SESSION_LIFETIME = timedelta(hours=12)  # a signed-in browser signs in again after this
 # compared against when the address is unknown, so a miss costs as long as a wrong password
 _DUMMY_HASH = generate_password_hash("not a password of anyone")
 
@@ -51,7 +54,48 @@ def add_editor(conn: sa.Connection, email: str, password: str, now: datetime) ->
         assert key is not None
         return Editor(int(key[0]), address)
     conn.execute(e.update().where(e.c.id == found).values(password_hash=hashed))
+    end_sessions(conn, int(found))  # a new password signs every browser out
     return Editor(int(found), address)
+
+
+def open_session(conn: sa.Connection, editor: Editor, now: datetime) -> str:
+    """A new signed-in session for the editor; returns its token, for the cookie only (the
+    database keeps its hash). Sessions that expired are cleared on the way."""
+    token = secrets.token_urlsafe(32)
+    d = db.desk_sessions
+    conn.execute(d.delete().where(d.c.expires_at <= now))
+    conn.execute(
+        d.insert().values(token_hash=_hashed(token), editor_id=editor.id, created_at=now,
+                          expires_at=now + SESSION_LIFETIME)
+    )  # fmt: skip
+    return token
+
+
+def session_editor(conn: sa.Connection, token: str, now: datetime) -> Editor | None:
+    """The editor of a session token that is open and unexpired."""
+    d, e = db.desk_sessions, db.editors
+    row = conn.execute(
+        sa.select(e.c.id, e.c.email)
+        .join(d, d.c.editor_id == e.c.id)
+        .where(d.c.token_hash == _hashed(token), d.c.expires_at > now)
+    ).first()
+    return None if row is None else Editor(row.id, row.email)
+
+
+def close_session(conn: sa.Connection, token: str) -> None:
+    """Log out: the token stops working, wherever a copy of the cookie went."""
+    d = db.desk_sessions
+    conn.execute(d.delete().where(d.c.token_hash == _hashed(token)))
+
+
+def end_sessions(conn: sa.Connection, editor_id: int) -> int:
+    """Sign the editor out of every browser; returns how many sessions ended."""
+    d = db.desk_sessions
+    return int(conn.execute(d.delete().where(d.c.editor_id == editor_id)).rowcount)
+
+
+def _hashed(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def get_editor(conn: sa.Connection, editor_id: int) -> Editor | None:

@@ -28,7 +28,7 @@ from newsletter.cli import cli
 from newsletter.consent import Evidence, current_policy, get_policy, publish_policy
 from newsletter.dbcopy import TableDigest, canonical, row_line, table_sums
 from newsletter.desk import Desk, init_desk
-from newsletter.editors import LoginRefused, add_editor, get_editor, log_in
+from newsletter.editors import LoginRefused, add_editor, get_editor, log_in, open_session
 from newsletter.issues import approve, get_issue, list_issues, new_issue, pick, set_fields
 from newsletter.ledger import counts, reserve, uncertain_readers
 from newsletter.scheduling import take_lease
@@ -79,7 +79,7 @@ def build_desk(desk: Desk) -> None:
         sign_up(conn, SignUp("lena@example.org", True, "Лена Смирнова",
                              Evidence(source="https://example.org/", ip="198.51.100.7",
                                       user_agent=UA)), Limits(), SECRET, NOW)  # fmt: skip
-        add_editor(conn, EDITOR, PASSWORD, NOW)
+        open_session(conn, add_editor(conn, EDITOR, PASSWORD, NOW), NOW)
         with pytest.raises(LoginRefused):
             log_in(conn, EDITOR, "wrong password!", "192.0.2.9", NOW)
         for name in ("Zeta", "alpha", "ключ"):  # text keys sort alike on both databases
@@ -147,7 +147,7 @@ def test_a_sqlite_desk_moves_to_postgresql_whole_and_verified(
     build_desk(desk)
     result = copy(desk, target)
     assert result.exit_code == 0, result.output
-    assert "verified: 16 tables" in result.output
+    assert "verified: 17 tables" in result.output
     assert every_row(moved.engine) == every_row(desk.engine)
     before = as_the_app_reads_it(desk.engine)
     assert as_the_app_reads_it(moved.engine) == before

@@ -3,6 +3,7 @@ the send status and the readers, on a real SQLite file and a real SMTP server.""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -133,6 +134,61 @@ def test_login_goes_where_it_was_asked_but_only_inside_the_desk(client: FlaskCli
     assert client.get("/desk/readers").status_code == 200
     assert post(client, "/desk/logout", csrf_of(client, "/desk/issues")).status_code == 303
     assert client.get("/desk/readers").status_code == 302  # logged out
+
+
+def copied_session(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of the client's session cookie."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    other = app.test_client()
+    other.set_cookie("session", cookie.value)
+    return other
+
+
+def test_logging_out_ends_the_session_for_a_copied_cookie_too(app: Flask) -> None:
+    client = app.test_client()
+    token = logged_in(client)
+    stolen = copied_session(app, client)
+    assert stolen.get("/desk/readers").status_code == 200  # the cookie alone signs in
+
+    assert post(client, "/desk/logout", token).status_code == 303
+
+    assert stolen.get("/desk/readers").status_code == 302  # ended on the server
+    assert client.get("/desk/readers").status_code == 302
+
+
+def test_a_session_ends_after_its_lifetime_whatever_the_cookie_says(app: Flask, desk: Desk) -> None:
+    client = app.test_client()
+    logged_in(client)
+    assert client.get("/desk/readers").status_code == 200
+    with desk.engine.begin() as conn:  # twelve hours later
+        conn.execute(db.desk_sessions.update().values(expires_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    assert client.get("/desk/readers").status_code == 302
+
+
+def test_a_new_password_signs_the_editor_out_of_every_browser(app: Flask, desk: Desk) -> None:
+    laptop, phone = app.test_client(), app.test_client()
+    logged_in(laptop)
+    logged_in(phone)
+    with desk.engine.begin() as conn:
+        add_editor(conn, EDITOR, "a brand new passphrase", NOW)
+    assert laptop.get("/desk/readers").status_code == 302
+    assert phone.get("/desk/readers").status_code == 302
+    with desk.engine.connect() as conn:
+        held = conn.execute(sa.select(db.desk_sessions.c.token_hash)).scalars().all()
+    assert held == []
+
+
+def test_the_database_keeps_only_a_hash_of_the_session_token(app: Flask, desk: Desk) -> None:
+    client = app.test_client()
+    logged_in(client)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    with desk.engine.connect() as conn:
+        (held,) = conn.execute(sa.select(db.desk_sessions.c.token_hash)).scalars().all()
+    token = app.session_interface.get_signing_serializer(app).loads(cookie.value)  # type: ignore[union-attr]
+    assert held == hashlib.sha256(token["editor_session"].encode()).hexdigest()
+    assert token["editor_session"] not in held
 
 
 def test_an_editor_builds_approves_and_tests_the_issue_in_the_browser_forms(

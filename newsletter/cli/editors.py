@@ -23,7 +23,7 @@ def group() -> None:
 @json_option
 @pass_desk
 def add(desk: Desk, email: str, password_stdin: bool, as_json: bool) -> None:
-    """Create a desk account, or set a new password for an existing one.
+    """Create a desk account, or set a new password (which signs it out everywhere).
 
     \b
     Example:

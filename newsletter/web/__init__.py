@@ -6,6 +6,7 @@ from flask import Flask, Response
 
 from ..config import Settings
 from ..desk import Desk
+from ..editors import SESSION_LIFETIME
 from ..errors import ConfigError, NewsletterError
 
 
@@ -23,7 +24,7 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=60 * 60 * 12,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.register_blueprint(desk.bp)
     app.register_blueprint(preview.bp)

@@ -38,7 +38,7 @@ from ..articles import import_sources, list_articles
 from ..bounce_ledger import hygiene
 from ..db import now_utc
 from ..desk import Desk
-from ..editors import Editor, get_editor, log_in
+from ..editors import Editor, close_session, log_in, open_session, session_editor
 from ..errors import InputError, NewsletterError, NotFound
 from ..ledger import counts as ledger_counts
 from ..ledger import uncertain_readers
@@ -87,12 +87,13 @@ def _guard() -> ResponseReturnValue | None:
 
 
 def signed_in() -> Editor | None:
-    """The editor of this session, if the account still exists."""
-    editor_id = session.get("editor")
-    if not isinstance(editor_id, int):
+    """The editor of this browser's session, while it is open (not logged out, not
+    expired, the account still there)."""
+    token = session.get("editor_session")
+    if not isinstance(token, str):
         return None
     with _desk().engine.connect() as conn:
-        return get_editor(conn, editor_id)
+        return session_editor(conn, token, now_utc())
 
 
 def _editor() -> Editor:
@@ -111,26 +112,31 @@ def login() -> Any:
     csrf_token()
     if request.method == "GET":
         return render_template("desk/login.html", next=request.args.get("next", ""))
-    desk, email = _desk(), request.form.get("email", "")
+    desk, email, now = _desk(), request.form.get("email", ""), now_utc()
     failure: NewsletterError | None = None
     with desk.engine.begin() as conn:  # a failure is recorded, and committed, before refusing
         try:
             editor = log_in(conn, email, request.form.get("password", ""),
-                            request.remote_addr or "", now_utc())  # fmt: skip
+                            request.remote_addr or "", now)  # fmt: skip
+            token = open_session(conn, editor, now)
         except NewsletterError as exc:
             failure = exc
     if failure is not None:
         return render_template("desk/login.html", error=str(failure), email=email,
                                next=request.form.get("next", "")), failure.status  # fmt: skip
     session.clear()  # a new session on login: no fixation
-    session.permanent = True  # the cookie expires (PERMANENT_SESSION_LIFETIME, 12 hours)
-    session["editor"] = editor.id
+    session.permanent = True  # the cookie expires with the session (SESSION_LIFETIME)
+    session["editor_session"] = token
     csrf_token()
     return redirect(_safe_next(request.form.get("next")), 303)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    token = session.get("editor_session")
+    if isinstance(token, str):
+        with _desk().engine.begin() as conn:
+            close_session(conn, token)
     session.clear()
     return redirect(url_for("desk.login"), 303)
 
