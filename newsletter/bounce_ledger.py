@@ -124,7 +124,8 @@ def _targets(conn: sa.Connection, verdict: Verdict) -> list[tuple[int, int | Non
         found = conn.execute(
             sa.select(s.c.id).where(s.c.id == verdict.target.subscriber_id)
         ).scalar()
-        return [(verdict.target.subscriber_id, verdict.target.issue_id)] if found else []
+        issue = verdict.target.issue_id or None  # NO_ISSUE: a notice's bounce, no delivery
+        return [(verdict.target.subscriber_id, issue)] if found else []
     if not verdict.addresses:
         return []
     readers = conn.execute(

@@ -9,8 +9,10 @@ forged         names one of our return paths, but its signature is wrong: ignore
 unrecognised   anything else: kept aside for a person to read
 
 Who it is about comes from a signed return path (see returnpath.py) found in the
-envelope recipients or anywhere in the message; without one, from the addresses the
-bounce or the report names.
+envelope recipients or anywhere in the message. Where return paths are signed (a
+bounce address is set), a report naming none is kept aside: it was not caused by our
+mail, or it is forged. Without a bounce address, the addresses the bounce or the
+report names decide.
 """
 
 from __future__ import annotations
@@ -86,9 +88,15 @@ def classify(
             return Verdict(verdict.kind, target, (), verdict.code, verdict.diagnostic)
     if tokens:
         return Verdict(FORGED, None, (), verdict.code, f"return path {tokens[0]!r} is not ours")
-    if verdict.kind == COMPLAINT:  # suppression is for good: only on a signed return path
-        return Verdict(UNRECOGNISED, diagnostic="a complaint naming no return path of ours")
-    return verdict
+    # Everything we send carries a signed return path, and bounces come back to it: one
+    # that names none is kept for a person, or anyone could mail the bounce address a
+    # report naming a reader and stop their newsletter.
+    named = ", ".join(verdict.addresses) or "no address"
+    return Verdict(
+        UNRECOGNISED,
+        code=verdict.code,
+        diagnostic=f"a {verdict.kind} report naming no return path of ours ({named})",
+    )
 
 
 def _nature(message: email.message.Message) -> Verdict:

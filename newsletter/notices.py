@@ -20,6 +20,7 @@ from .errors import DeliveryError
 from .messages import PreparedMessage, Sender, build_message, prepare_message
 from .models import Reader
 from .rendering import Site, render_mail
+from .returnpath import NO_ISSUE, return_paths
 from .sending import envelope_sender
 from .subscribers import Mail
 from .transports import Envelope, Transport
@@ -65,6 +66,10 @@ def send_notices(
     with engine.connect() as conn:
         context = notice_context(conn, settings, now)
     prepared: dict[str, PreparedMessage] = {}
+    # signed like a newsletter's, with no issue (0): a bounce of a notice names its reader
+    return_path = return_paths(
+        sender.secret, settings.bounce_address, NO_ISSUE, envelope_sender(settings)
+    )
     sent, failures = 0, []
     for mail in mails:
         if mail.kind not in prepared:
@@ -82,7 +87,7 @@ def send_notices(
         msgid = f"<{mail.kind}.{mail.subscriber_id}.{secrets.token_hex(8)}@{sender.domain}>"
         data = build_message(prepared[mail.kind], reader, values, msgid)
         try:
-            transport.send(Envelope(envelope_sender(settings), mail.email, msgid, data))
+            transport.send(Envelope(return_path(mail.subscriber_id), mail.email, msgid, data))
             sent += 1
         except DeliveryError as exc:
             failures.append(f"{mail.kind} mail to {mail.email}: {exc}")

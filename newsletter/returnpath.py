@@ -1,6 +1,7 @@
 """Signed per-delivery return paths (VERP): the envelope sender names one (issue, reader).
 
-`bounces@news.example.org` becomes `bounces+<issue>-<reader>-<signature>@news.example.org`.
+`bounces@news.example.org` becomes `bounces+<issue>-<reader>-<signature>@news.example.org`
+(issue 0 for the notices a reader gets outside issues: confirmation, welcome, re-consent).
 A bounce comes back to that address, so it maps to exactly one delivery even when the
 bounce itself is mangled. The signature is an HMAC under the secret key, truncated to
 48 bits and written in lower-case hex, which survives servers that fold the case of
@@ -18,6 +19,7 @@ from email.utils import parseaddr
 
 PURPOSE = b"newsletter return path"
 SIGNATURE_CHARS = 12
+NO_ISSUE = 0  # the "issue" of a notice (a confirmation, a welcome): a reader's own mail
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,17 @@ from newsletter.consent import Evidence, current_policy
 from newsletter.desk import Desk
 from newsletter.issues import approve, new_issue, pick, set_fields
 from newsletter.mailboxes import process_sources
+from newsletter.notices import send_notices
 from newsletter.returnpath import ReturnPath, ReturnPathReader, return_paths
-from newsletter.subscribers import add_active_reader, get_subscriber, is_suppressed
+from newsletter.subscribers import (
+    Limits,
+    SignUp,
+    add_active_reader,
+    get_subscriber,
+    is_suppressed,
+    sign_up,
+)
+from newsletter.transports import MemoryTransport
 
 from .conftest import NOW, SECRET, approved_issue, free_port, seed_readers
 
@@ -197,13 +206,14 @@ def test_real_bounces_from_a_maildir_change_the_readers_they_name(
 ) -> None:
     readers = tuple((f"reader{n}@readers.example.org", "") for n in range(len(SAMPLES)))
     ids = seed_readers(bdesk.engine, readers)
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")
     messages = []
-    for (name, addresses, _kind), (ours, _) in zip(SAMPLES, readers, strict=True):
+    for (name, addresses, _kind), (ours, _), sid in zip(SAMPLES, readers, ids, strict=True):
         raw = (BOUNCES / name).read_bytes()
         for address in addresses:  # the recipient rewritten to one of our readers
             assert address.encode() in raw, (name, address)
             raw = raw.replace(address.encode(), ours.encode())
-        messages.append(raw)
+        messages.append(delivered_to(path(sid), raw))
     box = maildir(tmp_path / "Maildir", messages)
     result = run(bdesk, "bounces", "process", str(box))
     assert result.exit_code == 0, result.output
@@ -223,10 +233,42 @@ def test_real_bounces_from_a_maildir_change_the_readers_they_name(
     assert len(folder(box, "Processed")) == 17 and len(folder(box, "Unrecognised")) == 1
     assert not list((box / "new").iterdir()) and not list((box / "cur").iterdir())
     # a second hard bounce of another kind reaches NEWSLETTER_BOUNCE_LIMIT (2)
-    again = maildir(tmp_path / "Again", [(BOUNCES / "qmail_01.txt").read_bytes().replace(
-        b"userx@example.de", readers[8][0].encode()).replace(b"Message-Id:", b"X-Old-Id:")])  # fmt: skip
+    again = maildir(tmp_path / "Again", [delivered_to(path(ids[8]), (BOUNCES / "qmail_01.txt")
+        .read_bytes().replace(b"userx@example.de", readers[8][0].encode())
+        .replace(b"Message-Id:", b"X-Old-Id:"))])  # fmt: skip
     run(bdesk, "bounces", "process", str(again))
     assert reader(bdesk.engine, ids[8]).status == "bounced"
+
+
+def delivered_to(return_path: str, raw: bytes) -> bytes:
+    """A bounce as the bounce mailbox holds it: the return path it came back to in the
+    header Postfix's local delivery adds."""
+    return f"X-Original-To: {return_path}\n".encode() + raw
+
+
+def test_a_confirmation_mail_that_bounces_names_its_reader_by_its_own_return_path(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    """Notices carry a signed return path too (no issue): their bounces are not set aside."""
+    with bdesk.engine.begin() as conn:
+        request = SignUp("lena@gone.example.net", True, "", Evidence(source="test"))
+        mail = sign_up(conn, request, Limits(), SECRET, NOW)
+    assert mail is not None
+    relay = MemoryTransport()
+    assert send_notices([mail], bdesk.engine, bdesk.settings, relay, NOW).sent == 1
+    [envelope] = relay.sent
+    assert ReturnPathReader(SECRET, BOUNCE_ADDRESS).check(
+        envelope.sender.split("+", 1)[1].split("@")[0]
+    ) == ReturnPath(0, mail.subscriber_id)
+
+    box = maildir(tmp_path / "Maildir", [dsn(envelope.sender, "lena@gone.example.net")])
+    report = process_sources(bdesk.engine, bdesk.settings, [str(box)], NOW)
+
+    assert report.kinds == {"hard": 1}
+    b = db.bounce_mail
+    with bdesk.engine.connect() as conn:
+        kept = conn.execute(sa.select(b.c.kind, b.c.subscriber_id, b.c.issue_id)).one()
+    assert tuple(kept) == ("hard", mail.subscriber_id, None)
 
 
 def test_the_same_messages_twice_change_nothing(bdesk: Desk, tmp_path: Path) -> None:
@@ -491,16 +533,26 @@ def test_an_unsubscribe_request_by_mail_withdraws_the_reader_at_once(
     assert reader(sdesk.engine, "anna@example.org").status == "active"
 
 
-def test_with_signed_return_paths_a_complaint_naming_none_is_kept_for_a_person(
+def test_with_signed_return_paths_a_report_naming_none_is_kept_for_a_person(
     bdesk: Desk, tmp_path: Path
 ) -> None:
-    """Suppression is for good: a report anyone could mail to the bounce address, naming a
-    reader but no return path of ours, does not make that reader `complained`."""
+    """A complaint or a bounce anyone could mail to the bounce address, naming a reader
+    but no return path of ours, changes no one: it is kept aside, with what it claims."""
     seed_readers(bdesk.engine)
-    forged = arf("bounces@news.example.org", "fbl@mail.example.com", "anna@example.org", n=77)
-    assert b"bounces+" not in forged
-    box = maildir(tmp_path / "Maildir", [forged])
+    complaint = arf("bounces@news.example.org", "fbl@mail.example.com", "anna@example.org", n=77)
+    gone = (BOUNCES / "postfix_01.txt").read_bytes().replace(b"xxxxx@local.ie", b"tom@example.org")
+    bounce = dsn(BOUNCE_ADDRESS, "tom@example.org", "5.1.1", n=78)
+    for forged in (complaint, gone, bounce):
+        assert b"bounces+" not in forged
+    box = maildir(tmp_path / "Maildir", [complaint, gone, bounce])
     result = run(bdesk, "bounces", "process", str(box))
-    assert result.exit_code == 0 and "unrecognised 1" in result.output
-    assert reader(bdesk.engine, "anna@example.org").status == "active"
-    assert len(folder(box, "Unrecognised")) == 1
+    assert result.exit_code == 0 and "unrecognised 3" in result.output
+    for address in ("anna@example.org", "tom@example.org"):
+        found = reader(bdesk.engine, address)
+        assert (found.status, found.bounce_count) == ("active", 0), address
+    assert len(folder(box, "Unrecognised")) == 3
+    with bdesk.engine.connect() as conn:
+        kept = conn.execute(sa.select(db.bounce_mail.c.diagnostic).order_by("key")).scalars()
+        claims = " ".join(kept)
+    assert "a hard report naming no return path of ours (tom@example.org)" in claims
+    assert "a complaint report naming no return path of ours" in claims
