@@ -71,12 +71,17 @@ class MaildirSource:
 
     def done(self, mail: Mail, aside: bool) -> None:
         folder = self.path / f".{UNRECOGNISED if aside else PROCESSED}"
-        for sub in ("cur", "new", "tmp"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
         name = Path(mail.ref).name
         if mail.ref.startswith("new/"):
             name += ":2,S" if ":2," not in name else ""
-        os.replace(self.path / mail.ref, folder / "cur" / name)
+        try:
+            for sub in ("cur", "new", "tmp"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            os.replace(self.path / mail.ref, folder / "cur" / name)
+        except OSError as exc:
+            raise MailboxError(
+                self.name, f"{mail.ref} not moved to {folder.name}: {exc.strerror}"
+            ) from None
 
     def close(self) -> None:
         pass
@@ -191,17 +196,24 @@ class ImapSource:
                     yield Mail(uid.decode(), item[1])
 
     def done(self, mail: Mail, aside: bool) -> None:
+        """Move the message to its folder; MailboxError with the server's words if it stays."""
         folder = UNRECOGNISED if aside else PROCESSED
         if folder not in self.made:
-            self.imap.create(folder)  # NO when it exists already: fine
+            self.imap.create(folder)  # NO when it exists already: a failed move says the rest
             self.made.add(folder)
-        if self.can_move:
-            self.imap.uid("MOVE", mail.ref, folder)
-            return
-        status, _ = self.imap.uid("COPY", mail.ref, folder)
-        if status == "OK":
-            self.imap.uid("STORE", mail.ref, "+FLAGS", r"(\Deleted)")
-            self.moved = True
+        try:
+            if self.can_move:
+                status, reply = self.imap.uid("MOVE", mail.ref, folder)
+            else:
+                status, reply = self.imap.uid("COPY", mail.ref, folder)
+                if status == "OK":
+                    status, reply = self.imap.uid("STORE", mail.ref, "+FLAGS", r"(\Deleted)")
+                    self.moved = True
+        except imaplib.IMAP4.error as exc:  # imaplib raises on BAD
+            status, reply = "BAD", [str(exc).encode()]
+        if status != "OK":
+            said = b" ".join(r for r in reply if isinstance(r, bytes)).decode("utf-8", "replace")
+            raise MailboxError(self.name, f"message {mail.ref} not moved to {folder}: {said}")
 
     def close(self) -> None:
         # the work is already recorded: a connection lost while saying goodbye loses nothing
@@ -235,6 +247,7 @@ class BounceReport:
     kinds: dict[str, int] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
     aside: list[str] = field(default_factory=list)  # source and name of each message kept aside
+    left: list[str] = field(default_factory=list)  # read and recorded, but not moved: why
 
     def add(self, kind: str) -> None:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
@@ -247,6 +260,7 @@ class BounceReport:
         out = [f"read {self.read} messages: {kinds}"]
         out += [f"changed: {line}" for line in self.changed]
         out += [f"kept aside: {line}" for line in self.aside]
+        out += [f"left in place: {line}" for line in self.left]
         return out
 
 
@@ -307,7 +321,10 @@ def process_sources(
                 aside = processor.take(mail.raw, source.name, now, report)
                 if aside:
                     report.aside.append(f"{source.name} {mail.ref}")
-                source.done(mail, aside)
+                try:
+                    source.done(mail, aside)
+                except MailboxError as exc:  # recorded already: the next run sees a duplicate
+                    report.left.append(str(exc))
         return report
     finally:
         for source in opened:

@@ -271,6 +271,22 @@ def test_a_confirmation_mail_that_bounces_names_its_reader_by_its_own_return_pat
     assert tuple(kept) == ("hard", mail.subscriber_id, None)
 
 
+def test_a_maildir_message_that_cannot_be_moved_is_recorded_and_listed_as_left(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
+    box = maildir(tmp_path / "Maildir", [dsn(path, "anna@example.org")])
+    (box / ".Processed").write_text("")  # a file where the folder would go
+
+    result = run(bdesk, "bounces", "process", str(box))
+
+    assert result.exit_code == 2
+    assert f"left in place: {box}: new/0000.test not moved to .Processed: Not a" in result.output
+    assert reader(bdesk.engine, sid).status == "bounced"
+    assert [p.name for p in (box / "new").iterdir()] == ["0000.test"]
+
+
 def test_the_same_messages_twice_change_nothing(bdesk: Desk, tmp_path: Path) -> None:
     [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
     path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)

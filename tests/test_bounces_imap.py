@@ -6,6 +6,7 @@ from __future__ import annotations
 import imaplib
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import time
@@ -143,6 +144,33 @@ def test_imap_bounces_are_processed_and_moved_never_deleted(
     assert counts == {"INBOX": 0, "Processed": 2, "Unrecognised": 1}
     again = CliRunner().invoke(cli, ["bounces", "process", imap_url], obj=bdesk)
     assert "read 0 messages: nothing" in again.output
+    imap.logout()
+
+
+def test_a_message_the_server_will_not_move_is_recorded_and_listed_as_left(
+    settings: Settings, desk: Desk, imap_url: str, tmp_path: Path
+) -> None:
+    bdesk = Desk(replace(settings, bounce_address=BOUNCE_ADDRESS))
+    anna, _, _ = seed_readers(bdesk.engine)
+    imap = _imap(imap_url)
+    imap.append("INBOX", None, None, dsn(return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(anna),
+                                         "anna@example.org").replace(b"\n", b"\r\n"))  # fmt: skip
+    imap.append("INBOX", None, None, plain(BOUNCE_ADDRESS, "A letter", n=3).replace(b"\n", b"\r\n"))
+    # a file (root's) where the Processed folder would go: the server cannot make it
+    (tmp_path / "dovecot" / "mail" / "bounces" / "Maildir" / ".Processed").write_text("")
+
+    result = CliRunner().invoke(cli, ["bounces", "process", imap_url], obj=bdesk)
+
+    assert result.exit_code == 2, result.output
+    assert "read 2 messages: hard 1, unrecognised 1" in result.output
+    assert re.search(r"left in place: imap://bounces:\*\*\*@\S+: message \d+ not moved to "
+                     r"Processed: \S", result.output), result.output  # fmt: skip
+    assert reader(bdesk.engine, anna).status == "bounced"  # recorded all the same
+    counts = {f: _count(imap, f) for f in ("INBOX", "Unrecognised")}
+    assert counts == {"INBOX": 1, "Unrecognised": 1}
+    again = CliRunner().invoke(cli, ["bounces", "process", imap_url], obj=bdesk)
+    assert "read 1 messages: duplicate 1" in again.output  # nothing counted twice
+    assert reader(bdesk.engine, anna).bounce_count == 1
     imap.logout()
 
 

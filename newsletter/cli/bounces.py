@@ -6,6 +6,7 @@ import click
 
 from ..db import now_utc
 from ..desk import Desk
+from ..errors import MailboxError
 from ..mailboxes import process_sources
 from .common import emit, json_option, pass_desk
 
@@ -25,6 +26,7 @@ def process(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     Each message is read once: bounces and complaints change the readers they name,
     auto-replies are ignored, anything else is kept aside (the Unrecognised folder)
     and listed. Read messages move to the Processed folder; mbox files are only read.
+    A message the mailbox would not move is listed as left in place (exit code 2).
 
     \b
     Example:
@@ -33,6 +35,8 @@ def process(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     """
     report = process_sources(desk.engine, desk.settings, list(sources), now_utc())
     emit(as_json, report.as_dict(), report.lines())
+    if report.left:  # recorded, but the mailbox did not take the move: someone should look
+        raise SystemExit(MailboxError.exit_code)
 
 
 @group.command("listen")
