@@ -127,8 +127,11 @@ def log_in(conn: sa.Connection, email: str, password: str, ip: str, now: datetim
         raise TooManyFailures("too many failed logins: try again in a quarter of an hour")
     row = conn.execute(sa.select(e).where(e.c.email == address)).first()
     if row is not None and check_password_hash(row.password_hash, password):
-        conn.execute(e.update().where(e.c.id == row.id).values(last_login_at=now))
-        return Editor(row.id, row.email)
+        # only while the password checked is still the account's: a new one set meanwhile
+        # (the check takes a while) signed every session out, this one included
+        still = e.update().where(e.c.id == row.id, e.c.password_hash == row.password_hash)
+        if conn.execute(still.values(last_login_at=now)).rowcount == 1:
+            return Editor(row.id, row.email)
     if row is None:
         check_password_hash(_DUMMY_HASH, password)
     conn.execute(f.insert().values(email=address[:320], ip=ip[:64], at=now))

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from newsletter import db
+from newsletter import db, editors
 from newsletter.cli import cli
 from newsletter.desk import Desk
 from newsletter.editors import add_editor
@@ -155,6 +155,39 @@ def test_logging_out_ends_the_session_for_a_copied_cookie_too(app: Flask) -> Non
 
     assert stolen.get("/desk/readers").status_code == 302  # ended on the server
     assert client.get("/desk/readers").status_code == 302
+
+
+def test_signing_in_again_ends_the_browsers_earlier_session(app: Flask) -> None:
+    client = app.test_client()
+    logged_in(client)
+    earlier = copied_session(app, client)
+    token = logged_in(client)  # the same browser, again
+    assert earlier.get("/desk/readers").status_code == 302
+    assert post(client, "/desk/logout", token).status_code == 303
+    assert client.get("/desk/readers").status_code == 302
+
+
+def test_a_login_checked_against_a_password_changed_meanwhile_is_refused(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password check takes a while: a new password set by `editors add` during it wins,
+    and the login with the old one opens no session."""
+    with desk.engine.begin() as conn:
+        add_editor(conn, EDITOR, PASSWORD, NOW)
+    real_check = editors.check_password_hash
+
+    def check_while_the_password_changes(hashed: str, password: str) -> bool:
+        right = real_check(hashed, password)
+        with desk.engine.begin() as other:
+            add_editor(other, EDITOR, "a brand new passphrase", NOW)
+        return right
+
+    monkeypatch.setattr(editors, "check_password_hash", check_while_the_password_changes)
+    with desk.engine.begin() as conn, pytest.raises(editors.LoginRefused):
+        editors.log_in(conn, EDITOR, PASSWORD, "192.0.2.9", NOW)
+    monkeypatch.setattr(editors, "check_password_hash", real_check)
+    with desk.engine.begin() as conn:
+        assert editors.log_in(conn, EDITOR, "a brand new passphrase", "192.0.2.9", NOW)
 
 
 def test_a_session_ends_after_its_lifetime_whatever_the_cookie_says(app: Flask, desk: Desk) -> None:

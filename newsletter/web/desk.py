@@ -118,6 +118,9 @@ def login() -> Any:
         try:
             editor = log_in(conn, email, request.form.get("password", ""),
                             request.remote_addr or "", now)  # fmt: skip
+            earlier = session.get("editor_session")
+            if isinstance(earlier, str):  # signing in again ends this browser's last session
+                close_session(conn, earlier)
             token = open_session(conn, editor, now)
         except NewsletterError as exc:
             failure = exc
