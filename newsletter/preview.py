@@ -19,7 +19,7 @@ from .errors import NotFound
 from .issues import get_issue
 from .models import Issue, Reader
 from .rendering import ReaderValues, personalise
-from .sending import Composed, compose
+from .sending import Checked, Composed, compose, render_checked
 
 SAMPLE_READER = Reader(id=0, email="reader@example.org", name="")
 
@@ -55,29 +55,31 @@ def preview_copy(
     return PreviewCopy(issue.id, composed, reader, values, html, text)
 
 
-# An editor's page of an issue composes it for the page's preflight and again for each of
-# its two preview frames, ~90 ms each (premailer): the same copy serves all three while
-# nothing it is made from changes. Sends always compose afresh.
-_COMPOSED: OrderedDict[Hashable, Composed] = OrderedDict()
-_COMPOSED_KEPT = 8
-_composed_lock = threading.Lock()
+# An editor's page of an issue renders it for the page's preflight and again for each of
+# its two preview frames, ~90 ms each (premailer): the same rendering serves all three
+# while nothing it is made from changes. What depends on the moment (the Date header,
+# the DKIM key as the file holds it now) is made on every call; sends never use this.
+_RENDERED: OrderedDict[Hashable, Checked] = OrderedDict()
+_RENDERED_KEPT = 8
+_rendered_lock = threading.Lock()
 
 
 def composed_for_preview(issue: Issue, settings: Settings, now: datetime) -> Composed:
-    """The issue composed, or the copy composed before from the same issue (every article
-    and field, compared whole), settings and template files (names, sizes, times)."""
+    """The issue composed at `now`, from the rendering made before for the same issue
+    (every article and field, compared whole), settings and template files (names,
+    sizes, times), when there is one."""
     key = (issue, settings, templates_stamp(settings.templates))
-    with _composed_lock:
-        found = _COMPOSED.get(key)
-        if found is not None:
-            _COMPOSED.move_to_end(key)
-            return found
-    composed = compose(issue, settings, now)
-    with _composed_lock:
-        _COMPOSED[key] = composed
-        while len(_COMPOSED) > _COMPOSED_KEPT:
-            _COMPOSED.popitem(last=False)
-    return composed
+    with _rendered_lock:
+        checked = _RENDERED.get(key)
+        if checked is not None:
+            _RENDERED.move_to_end(key)
+    if checked is None:
+        checked = render_checked(issue, settings)
+        with _rendered_lock:
+            _RENDERED[key] = checked
+            while len(_RENDERED) > _RENDERED_KEPT:
+                _RENDERED.popitem(last=False)
+    return compose(issue, settings, now, checked=checked)
 
 
 def templates_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:

@@ -129,12 +129,30 @@ class Composed:
     preflight: Report
 
 
-def compose(issue: Issue, settings: Settings, now: datetime, *, test: bool = False) -> Composed:
+Checked = tuple[RenderedIssue, Report]
+
+
+def render_checked(issue: Issue, settings: Settings, *, test: bool = False) -> Checked:
+    """The issue rendered (templates, CSS inlined) and its preflight: the costly part of
+    composing, which depends only on the issue, the settings and the template files."""
     sender = Sender.from_settings(settings)
     rendered = render_issue(issue, Site.from_settings(settings), settings.templates, is_test=test)
     sample = Reader(id=0, email="reader@example.org", name="")
     html, text = personalise(rendered, sender.reader_values(sample, issue.id))
-    report = check(rendered, html, text, settings.privacy_link)
+    return rendered, check(rendered, html, text, settings.privacy_link)
+
+
+def compose(
+    issue: Issue,
+    settings: Settings,
+    now: datetime,
+    *,
+    test: bool = False,
+    checked: Checked | None = None,
+) -> Composed:
+    """The issue ready to be filled per reader; `checked` when already rendered."""
+    rendered, report = checked or render_checked(issue, settings, test=test)
+    sender = Sender.from_settings(settings)  # its DKIM key read now, as the send will
     prepared = prepare_message(rendered, sender, issue.id, now, test=test)
     return Composed(issue, rendered, prepared, sender, report)
 

@@ -6,6 +6,7 @@ import email
 import os
 import shutil
 from dataclasses import replace
+from datetime import timedelta
 from email.policy import default
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from flask.testing import FlaskClient
 
 from newsletter.desk import Desk
 from newsletter.issues import get_issue, set_fields, unapprove
+from newsletter.messages import build_message
+from newsletter.models import Reader
 from newsletter.preview import composed_for_preview
 from newsletter.web import create_app
 
@@ -89,17 +92,27 @@ def test_an_issue_edit_shows_after_the_issue_was_previewed(desk: Desk, client) -
     assert "Срочно: новый заголовок" in http.get(f"/preview/{issue_id}/html").get_data(as_text=True)
 
 
-def test_the_page_and_its_frames_share_one_composed_copy(desk: Desk, client) -> None:
-    """The page's preflight and its two frames compose the issue once, not three times."""
+def test_the_page_and_its_frames_share_one_rendering_but_not_its_date(desk: Desk, client) -> None:
+    """The page's preflight and its two frames render the issue once, not three times; the
+    message itself is made at each call (its Date is the moment it was asked for)."""
     _, issue_id, templates = client
     settings = replace(desk.settings, templates=templates)
     with desk.engine.connect() as conn:
         issue = get_issue(conn, issue_id)
     first = composed_for_preview(issue, settings, NOW)
-    assert composed_for_preview(issue, settings, NOW) is first
-    assert composed_for_preview(issue, replace(settings, site_name="Другое"), NOW) is not first
+    later = composed_for_preview(issue, settings, NOW + timedelta(days=3))
+    assert later.rendered is first.rendered and later.preflight is first.preflight
+    reader = Reader(0, "reader@example.org", "")
+    dates = [
+        email.message_from_bytes(build_message(c.prepared, reader, c.sender.reader_values(
+            reader, issue_id), "<x@y>"), policy=default)["Date"]
+        for c in (first, later)
+    ]  # fmt: skip
+    assert dates[0].datetime == NOW and dates[1].datetime == NOW + timedelta(days=3)
+    other = composed_for_preview(issue, replace(settings, site_name="Другое"), NOW)
+    assert other.rendered is not first.rendered
     (templates / "issue.html").touch()
-    assert composed_for_preview(issue, settings, NOW) is not first
+    assert composed_for_preview(issue, settings, NOW).rendered is not first.rendered
 
 
 def test_an_unknown_issue_is_a_404(client) -> None:
