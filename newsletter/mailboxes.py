@@ -172,10 +172,17 @@ class ImapSource:
             raise MailboxError(self.name, f"cannot connect: {exc}") from None
         try:
             self.imap.login(a.user, a.password)
-            status, _ = self.imap.select(_quote(a.folder))
         except imaplib.IMAP4.error as exc:
             self.imap.logout()
             raise MailboxError(self.name, f"login refused: {exc}") from None
+        try:
+            status, _ = self.imap.select(_quote(a.folder))
+        except imaplib.IMAP4.readonly:  # read messages could not be moved out of it
+            self.imap.logout()
+            raise MailboxError(self.name, f"folder {a.folder!r} is read-only") from None
+        except imaplib.IMAP4.error as exc:
+            self.imap.logout()
+            raise MailboxError(self.name, f"folder {a.folder!r}: {exc}") from None
         if status != "OK":
             self.imap.logout()
             raise MailboxError(self.name, f"no folder {a.folder!r}")
@@ -201,19 +208,21 @@ class ImapSource:
         if folder not in self.made:
             self.imap.create(folder)  # NO when it exists already: a failed move says the rest
             self.made.add(folder)
+        failed = f"message {mail.ref} not moved to {folder}"
         try:
             if self.can_move:
                 status, reply = self.imap.uid("MOVE", mail.ref, folder)
             else:
                 status, reply = self.imap.uid("COPY", mail.ref, folder)
                 if status == "OK":
+                    failed = f"message {mail.ref} copied to {folder} but not removed"
                     status, reply = self.imap.uid("STORE", mail.ref, "+FLAGS", r"(\Deleted)")
                     self.moved = True
         except imaplib.IMAP4.error as exc:  # imaplib raises on BAD
             status, reply = "BAD", [str(exc).encode()]
         if status != "OK":
             said = b" ".join(r for r in reply if isinstance(r, bytes)).decode("utf-8", "replace")
-            raise MailboxError(self.name, f"message {mail.ref} not moved to {folder}: {said}")
+            raise MailboxError(self.name, f"{failed}: {said}")
 
     def close(self) -> None:
         # the work is already recorded: a connection lost while saying goodbye loses nothing

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def _why_not() -> str | None:
     return None
 
 
-@pytest.fixture
-def imap_url(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def dovecot(tmp_path: Path, extra: str = "") -> Iterator[str]:
+    """A dovecot on loopback with one account; its URL. `extra`: more configuration."""
     why = _why_not()
     if why:
         pytest.skip(why)
@@ -88,7 +90,7 @@ def imap_url(tmp_path: Path) -> Iterator[str]:
     shutil.chown(root / "mail" / "bounces", "nobody", "nogroup")
     (root / "passwd").write_text("bounces:{PLAIN}s3cret\n")
     port = free_port()
-    (root / "dovecot.conf").write_text(CONFIG.format(root=root, port=port))
+    (root / "dovecot.conf").write_text(CONFIG.format(root=root, port=port) + extra)
     server = subprocess.Popen([str(DOVECOT), "-c", str(root / "dovecot.conf"), "-F"])
     try:
         deadline = time.monotonic() + 15
@@ -107,6 +109,12 @@ def imap_url(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+@pytest.fixture
+def imap_url(tmp_path: Path) -> Iterator[str]:
+    with dovecot(tmp_path) as url:
+        yield url
 
 
 def _imap(url: str) -> imaplib.IMAP4:
@@ -172,6 +180,31 @@ def test_a_message_the_server_will_not_move_is_recorded_and_listed_as_left(
     assert "read 1 messages: duplicate 1" in again.output  # nothing counted twice
     assert reader(bdesk.engine, anna).bounce_count == 1
     imap.logout()
+
+
+def test_a_server_without_move_gets_copy_then_delete_and_expunge(
+    settings: Settings, desk: Desk, tmp_path: Path
+) -> None:
+    bdesk = Desk(replace(settings, bounce_address=BOUNCE_ADDRESS))
+    anna, _, _ = seed_readers(bdesk.engine)
+    # the capabilities dovecot announces, MOVE left out: only COPY and EXPUNGE remain
+    without_move = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE\n"
+    with dovecot(tmp_path, without_move) as url:
+        imap = _imap(url)
+        _, caps = imap.capability()
+        assert b"MOVE" not in caps[0].split()
+        for raw in (dsn(return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(anna), "anna@example.org"),
+                    plain(BOUNCE_ADDRESS, "A letter to the editor", n=3)):  # fmt: skip
+            imap.append("INBOX", None, None, raw.replace(b"\n", b"\r\n"))
+
+        result = CliRunner().invoke(cli, ["bounces", "process", url], obj=bdesk)
+
+        assert result.exit_code == 0, result.output
+        assert "read 2 messages: hard 1, unrecognised 1" in result.output
+        counts = {f: _count(imap, f) for f in ("INBOX", "Processed", "Unrecognised")}
+        assert counts == {"INBOX": 0, "Processed": 1, "Unrecognised": 1}
+        imap.logout()
+    assert reader(bdesk.engine, anna).status == "bounced"
 
 
 def test_a_wrong_imap_password_is_refused_by_name(
