@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import db
 from .addresses import normalise_address
-from .errors import InputError, NewsletterError
+from .errors import InputError, NewsletterError, NotFound
 
 PASSWORD_MIN = 12
 FAILURES_ALLOWED = 5
@@ -86,6 +86,16 @@ def close_session(conn: sa.Connection, token: str) -> None:
     """Log out: the token stops working, wherever a copy of the cookie went."""
     d = db.desk_sessions
     conn.execute(d.delete().where(d.c.token_hash == _hashed(token)))
+
+
+def sign_out_everywhere(conn: sa.Connection, email: str) -> int:
+    """End every session of the editor with this address (a lost laptop); returns how many
+    ended. NotFound for an address with no account."""
+    e = db.editors
+    found = conn.execute(sa.select(e.c.id).where(e.c.email == normalise_address(email))).scalar()
+    if found is None:
+        raise NotFound(f"no editor {email.strip()}")
+    return end_sessions(conn, int(found))
 
 
 def end_sessions(conn: sa.Connection, editor_id: int) -> int:

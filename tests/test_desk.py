@@ -341,6 +341,28 @@ def test_editors_add_from_the_command_line(desk: Desk, monkeypatch: pytest.Monke
     assert datetime.now(UTC) >= row.created_at
 
 
+def test_editors_sign_out_ends_every_session_of_that_editor_only(
+    app: Flask, desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptop, phone, colleague = app.test_client(), app.test_client(), app.test_client()
+    logged_in(laptop)
+    logged_in(phone)
+    with desk.engine.begin() as conn:
+        add_editor(conn, "colleague@example.org", PASSWORD, NOW)
+    token = csrf_of(colleague)
+    post(colleague, "/desk/login", token, email="colleague@example.org", password=PASSWORD)
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", desk.settings.database_url)
+
+    ended = CliRunner().invoke(cli, ["editors", "sign-out", EDITOR])
+
+    assert ended.exit_code == 0 and f"{EDITOR}: 2 sessions ended" in ended.output
+    assert laptop.get("/desk/readers").status_code == 302
+    assert phone.get("/desk/readers").status_code == 302
+    assert colleague.get("/desk/readers").status_code == 200
+    unknown = CliRunner().invoke(cli, ["editors", "sign-out", "who@example.org"])
+    assert unknown.exit_code == 3 and "no editor who@example.org" in unknown.output
+
+
 def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
     client: FlaskClient, desk: Desk, smtp_server: SMTPServer
 ) -> None:

@@ -1,4 +1,4 @@
-"""`newsletter editors add`: desk accounts."""
+"""`newsletter editors add` and `sign-out`: desk accounts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from ..db import now_utc
 from ..desk import Desk
-from ..editors import add_editor
+from ..editors import add_editor, sign_out_everywhere
 from .common import emit, json_option, pass_desk
 
 
@@ -36,6 +36,24 @@ def add(desk: Desk, email: str, password_stdin: bool, as_json: bool) -> None:
     with desk.engine.begin() as conn:
         editor = add_editor(conn, email, password, now_utc())
     emit(as_json, {"id": editor.id, "email": editor.email}, [f"editor {editor.email} can log in"])
+
+
+@group.command("sign-out")
+@click.argument("email")
+@json_option
+@pass_desk
+def sign_out(desk: Desk, email: str, as_json: bool) -> None:
+    """End every desk session of an editor at once (a lost laptop, a shared computer).
+
+    \b
+    Example:
+        newsletter editors sign-out editor@example.org
+    """
+    with desk.engine.begin() as conn:
+        ended = sign_out_everywhere(conn, email)
+    plural = "" if ended == 1 else "s"
+    emit(as_json, {"email": email, "sessions_ended": ended},
+         [f"{email}: {ended} session{plural} ended; the next page asks for a login"])  # fmt: skip
 
 
 COMMANDS = [group]
