@@ -20,6 +20,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ class Recorder:
         found = re.search(rb"^Message-ID: (\S+)", envelope.original_content, re.M)
         msgid = found.group(1).decode() if found else "-"
         with self.lock:
-            self.out.write(f"{recipient}\t{msgid}\n")
+            self.out.write(f"{recipient}\t{msgid}\t{time.time():.6f}\n")  # taken at
             self.out.flush()
             self.taken += 1
             if self.closing_after is not None and self.taken == self.closing_after:

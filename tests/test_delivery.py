@@ -53,6 +53,11 @@ class Recorder:
             return Counter()
         return Counter(line.split("\t")[0] for line in self.log.read_text().splitlines())
 
+    def times(self) -> list[float]:
+        """When the server took each message (its clock), in order."""
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        return [float(line.split("\t")[2]) for line in lines]
+
 
 def start_recorder(
     tmp_path: Path,

@@ -135,3 +135,34 @@ def test_a_relay_capped_below_the_concurrency_gets_no_more_connections_and_no_pa
     report = send_issue(issue.id, desk.engine, capped, capped_desk.transports(),
                         lambda: datetime.now(UTC))  # fmt: skip
     assert report.paused is None and report.sent == 3 and report.status == "sent"
+
+
+# The caps are checked from below: the server's clock must show at least the time the
+# cap allows for the messages (a slow machine only makes the span longer).
+
+
+def test_a_relays_rate_spaces_the_messages_it_takes(
+    desk: Desk, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    addresses = seed_many(desk.engine, 30)
+    issue = approved_issue(desk.engine, picks=2)
+    capped = start_relay(tmp_path, {})
+    recorders.append(capped)
+    report = send_over(desk, f"{capped.url}?rate=20", issue.id, SendOptions(concurrency=4))
+    assert report.sent == 30 and capped.recipients() == {a: 1 for a in addresses}
+    taken = capped.times()
+    assert taken[-1] - taken[0] >= (30 - 1) / 20 * 0.95  # 20 a second, from the first on
+
+
+def test_the_sends_rate_lets_a_burst_go_then_holds_the_pace(
+    desk: Desk, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    """NEWSLETTER_RATE: a second's worth at once, then one every 1/rate seconds."""
+    seed_many(desk.engine, 40)
+    issue = approved_issue(desk.engine, picks=2)
+    relay = start_relay(tmp_path, {})
+    recorders.append(relay)
+    report = send_over(desk, relay.url, issue.id, SendOptions(concurrency=4, rate=20))
+    assert report.sent == 40
+    taken = relay.times()
+    assert taken[-1] - taken[0] >= (40 - 20) / 20 * 0.95
