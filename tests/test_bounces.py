@@ -283,6 +283,7 @@ def test_a_maildir_message_that_cannot_be_moved_is_recorded_and_listed_as_left(
 
     assert result.exit_code == 2
     assert f"left in place: {box}: new/0000.test not moved to .Processed: Not a" in result.output
+    assert f"Error: {box}: 1 message read but left in place" in result.stderr
     assert reader(bdesk.engine, sid).status == "bounced"
     assert [p.name for p in (box / "new").iterdir()] == ["0000.test"]
 

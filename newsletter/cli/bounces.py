@@ -36,7 +36,9 @@ def process(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     report = process_sources(desk.engine, desk.settings, list(sources), now_utc())
     emit(as_json, report.as_dict(), report.lines())
     if report.left:  # recorded, but the mailbox did not take the move: someone should look
-        raise SystemExit(MailboxError.exit_code)
+        count = len(report.left)
+        where = report.left[0].split(": ", 1)[0]
+        raise MailboxError(where, f"{count} message{'s' * (count > 1)} read but left in place")
 
 
 @group.command("listen")
