@@ -247,6 +247,25 @@ def smtp_settings(settings: Settings, smtp_server: SMTPServer) -> Settings:
     return replace(settings, smtp_url=smtp_server.url)
 
 
+@pytest.fixture
+def app(desk: Desk, smtp_settings: Settings) -> Flask:
+    """The web app over the `desk` fixture's database, mailing the loopback SMTP server
+    (a test module needing another app defines its own `app`)."""
+    from newsletter.web import create_app
+
+    return create_app(smtp_settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def real_now() -> datetime:
+    """The wall clock, for what the web app stamps with its own now."""
+    return datetime.now(UTC)
+
+
 # the live server and Chromium fixtures, for the browser tests
 def wait_for_mail(smtp_server: SMTPServer, count: int, seconds: float = 15) -> None:
     """Until the server has `count` messages: some are sent after the page has answered."""

@@ -9,28 +9,15 @@ from typing import Any
 
 import lxml.html
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from newsletter.config import Settings
 from newsletter.desk import Desk
 from newsletter.tokens import reader_token
-from newsletter.web import create_app
 
 from .conftest import SECRET, seed_readers
 from .test_public_pages import new_signup
 
 LABELLED = "input[not(@type='hidden' or @type='submit' or @type='button')] | textarea | select"
-
-
-@pytest.fixture
-def app(desk: Desk, smtp_settings: Settings) -> Flask:
-    return create_app(smtp_settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def unsubscribe_link(desk: Desk) -> str:

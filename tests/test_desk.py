@@ -56,11 +56,6 @@ def logged_in(client: FlaskClient) -> str:
     return csrf_of(client, "/desk/issues")  # a new session: a new token
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
 def post(client: FlaskClient, path: str, token: str, **form: Any) -> Any:
     return client.post(path, data={"csrf": token, **form})
 

@@ -39,11 +39,6 @@ def app(desk: Desk, settings: Settings) -> Flask:
     return app
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
 def assert_reader_page(response: object, status: int, heading: str) -> None:
     assert response.status_code == status  # type: ignore[attr-defined]
     assert response.mimetype == "text/html"  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import email
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 import lxml.html
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 
 from newsletter import db
@@ -45,9 +44,8 @@ from newsletter.tokens import (
     timed_token,
 )
 from newsletter.transports import Envelope, Transport, open_transport
-from newsletter.web import create_app
 
-from .conftest import NOW, SECRET, SMTPServer, approved_issue, seed_readers
+from .conftest import NOW, SECRET, SMTPServer, approved_issue, real_now, seed_readers
 
 IP = "198.51.100.7"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
@@ -63,21 +61,6 @@ ONE_CLICK: dict[str, dict[str, Any]] = {
         "content_type": "multipart/form-data",
     },
 }
-
-
-def real_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@pytest.fixture
-def app(desk: Desk, smtp_settings: Settings) -> Flask:
-    """The web app over the `desk` fixture's database, mailing the loopback SMTP server."""
-    return create_app(smtp_settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 # --- looking at the database and the pages -------------------------------------------

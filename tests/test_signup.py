@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import lxml.html
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 
 from newsletter import db
@@ -25,7 +23,7 @@ from newsletter.desk import Desk
 from newsletter.subscribers import get_subscriber, record_complaint, unsubscribe
 from newsletter.web import create_app
 
-from .conftest import SMTPServer, seed_readers
+from .conftest import SMTPServer, real_now, seed_readers
 from .test_public_pages import new_signup, parse, publish, text_of
 
 UA = "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/140 Mobile Safari/537.36"
@@ -37,20 +35,6 @@ WORDING = "I want to receive the weekly newsletter by email and agree to the Pri
 
 def browser(ip: str = "198.51.100.7", **headers: str) -> dict[str, Any]:
     return {"headers": {"User-Agent": UA, **headers}, "environ_base": {"REMOTE_ADDR": ip}}
-
-
-@pytest.fixture
-def app(desk: Desk, smtp_settings: Settings) -> Flask:
-    return create_app(smtp_settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def real_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def stored(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
