@@ -313,6 +313,13 @@ def dated(desk: Desk, issue_id: int, day: date) -> None:
         conn.execute(db.issues.update().where(db.issues.c.id == issue_id).values(send_date=day))
 
 
+def due_soon(desk: Desk, issue_id: int) -> datetime:
+    """A send time FIRE_AHEAD seconds from now, with the issue dated that day; returns it."""
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
+    dated(desk, issue_id, fire.date())
+    return fire
+
+
 def newsletter_recipients(smtp_server: SMTPServer) -> list[str]:
     return [
         r
@@ -326,8 +333,7 @@ def test_the_scheduler_sends_at_its_time_once_and_a_second_scheduler_sends_nothi
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=300)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
-    dated(desk, issue_id, fire.date())
+    fire = due_soon(desk, issue_id)
     first = SchedulerProcess.start(
         tmp_path, database_url, smtp_server, "first", send_at=send_at(fire)
     )
@@ -381,8 +387,7 @@ def test_a_scheduler_that_starts_late_within_the_grace_still_sends(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=5)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
-    dated(desk, issue_id, fire.date())
+    fire = due_soon(desk, issue_id)
     down_at_the_send_time(tmp_path, database_url, smtp_server, fire)
     wait_until(fire + timedelta(seconds=2))
     late = SchedulerProcess.start(
@@ -402,8 +407,7 @@ def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=5)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
-    dated(desk, issue_id, fire.date())
+    fire = due_soon(desk, issue_id)
     down_at_the_send_time(tmp_path, database_url, smtp_server, fire, misfire_grace="1s")
     wait_until(fire + timedelta(seconds=3))
     late = SchedulerProcess.start(
@@ -458,8 +462,7 @@ def a_long_send(
 ) -> tuple[int, datetime, SchedulerProcess]:
     """A scheduler sending 1,000 readers at 300 a second, a hundred of them through."""
     issue_id = issue_for(desk, readers=1000)
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
-    dated(desk, issue_id, fire.date())
+    fire = due_soon(desk, issue_id)
     scheduler = SchedulerProcess.start(
         tmp_path, desk.settings.database_url, smtp_server, name, send_at=send_at(fire), rate="300"
     )
