@@ -17,6 +17,7 @@ from .addresses import normalise_address
 from .config import Settings
 from .errors import NotFound
 from .issues import get_issue
+from .messages import Sender
 from .models import Issue, Reader
 from .rendering import ReaderValues, personalise
 from .sending import Checked, Composed, compose, render_checked
@@ -69,17 +70,21 @@ def composed_for_preview(issue: Issue, settings: Settings, now: datetime) -> Com
     (every article and field, compared whole), settings and template files (names,
     sizes, times), when there is one."""
     key = (issue, settings, templates_stamp(settings.templates))
-    with _rendered_lock:
-        checked = _RENDERED.get(key)
-        if checked is not None:
-            _RENDERED.move_to_end(key)
-    if checked is None:
-        checked = render_checked(issue, settings)
+
+    def rendering(sender: Sender) -> Checked:
+        with _rendered_lock:
+            checked = _RENDERED.get(key)
+            if checked is not None:
+                _RENDERED.move_to_end(key)
+                return checked
+        checked = render_checked(issue, settings, sender)
         with _rendered_lock:
             _RENDERED[key] = checked
             while len(_RENDERED) > _RENDERED_KEPT:
                 _RENDERED.popitem(last=False)
-    return compose(issue, settings, now, checked=checked)
+        return checked
+
+    return compose(issue, settings, now, rendering=rendering)
 
 
 def templates_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:

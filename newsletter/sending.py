@@ -132,10 +132,11 @@ class Composed:
 Checked = tuple[RenderedIssue, Report]
 
 
-def render_checked(issue: Issue, settings: Settings, *, test: bool = False) -> Checked:
+def render_checked(
+    issue: Issue, settings: Settings, sender: Sender, *, test: bool = False
+) -> Checked:
     """The issue rendered (templates, CSS inlined) and its preflight: the costly part of
     composing, which depends only on the issue, the settings and the template files."""
-    sender = Sender.from_settings(settings)
     rendered = render_issue(issue, Site.from_settings(settings), settings.templates, is_test=test)
     sample = Reader(id=0, email="reader@example.org", name="")
     html, text = personalise(rendered, sender.reader_values(sample, issue.id))
@@ -148,11 +149,15 @@ def compose(
     now: datetime,
     *,
     test: bool = False,
-    checked: Checked | None = None,
+    rendering: Callable[[Sender], Checked] | None = None,
 ) -> Composed:
-    """The issue ready to be filled per reader; `checked` when already rendered."""
-    rendered, report = checked or render_checked(issue, settings, test=test)
-    sender = Sender.from_settings(settings)  # its DKIM key read now, as the send will
+    """The issue ready to be filled per reader. `rendering` gives the rendered issue and its
+    preflight when it may come from elsewhere (the preview's cache)."""
+    sender = Sender.from_settings(settings)  # the DKIM key is read here, once
+    if rendering is None:
+        rendered, report = render_checked(issue, settings, sender, test=test)
+    else:
+        rendered, report = rendering(sender)
     prepared = prepare_message(rendered, sender, issue.id, now, test=test)
     return Composed(issue, rendered, prepared, sender, report)
 
