@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -84,16 +84,22 @@ class Settings:
     relay_cooldown: timedelta = timedelta(minutes=5)
     relay_failures: int = 3
     worker_poll: timedelta = timedelta(seconds=5)
+    clock: datetime | None = None
+    older_secret_keys: tuple[str, ...] = ()  # still verify links: kept by `secret rotate`
 
     def require_secret(self) -> str:
         """The signing key; refused when unset, because tokens signed without it are forgeable."""
         if not self.secret_key:
             raise ConfigError(
                 PREFIX + "SECRET_KEY",
-                "is not set; it signs unsubscribe and confirmation links "
-                "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                "is not set and the database keeps no key; it signs unsubscribe and "
+                "confirmation links: run `newsletter init`, which makes one and keeps it",
             )
         return self.secret_key
+
+    def verify_keys(self) -> tuple[str, ...]:
+        """The keys a link may be signed with: the current one first, then older ones."""
+        return (self.require_secret(), *self.older_secret_keys)
 
     @property
     def privacy_link(self) -> str:
@@ -214,6 +220,20 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise ValueError(f"must be a whole number, 1 or more, got {value!r}")
     return number
+
+
+def _optional_moment(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"{value!r} is not a time with its offset, e.g. 2026-12-04T09:00:00+00:00"
+        ) from None
+    return moment
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -373,6 +393,14 @@ SETTINGS: tuple[Setting, ...] = (
         "5s",
         "how often `newsletter worker` looks for sends to join",
         parse_duration,
+    ),
+    Setting(
+        "clock",
+        "",
+        "unset: the system clock; a time with its offset (2026-12-04T09:00:00+00:00) at which "
+        "each command's clock starts and runs on from: rehearse a send day on any day "
+        "(the long-lived `schedule` refuses it)",
+        _optional_moment,
     ),
 )
 

@@ -143,6 +143,18 @@ desk_keys = sa.Table(
     sa.Column("value", sa.String(200), nullable=False),
 )
 
+# The secret key that signs readers' links (made by `init`, unless the environment sets one);
+# a rotated key stays to verify links until `verify_until`.
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("retired_at", UTCDateTime, nullable=True),
+    sa.Column("verify_until", UTCDateTime, nullable=True),
+)
+
 deliveries = sa.Table(
     "deliveries",
     metadata,

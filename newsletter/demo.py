@@ -48,7 +48,7 @@ def run_demo(desk: Desk, now: datetime) -> DemoResult:
         issue = _this_weeks_issue(desk, conn, now)
     report = None
     if issue.status in ("approved", "sending"):
-        report = send_issue(issue.id, desk.engine, desk.settings, desk.transport(), db.now_utc)
+        report = send_issue(issue.id, desk.engine, desk.settings, desk.transport(), desk.now)
     return DemoResult(issue.id, issue.send_date.isoformat(), report, str(desk.settings.outbox))
 
 

@@ -28,6 +28,17 @@ def send_day_on_or_after(day: date, weekday: int = 4) -> date:
     return day + timedelta(days=(weekday - day.weekday()) % 7)
 
 
+def first_free_send_day(conn: sa.Connection, day: date, weekday: int = 4) -> date:
+    """The first send day on or after `day` that has no issue yet."""
+    taken = set(
+        conn.execute(sa.select(db.issues.c.send_date).where(db.issues.c.send_date >= day)).scalars()
+    )
+    send_date = send_day_on_or_after(day, weekday)
+    while send_date in taken:
+        send_date += timedelta(days=7)
+    return send_date
+
+
 def new_issue(conn: sa.Connection, send_date: date, now: datetime) -> Issue:
     existing = conn.execute(
         sa.select(db.issues.c.id).where(db.issues.c.send_date == send_date)

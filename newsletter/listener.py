@@ -28,7 +28,7 @@ class BounceHandler:
                 "NEWSLETTER_BOUNCE_ADDRESS", "is not set; the listener takes mail for it only"
             )
         self.processor = BounceProcessor(engine, settings)
-        self.ours = ReturnPathReader(settings.require_secret(), settings.bounce_address)
+        self.ours = ReturnPathReader(settings.verify_keys(), settings.bounce_address)
         self.report = BounceReport()
 
     async def handle_RCPT(

@@ -279,8 +279,8 @@ class BounceProcessor:
     def __init__(self, engine: sa.Engine, settings: Settings) -> None:
         self.engine, self.policy = engine, Policy.from_settings(settings)
         address = settings.bounce_address
-        secret = self.secret = settings.require_secret()
-        self.reader = ReturnPathReader(secret, address) if address else None
+        keys = self.keys = settings.verify_keys()
+        self.reader = ReturnPathReader(keys, address) if address else None
 
     def _unsubscribing(self, raw: bytes) -> int | None:
         """The reader asking to leave by mail, when the subject carries a valid token."""
@@ -288,7 +288,7 @@ class BounceProcessor:
         if token is None:
             return None
         try:
-            return read_reader_token(self.secret, token)
+            return read_reader_token(self.keys, token)
         except TokenError:
             return None  # not a request of ours: classified like any other mail
 

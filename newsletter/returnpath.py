@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from .tokens import Keys, key_list
+
 PURPOSE = b"newsletter return path"
 SIGNATURE_CHARS = 12
 NO_ISSUE = 0  # the "issue" of a notice (a confirmation, a welcome): a reader's own mail
@@ -60,8 +62,8 @@ def return_paths(
 class ReturnPathReader:
     """Finds our return paths in text and checks their signatures."""
 
-    def __init__(self, secret: str, bounce_address: str) -> None:
-        self.key = _key(secret)
+    def __init__(self, keys: Keys, bounce_address: str) -> None:
+        self.keys = [_key(secret) for secret in key_list(keys)]  # the current key first
         self.local, self.domain = _split(bounce_address)
         self.pattern = re.compile(
             rf"(?<![\w.+-]){re.escape(self.local)}\+([0-9a-z.=_-]{{1,80}})@{re.escape(self.domain)}",
@@ -78,10 +80,11 @@ class ReturnPathReader:
         if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
             return None
         issue_id, subscriber_id = int(parts[0]), int(parts[1])
-        mac = hmac.new(self.key, f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256)
-        if not hmac.compare_digest(mac.hexdigest()[:SIGNATURE_CHARS], parts[2]):
-            return None
-        return ReturnPath(issue_id, subscriber_id)
+        for key in self.keys:
+            mac = hmac.new(key, f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256)
+            if hmac.compare_digest(mac.hexdigest()[:SIGNATURE_CHARS], parts[2]):
+                return ReturnPath(issue_id, subscriber_id)
+        return None
 
     def is_ours(self, address: str) -> bool:
         """The bounce address itself or any `local+…` form of it (for the SMTP listener)."""

@@ -378,8 +378,12 @@ class Run:
             transport.close()
 
 
-def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool) -> Issue:
-    """Move an approved issue to sending with its audience; recover rows of dead workers."""
+def _begin(
+    engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool, allow_empty: bool
+) -> Issue:
+    """Move an approved issue to sending with its audience; recover rows of dead workers.
+    An audience of nobody is refused: the issue would be sent for good, and readers who
+    confirm later would never get it."""
     with engine.begin() as conn:
         issue = get_issue(conn, issue_ref)
         started = conn.execute(  # one of two senders starting at once snapshots, not both
@@ -389,6 +393,11 @@ def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool)
         ).rowcount
         if started:
             ledger.snapshot_audience(conn, issue.id, now)
+            if not allow_empty and not sum(ledger.counts(conn, issue.id).values()):
+                raise StateError(
+                    f"issue {issue.id} has no active reader to go to: nothing was sent and it "
+                    "stays approved (--allow-empty sends it to nobody and marks it sent)"
+                )
         elif get_issue(conn, issue.id).status not in ("sending", "sent"):
             raise StateError(f"issue {issue.id} is {issue.status}: only an approved issue is sent")
         ledger.recover(conn, issue.id, now)
@@ -397,10 +406,12 @@ def _begin(engine: sa.Engine, issue_ref: str | int, now: datetime, resend: bool)
         return get_issue(conn, issue.id)
 
 
-def start_send(engine: sa.Engine, issue_ref: str | int, now: datetime) -> tuple[Issue, int]:
+def start_send(
+    engine: sa.Engine, issue_ref: str | int, now: datetime, *, allow_empty: bool = False
+) -> tuple[Issue, int]:
     """Only start: the audience snapshot and `sending`, for workers to do the rest;
     returns the issue and the readers it goes to."""
-    issue = _begin(engine, issue_ref, now, resend=False)
+    issue = _begin(engine, issue_ref, now, resend=False, allow_empty=allow_empty)
     with engine.connect() as conn:
         return issue, sum(ledger.counts(conn, issue.id).values())
 
@@ -425,6 +436,7 @@ def send_issue(
     dry_run: bool = False,
     resend_uncertain: bool = False,
     join: bool = False,
+    allow_empty: bool = False,
     options: SendOptions | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[SendReport], None] | None = None,
@@ -449,7 +461,7 @@ def send_issue(
     if join:
         issue = _join(engine, issue.id, clock())
     else:
-        issue = _begin(engine, issue.id, clock(), resend_uncertain)
+        issue = _begin(engine, issue.id, clock(), resend_uncertain, allow_empty)
     with engine.connect() as conn:
         before = ledger.counts(conn, issue.id)
     report.audience, report.already_sent = sum(before.values()), before.get("sent", 0)

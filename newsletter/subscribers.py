@@ -21,7 +21,7 @@ from .addresses import normalise_address
 from .consent import Evidence, Policy, current_policy, get_policy, record_consent
 from .errors import InputError, NotFound, StateError
 from .issues import check_line
-from .tokens import CONFIRM, RECONSENT, TokenError, read_timed_token, timed_token
+from .tokens import CONFIRM, RECONSENT, Keys, TokenError, read_timed_token, timed_token
 
 NAME_MAX = 300
 STATUSES = ("pending", "active", "reconsent", "unsubscribed", "bounced", "complained", "erased")
@@ -216,10 +216,10 @@ def _sign_up(
 
 
 def confirm_target(
-    conn: sa.Connection, token: str, secret: str, ttl: timedelta, now: datetime
+    conn: sa.Connection, token: str, keys: Keys, ttl: timedelta, now: datetime
 ) -> tuple[Subscriber, Policy]:
     """Who a confirmation link confirms, and to which policy; TokenError if it cannot."""
-    subscriber_id, event_ref = read_timed_token(secret, CONFIRM, token, now, ttl)
+    subscriber_id, event_ref = read_timed_token(keys, CONFIRM, token, now, ttl)
     found = _row(conn, db.subscribers.c.id == subscriber_id)
     e = db.consent_events
     given = (
@@ -250,10 +250,10 @@ def confirm_target(
 
 
 def confirm(
-    conn: sa.Connection, token: str, evidence: Evidence, secret: str, ttl: timedelta, now: datetime
+    conn: sa.Connection, token: str, evidence: Evidence, keys: Keys, ttl: timedelta, now: datetime
 ) -> Mail | None:
     """The double opt-in: a pending reader becomes active; replays change nothing."""
-    found, policy = confirm_target(conn, token, secret, ttl, now)
+    found, policy = confirm_target(conn, token, keys, ttl, now)
     if found.status != "pending" or found.email is None:
         return None  # already confirmed: a replayed link changes nothing
     set_status(conn, found.id, "active", now, policy_version=policy.version)
@@ -355,10 +355,10 @@ def request_reconsent(
 
 
 def reconsent_target(
-    conn: sa.Connection, token: str, secret: str, now: datetime
+    conn: sa.Connection, token: str, keys: Keys, now: datetime
 ) -> tuple[Subscriber | None, Policy]:
     """Who a re-consent link is for (None: nobody waits on it any more), and the policy."""
-    subscriber_id, version = read_timed_token(secret, RECONSENT, token, now, RECONSENT_TTL)
+    subscriber_id, version = read_timed_token(keys, RECONSENT, token, now, RECONSENT_TTL)
     policy = current_policy(conn)
     if version != policy.version:
         raise TokenError(
@@ -369,10 +369,10 @@ def reconsent_target(
 
 
 def reconsent(
-    conn: sa.Connection, token: str, evidence: Evidence, secret: str, now: datetime
+    conn: sa.Connection, token: str, evidence: Evidence, keys: Keys, now: datetime
 ) -> bool:
     """A reader agrees to the new policy; True when that made them active again."""
-    found, policy = reconsent_target(conn, token, secret, now)
+    found, policy = reconsent_target(conn, token, keys, now)
     if found is None:
         return False
     set_status(conn, found.id, "active", now, policy_version=policy.version)

@@ -4,6 +4,9 @@ A token names one subscriber and one purpose; it cannot be forged, nor moved to
 another reader or another purpose. Unsubscribe tokens never expire: old mail must
 keep working. Confirmation tokens carry their issue time and the sign-up they
 confirm, and are checked against a clock passed in.
+
+Tokens are made with the current key and read with `Keys`: the current key first, then
+older ones that still verify after `newsletter secret rotate`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from .errors import InputError
 READER = "reader"  # unsubscribe and view-online links
 CONFIRM = "confirm"  # double opt-in
 RECONSENT = "reconsent"  # agreeing to a new privacy policy
+
+
+Keys = str | tuple[str, ...]  # one key, or the current key first and older ones after it
+
+
+def key_list(keys: Keys) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else keys
 
 
 class TokenError(InputError):
@@ -46,26 +56,27 @@ def reader_token(secret: str, subscriber_id: int) -> str:
     return f"{value}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
 
 
-def _load(secret: str, purpose: str, token: str) -> Any:
-    serializer = URLSafeSerializer(secret, salt=purpose)
-    try:
-        value = serializer.loads(token)
-    except BadSignature:
-        value = None
-    else:  # base64 decoding skips stray characters; only the exact token counts
-        if serializer.dumps(value) == token:
+def _load(keys: Keys, purpose: str, token: str) -> Any:
+    for secret in key_list(keys):
+        serializer = URLSafeSerializer(secret, salt=purpose)
+        try:
+            value = serializer.loads(token)
+        except BadSignature:
+            continue
+        if serializer.dumps(value) == token:  # base64 decoding skips stray characters
             return value
     raise TokenError("this link is not valid: it may be incomplete or altered")
 
 
-def read_reader_token(secret: str, token: str) -> int:
-    try:
-        value = _signer(secret, READER).unsign(token).decode("ascii")
-    except (BadSignature, UnicodeError):
-        value = ""
-    if not value.isdigit() or reader_token(secret, int(value)) != token:
-        raise TokenError("this link is not valid: it may be incomplete or altered")
-    return int(value)
+def read_reader_token(keys: Keys, token: str) -> int:
+    for secret in key_list(keys):
+        try:
+            value = _signer(secret, READER).unsign(token).decode("ascii")
+        except (BadSignature, UnicodeError):
+            continue
+        if value.isdigit() and reader_token(secret, int(value)) == token:
+            return int(value)
+    raise TokenError("this link is not valid: it may be incomplete or altered")
 
 
 def timed_token(secret: str, purpose: str, subscriber_id: int, ref: str, now: datetime) -> str:
@@ -74,9 +85,9 @@ def timed_token(secret: str, purpose: str, subscriber_id: int, ref: str, now: da
 
 
 def read_timed_token(
-    secret: str, purpose: str, token: str, now: datetime, max_age: timedelta
+    keys: Keys, purpose: str, token: str, now: datetime, max_age: timedelta
 ) -> tuple[int, str]:
-    value = _load(secret, purpose, token)
+    value = _load(keys, purpose, token)
     if not (
         isinstance(value, list)
         and len(value) == 3

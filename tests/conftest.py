@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -100,6 +101,30 @@ def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/fresh/newsletter.db"
     else:
         yield from postgres_schema()
+
+
+@pytest.fixture(autouse=True)
+def _processes_end_with_the_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every process a test starts ends with it, however the test ends (a failed assertion
+    must not leave a sender, a worker or a scheduler running)."""
+    started: list[subprocess.Popen[Any]] = []
+    original = subprocess.Popen.__init__
+
+    def recording(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", recording)
+    try:
+        yield
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
 
-from .conftest import FEEDS, SECRET
+from .conftest import FEEDS, ROOT, SECRET
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ def test_demo_in_an_empty_folder_sends_to_the_outbox(site: Path) -> None:
 def test_a_week_at_the_desk(site: Path) -> None:
     env = {"NEWSLETTER_SECRET_KEY": SECRET}
     ok("init")
+    ok("subscribers", "import", str(ROOT / "subscribers" / "readers.csv"))  # two of them active
     [report] = as_json("articles", "import", str(FEEDS / "liga-ru-2021.xml"))
     assert report["added"] == 12
     issue = as_json("issue", "new", "--date", "2026-11-23")
@@ -91,7 +92,7 @@ def test_a_week_at_the_desk(site: Path) -> None:
     assert "Второй абзац." in (out / "issue.txt").read_text()
     assert as_json("issue", "approve", "2026-11-27")["status"] == "approved"
     sent = as_json("send", "2026-11-27", env=env)
-    assert sent["audience"] == 0 and sent["status"] == "sent"
+    assert sent["audience"] == 2 and sent["status"] == "sent"
     status = as_json("status", str(issue["id"]))
     assert status["status"] == "sent"
 
@@ -105,7 +106,7 @@ def test_a_week_at_the_desk(site: Path) -> None:
         (("articles", "add", "ftp://x", "--title", "T"), 2, "url: must be an http(s) address"),
         (("issue", "new", "--date", "27.11.2026"), 2, "Invalid value for '--date'"),
         (("issue", "set", "2026-11-27", "--subject", "a\nb"), 2, "subject: must be one line"),
-        (("send", "2026-11-27"), 2, "NEWSLETTER_SECRET_KEY: is not set"),
+        (("send", "2026-11-27"), 4, "fails preflight: the subject is empty"),
     ],
 )
 def test_errors_are_one_line_on_stderr_with_an_exit_code(

@@ -147,7 +147,7 @@ def test_a_sqlite_desk_moves_to_postgresql_whole_and_verified(
     build_desk(desk)
     result = copy(desk, target)
     assert result.exit_code == 0, result.output
-    assert "verified: 17 tables" in result.output
+    assert "verified: 18 tables" in result.output
     assert every_row(moved.engine) == every_row(desk.engine)
     before = as_the_app_reads_it(desk.engine)
     assert as_the_app_reads_it(moved.engine) == before

@@ -4,6 +4,7 @@ cool-down and the others carry its messages; counted at real SMTP servers."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,10 +149,15 @@ def test_a_relays_rate_spaces_the_messages_it_takes(
     issue = approved_issue(desk.engine, picks=2)
     capped = start_relay(tmp_path, {})
     recorders.append(capped)
+    began = time.monotonic()
     report = send_over(desk, f"{capped.url}?rate=20", issue.id, SendOptions(concurrency=4))
+    took = time.monotonic() - began
     assert report.sent == 30 and capped.recipients() == {a: 1 for a in addresses}
+    # 20 a second from the first on; the server's log shows the spacing too, less the
+    # jitter of its own receipt of the first message
+    assert took >= (30 - 1) / 20 * 0.999
     taken = capped.times()
-    assert taken[-1] - taken[0] >= (30 - 1) / 20 * 0.95  # 20 a second, from the first on
+    assert taken[-1] - taken[0] >= (30 - 1) / 20 * 0.8
 
 
 def test_the_sends_rate_lets_a_burst_go_then_holds_the_pace(
@@ -162,7 +168,11 @@ def test_the_sends_rate_lets_a_burst_go_then_holds_the_pace(
     issue = approved_issue(desk.engine, picks=2)
     relay = start_relay(tmp_path, {})
     recorders.append(relay)
+    began = time.monotonic()
     report = send_over(desk, relay.url, issue.id, SendOptions(concurrency=4, rate=20))
+    took = time.monotonic() - began
     assert report.sent == 40
+    # the bucket starts inside the send: 20 at once, the other 20 need a second more
+    assert took >= (40 - 20) / 20 * 0.999
     taken = relay.times()
-    assert taken[-1] - taken[0] >= (40 - 20) / 20 * 0.95
+    assert taken[-1] - taken[0] >= (40 - 20) / 20 * 0.5  # the burst's receipt may lag

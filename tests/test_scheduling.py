@@ -22,7 +22,7 @@ from newsletter import db
 from newsletter.config import WEEKDAYS, SendAt, load_settings, parse_send_at
 from newsletter.desk import Desk
 from newsletter.errors import ConfigError, LeaseHeld
-from newsletter.issues import new_issue, send_day_on_or_after
+from newsletter.issues import new_issue
 from newsletter.scheduling import (
     FridayJob,
     last_fire,
@@ -526,29 +526,53 @@ def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
 # One-shot modes and exit codes ----------------------------------------------------------------
 
 
+# a week of mornings, Monday 30 November to Sunday 6 December 2026: the send day is the 4th
+WEEK = [datetime(2026, 11, 30, 10, 0, tzinfo=UTC) + timedelta(days=n) for n in range(7)]
+
+
 def test_send_now_sends_this_send_days_approved_issue_once(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=3)
-    dated(desk, issue_id, send_day_on_or_after(datetime.now(UTC).date()))
-    first = run_send_py(tmp_path, database_url, smtp_server, "--now")
+    dated(desk, issue_id, date(2026, 12, 4))
+    tuesday = WEEK[1].isoformat()
+    first = run_send_py(tmp_path, database_url, smtp_server, "--now", clock=tuesday)
     assert first.returncode == 0, first.stderr
     assert "sent now 3" in first.stdout
-    second = run_send_py(tmp_path, database_url, smtp_server, "--now")
+    second = run_send_py(tmp_path, database_url, smtp_server, "--now", clock=tuesday)
     assert second.returncode == 3 and "was sent already" in second.stdout  # nothing to do
     assert len(smtp_server.handler.received) == 3
     with desk.engine.connect() as conn:
         assert conn.execute(sa.select(db.issues.c.status)).scalar() == "sent"
 
 
-def test_send_now_without_an_issue_says_so_and_fails(
-    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
+@pytest.mark.parametrize("morning", WEEK, ids=lambda d: f"{d:%a}")
+def test_send_now_without_an_issue_says_so_and_fails_on_any_day(
+    desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str, morning: datetime
 ) -> None:
-    result = run_send_py(tmp_path, database_url, smtp_server, "--now", editors="")
+    result = run_send_py(
+        tmp_path, database_url, smtp_server, "--now", editors="", clock=morning.isoformat()
+    )
     assert result.returncode == 1
-    assert "Nothing sent: there is no issue for" in result.stdout
-    assert "NEWSLETTER_EDITORS is unset" in result.stdout
+    # Saturday and Sunday look ahead to the next Friday
+    friday = date(2026, 12, 4) if morning.weekday() <= 4 else date(2026, 12, 11)
+    assert f"there is no issue for {friday:%A %d %B %Y}" in result.stdout
+    # the editors hear of it only on the send day itself
+    assert ("NEWSLETTER_EDITORS is unset" in result.stdout) == (morning.weekday() == 4)
     assert smtp_server.handler.received == []
+
+
+def test_the_long_lived_scheduler_refuses_a_set_clock(
+    tmp_path: Path, database_url: str, smtp_server: SMTPServer
+) -> None:
+    result = run_send_py(tmp_path, database_url, smtp_server, clock=WEEK[4].isoformat())
+    assert result.returncode == 2
+    assert "NEWSLETTER_CLOCK: goes with --now or --once" in result.stderr
+
+
+def test_a_malformed_clock_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="NEWSLETTER_CLOCK: '2026-12-04 09:00' is not a time"):
+        load_settings({"NEWSLETTER_CLOCK": "2026-12-04 09:00"}, Path("/nonexistent.toml"))
 
 
 def test_once_sends_only_when_due_and_exit_codes_tell_outcomes_apart(

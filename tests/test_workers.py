@@ -6,19 +6,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from newsletter import db
-from newsletter.config import Settings
-from newsletter.desk import Desk, init_desk
+from newsletter.desk import Desk
 from newsletter.ledger import counts
 
-from .conftest import NOW, ROOT, approved_issue, postgres_schema
+from .conftest import ROOT, approved_issue
 from .test_delivery import Recorder, cli_env, ledger_by_reader, recorders, seed_many, start_recorder
 
 __all__ = ["recorders"]  # the fixture, used by name
@@ -87,45 +84,42 @@ def test_a_polling_worker_stops_cleanly_on_sigterm(
     assert set(recorder.recipients().values()) == {1}
 
 
-@pytest.fixture
-def postgres_desk(settings: Settings) -> Iterator[Desk]:
-    for url in postgres_schema():
-        desk = Desk(replace(settings, database_url=url))
-        init_desk(desk, NOW)
-        try:
-            yield desk
-        finally:
-            desk.engine.dispose()
-
-
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SKIP LOCKED
 def test_four_workers_on_postgresql_one_killed_mail_everyone_once(
-    postgres_desk: Desk, tmp_path: Path, recorders: list[Recorder]
+    desk: Desk, tmp_path: Path, recorders: list[Recorder]
 ) -> None:
-    desk, readers, concurrency = postgres_desk, 20_000, 3
+    readers, concurrency = 20_000, 3
     addresses = seed_many(desk.engine, readers)
     issue = approved_issue(desk.engine, picks=2)
     recorder = start_recorder(tmp_path)
     recorders.append(recorder)
     env = cli_env(desk.settings, recorder.url, concurrency)
     start(env, tmp_path, issue.id)
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "worker", "--once"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    victim = workers[0]
-    recorder.wait_for(readers * 0.25, victim)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=10)
-    for worker in workers[1:]:
-        _out, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(4):
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "newsletter", "worker", "--once"],
+                    cwd=tmp_path,
+                    env=env,
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+        victim = workers[0]
+        recorder.wait_for(readers * 0.25, victim)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=10)
+        for worker in workers[1:]:
+            _out, err = worker.communicate(timeout=300)
+            assert worker.returncode == 0, err
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
     rerun = run(env, tmp_path, "-m", "newsletter", "worker", "--once")
     assert rerun.returncode in (0, 3), rerun.stderr  # 3: the others had left nothing due
     status = run(env, tmp_path, "-m", "newsletter", "status", str(issue.id))

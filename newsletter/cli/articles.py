@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import click
 
 from .. import articles as library
-from ..db import now_utc
 from ..desk import Desk
 from ..models import Article
 from .common import emit, json_option, pass_desk
@@ -36,7 +35,7 @@ def import_(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     Example:
         newsletter articles import https://example.org/feed.xml
     """
-    reports = library.import_sources(desk.engine, sources, now_utc())
+    reports = library.import_sources(desk.engine, sources, desk.now())
     lines = []
     for report in reports:
         lines.append(
@@ -87,7 +86,7 @@ def add(
             published_at=published.replace(tzinfo=UTC) if published else None,
             image_url=image_url,
             image_alt=image_alt,
-            now=now_utc(),
+            now=desk.now(),
         )
     emit(as_json, asdict(article), [article_line(article)])
 

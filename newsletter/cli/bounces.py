@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..db import now_utc
 from ..desk import Desk
 from ..errors import MailboxError
 from ..mailboxes import process_sources
@@ -33,7 +32,7 @@ def process(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
         newsletter bounces process /var/mail/bounces/Maildir
         newsletter bounces process 'imaps://bounces:secret@mail.example.org/INBOX'
     """
-    report = process_sources(desk.engine, desk.settings, list(sources), now_utc())
+    report = process_sources(desk.engine, desk.settings, list(sources), desk.now())
     emit(as_json, report.as_dict(), report.lines())
     if report.left:  # recorded, but the mailbox did not take the move: someone should look
         count = len(report.left)

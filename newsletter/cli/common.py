@@ -10,8 +10,10 @@ from typing import Any, TypeVar
 import click
 
 from ..config import load_settings
-from ..desk import Desk
-from ..errors import NewsletterError
+from ..desk import Desk, database_exists
+from ..errors import ConfigError, NewsletterError
+
+MAKES_THE_DATABASE = {"init", "demo"}  # the commands that may create the SQLite file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,7 +51,17 @@ def pass_desk(func: F) -> F:
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
         root = ctx.find_root()
         if not isinstance(root.obj, Desk):
-            root.obj = Desk(load_settings())
+            settings = load_settings()
+            if ctx.info_name not in MAKES_THE_DATABASE and not database_exists(
+                settings.database_url
+            ):  # connecting would leave an empty file, then fail on a missing table
+                raise DeskError(
+                    ConfigError(
+                        "NEWSLETTER_DATABASE_URL",
+                        f"{settings.database_url} does not exist yet: run `newsletter init`",
+                    )
+                )
+            root.obj = Desk(settings).use_kept_key()
         return ctx.invoke(func, root.obj, *args, **kwargs)
 
     return update_wrapper(wrapper, func)  # type: ignore[return-value]

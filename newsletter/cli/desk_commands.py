@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..db import now_utc
+from ..config import parse_duration
 from ..demo import run_demo
-from ..desk import Desk, demo_settings, init_desk
+from ..desk import Desk, init_desk
+from ..secret_keys import kept_keys, rotate_key
 from .common import emit, json_option, pass_desk
 
 
@@ -26,15 +27,20 @@ def init(desk: Desk, as_json: bool) -> None:
     Example:
         newsletter init
     """
-    made, policies = init_desk(desk, now_utc())
-    lines = [f"created {path}/" for path in made]
-    lines += [f"privacy policy {p.version} ({p.sha256[:12]}…) is published" for p in policies]
+    result = init_desk(desk, desk.now())
+    lines = [f"created {path}/" for path in result.made]
+    lines += [
+        f"privacy policy {p.version} ({p.sha256[:12]}…) is published" for p in result.policies
+    ]
+    if result.key_made:
+        lines.append("made the secret key that signs readers' links; the database keeps it")
     lines.append(f"database ready: {desk.settings.database_url}")
-    emit(
-        as_json,
-        {"created": [str(p) for p in made], "policies": [p.version for p in policies]},
-        lines,
-    )
+    document = {
+        "created": [str(p) for p in result.made],
+        "policies": [p.version for p in result.policies],
+        "key_made": result.key_made,
+    }
+    emit(as_json, document, lines)
 
 
 @click.command("demo")
@@ -47,8 +53,7 @@ def demo(desk: Desk, as_json: bool) -> None:
     Example:
         newsletter demo && ls outbox/
     """
-    demo_desk = Desk(demo_settings(desk.settings))
-    result = run_demo(demo_desk, now_utc())
+    result = run_demo(desk, desk.now())
     lines = [f"issue {result.issue_id} for {result.send_date} is approved"]
     if result.report is not None:
         lines += result.report.lines()
@@ -60,4 +65,41 @@ def demo(desk: Desk, as_json: bool) -> None:
     emit(as_json, asdict(result), lines)
 
 
-COMMANDS = [init, demo]
+@click.group("secret")
+def secret() -> None:
+    """The secret key that signs readers' links (made by init, kept in the database)."""
+
+
+@secret.command("rotate")
+@click.option(
+    "--keep",
+    default="400d",
+    show_default=True,
+    help="How long links signed with the old key keep working (unsubscribe links in old mail).",
+)
+@json_option
+@pass_desk
+def rotate(desk: Desk, keep: str, as_json: bool) -> None:
+    """Sign with a new key from now on; the old one still verifies links for --keep.
+
+    \b
+    Example:
+        newsletter secret rotate --keep 400d
+    """
+    try:
+        kept_for = parse_duration(keep)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--keep") from None
+    with desk.engine.begin() as conn:
+        given = desk.settings.secret_key
+        if given and kept_keys(conn, desk.now())[:1] != (given,):
+            raise click.UsageError(
+                "NEWSLETTER_SECRET_KEY (or secret_key in newsletter.toml) overrides the kept "
+                "key: change it where it is set"
+            )
+        until = rotate_key(conn, desk.now(), kept_for)
+    line = f"a new key signs links from now on; links signed before work until {until:%Y-%m-%d}"
+    emit(as_json, {"old_key_verifies_until": until.isoformat()}, [line])
+
+
+COMMANDS = [init, demo, secret]

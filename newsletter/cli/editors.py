@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from ..db import now_utc
 from ..desk import Desk
 from ..editors import add_editor, sign_out_everywhere
 from .common import emit, json_option, pass_desk
@@ -34,7 +33,7 @@ def add(desk: Desk, email: str, password_stdin: bool, as_json: bool) -> None:
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with desk.engine.begin() as conn:
-        editor = add_editor(conn, email, password, now_utc())
+        editor = add_editor(conn, email, password, desk.now())
     emit(as_json, {"id": editor.id, "email": editor.email}, [f"editor {editor.email} can log in"])
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from .. import issues as library
-from ..db import now_utc
 from ..desk import Desk
 from ..models import Issue
 from .common import emit, json_option, pass_desk
@@ -61,20 +60,31 @@ def _show(as_json: bool, issue: Issue) -> None:
 
 
 @group.command("new")
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Default: today.")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The send day on or after this date. Default: the first send day from today on "
+    "that has no issue yet.",
+)
 @json_option
 @pass_desk
 def new(desk: Desk, day: datetime | None, as_json: bool) -> None:
-    """Create the issue for the send day on or after DATE; prints its id.
+    """Create the issue for the next send day without one (or the send day on or after
+    DATE); prints its id.
 
     \b
     Example:
-        newsletter issue new --date 2026-12-01
+        newsletter issue new
+        newsletter issue new --date 2026-12-18
     """
-    moment = now_utc()
-    start = day.date() if day else moment.astimezone(desk.settings.timezone).date()
-    send_date = library.send_day_on_or_after(start, desk.settings.send_at.weekday)
+    moment, weekday = desk.now(), desk.settings.send_at.weekday
     with desk.engine.begin() as conn:
+        if day is not None:
+            send_date = library.send_day_on_or_after(day.date(), weekday)
+        else:
+            today = moment.astimezone(desk.settings.timezone).date()
+            send_date = library.first_free_send_day(conn, today, weekday)
         issue = library.new_issue(conn, send_date, moment)
     emit(as_json, issue_document(issue), [str(issue.id)])
 
@@ -92,7 +102,7 @@ def pick(desk: Desk, issue: str, articles: tuple[str, ...], as_json: bool) -> No
         newsletter issue pick 3 12 9 https://example.org/2026/11/27/budget
     """
     with desk.engine.begin() as conn:
-        changed = library.pick(conn, issue, list(articles), now_utc())
+        changed = library.pick(conn, issue, list(articles), desk.now())
     _show(as_json, changed)  # after the commit: what is printed is what was stored
 
 
@@ -109,7 +119,7 @@ def unpick(desk: Desk, issue: str, articles: tuple[str, ...], as_json: bool) -> 
         newsletter issue unpick 3 9
     """
     with desk.engine.begin() as conn:
-        changed = library.unpick(conn, issue, list(articles), now_utc())
+        changed = library.unpick(conn, issue, list(articles), desk.now())
     _show(as_json, changed)  # after the commit: what is printed is what was stored
 
 
@@ -127,7 +137,7 @@ def move(desk: Desk, issue: str, article: str, position: int, as_json: bool) -> 
         newsletter issue move 3 12 1
     """
     with desk.engine.begin() as conn:
-        changed = library.move(conn, issue, article, position, now_utc())
+        changed = library.move(conn, issue, article, position, desk.now())
     _show(as_json, changed)  # after the commit: what is printed is what was stored
 
 
@@ -169,7 +179,7 @@ def set_(
         raise click.UsageError("--title and --summary need --item ARTICLE")
     note = note_file.read_text(encoding="utf-8") if note_file else None
     with desk.engine.begin() as conn:
-        now = now_utc()
+        now = desk.now()
         result = library.set_fields(
             conn, issue, now, subject=subject, preheader=preheader, note=note, appeal=appeal
         )
@@ -218,7 +228,7 @@ def _state_command(name: str, action: Any, help_text: str) -> click.Command:
     @pass_desk
     def command(desk: Desk, issue: str, as_json: bool) -> None:
         with desk.engine.begin() as conn:
-            changed = action(conn, issue, now_utc())
+            changed = action(conn, issue, desk.now())
         _show(as_json, changed)  # after the commit: what is printed is what was stored
 
     command.__doc__ = help_text

@@ -51,6 +51,7 @@ class SendProgress:
         self.task: TaskID | None = None
 
     def __enter__(self) -> SendProgress:
+        self.last = monotonic()  # the first log line after `every`: a short send logs none
         if self.tty:
             self.bar = Progress(
                 TextColumn("[bold]issue {task.fields[issue]}"),

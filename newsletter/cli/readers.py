@@ -11,7 +11,6 @@ import click
 from ..access import export_csv, export_subscriber, forget
 from ..config import Settings
 from ..consent import Evidence, publish_policy
-from ..db import now_utc
 from ..desk import Desk
 from ..importing import import_csv
 from ..notices import NoticeReport, send_notices
@@ -37,7 +36,7 @@ def limits(settings: Settings) -> Limits:
 def mail_out(desk: Desk, mails: list[Mail]) -> NoticeReport:
     transport = desk.transport()
     try:
-        return send_notices(mails, desk.engine, desk.settings, transport, now_utc())
+        return send_notices(mails, desk.engine, desk.settings, transport, desk.now())
     finally:
         transport.close()
 
@@ -67,7 +66,7 @@ def add(
     request = SignUp(email, consent, name, Evidence(source=source, ip=ip))
     with desk.engine.begin() as conn:
         mail = sign_up(
-            conn, request, limits(desk.settings), desk.settings.require_secret(), now_utc()
+            conn, request, limits(desk.settings), desk.settings.require_secret(), desk.now()
         )
     report = mail_out(desk, [mail] if mail else [])
     lines = ["if the address can be subscribed, a confirmation link is on its way"]
@@ -87,7 +86,7 @@ def import_(desk: Desk, file: Path, pending: bool, as_json: bool) -> None:
         newsletter subscribers import readers.csv --pending
     """
     result = import_csv(
-        desk.engine, file, pending=pending, secret=desk.settings.secret_key, now=now_utc()
+        desk.engine, file, pending=pending, secret=desk.settings.secret_key, now=desk.now()
     )
     report = mail_out(desk, result.mails)
     lines = [
@@ -167,7 +166,7 @@ def forget_(desk: Desk, email: str, yes: bool, as_json: bool) -> None:
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
     with desk.engine.begin() as conn:
-        subscriber_id = forget(conn, email, now_utc())
+        subscriber_id = forget(conn, email, desk.now())
     emit(as_json, {"erased": subscriber_id}, [f"subscriber {subscriber_id} erased"])
 
 
@@ -185,7 +184,7 @@ def unsubscribe_(desk: Desk, email: str, channel: str, as_json: bool) -> None:
     """
     with desk.engine.begin() as conn:
         found = get_subscriber(conn, email)
-        changed = unsubscribe(conn, found.id, Evidence(source=channel), now_utc())
+        changed = unsubscribe(conn, found.id, Evidence(source=channel), desk.now())
     line = f"{email} is unsubscribed" if changed else f"{email} was not subscribed"
     emit(as_json, {"changed": changed}, [line])
 
@@ -218,7 +217,7 @@ def publish(
     wording_path = wording_file or file.parent / "wording.txt"
     if not wording_path.is_file():
         raise click.UsageError(f"{wording_path}: the sign-up wording file is missing")
-    now = now_utc()
+    now = desk.now()
     with desk.engine.begin() as conn:
         text = file.read_text(encoding="utf-8")
         wording = wording_path.read_text(encoding="utf-8")

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from ..db import now_utc
 from ..desk import Desk
+from ..errors import ConfigError
 from ..issues import send_day_on_or_after
 from ..scheduling import EXIT_CODES, FridayJob, FridayScheduler, run_once
 from .common import DeskCommand, emit, json_option, pass_desk
@@ -82,14 +82,16 @@ def schedule(
     if not dry_run:
         desk.settings.require_secret()  # refuse at start, not on Friday morning
     if not (now_ or once):
-        FridayScheduler(desk, now_utc).run()
+        if desk.settings.clock is not None:  # APScheduler reads the system clock itself
+            raise ConfigError("NEWSLETTER_CLOCK", "goes with --now or --once, not the scheduler")
+        FridayScheduler(desk, desk.now).run()
         return
     with stop_on_signals() as stop, SendProgress() as progress:
-        job = FridayJob(desk, now_utc, stop, progress)
+        job = FridayJob(desk, desk.now, stop, progress)
         if once:
-            result = run_once(job, now_utc(), dry_run)
+            result = run_once(job, desk.now(), dry_run)
         else:
-            today = now_utc().astimezone(desk.settings.timezone).date()
+            today = desk.now().astimezone(desk.settings.timezone).date()
             day = send_day_on_or_after(today, desk.settings.send_at.weekday)
             # editors are alerted only on the send day itself: a run days before must not
             # use up the alert that the send time's own run would mail

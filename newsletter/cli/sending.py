@@ -11,8 +11,7 @@ import click
 
 from ..bounce_ledger import check_last_issue, hygiene
 from ..config import parse_duration
-from ..db import now_utc
-from ..desk import Desk, demo_settings
+from ..desk import Desk
 from ..issues import get_issue
 from ..ledger import counts as ledger_counts
 from ..ledger import uncertain_readers
@@ -36,8 +35,7 @@ def render(desk: Desk, issue: str, out: Path, as_email: str | None, as_json: boo
     Example:
         newsletter render 3 --out /tmp/issue-3 --as anna@example.org
     """
-    settings = demo_settings(desk.settings)
-    copy = preview_copy(desk.engine, settings, issue, as_email, now_utc())
+    copy = preview_copy(desk.engine, desk.settings, issue, as_email, desk.now())
     out.mkdir(parents=True, exist_ok=True)
     msgid = message_id(copy.issue_id, copy.reader.id, copy.composed.sender.domain)
     eml = build_message(copy.composed.prepared, copy.reader, copy.values, msgid)
@@ -47,8 +45,6 @@ def render(desk: Desk, issue: str, out: Path, as_email: str | None, as_json: boo
     preflight = copy.composed.preflight
     (out / "preflight.json").write_text(json.dumps(preflight.as_dict(), indent=2), "utf-8")
     lines = [f"wrote {out}/issue.html, issue.txt, issue.eml, preflight.json", *preflight.lines()]
-    if not desk.settings.secret_key:
-        lines.append("links are signed with the demo key: set NEWSLETTER_SECRET_KEY")
     emit(as_json, {"out": str(out), "preflight": preflight.as_dict()}, lines)
     if preflight.errors:
         raise SystemExit(1)
@@ -70,7 +66,7 @@ def preview(desk: Desk, issue: str, as_email: str | None, port: int) -> None:
 
     with desk.engine.connect() as conn:
         issue_id = get_issue(conn, issue).id
-    app = create_app(demo_settings(desk.settings), open_preview=True)
+    app = create_app(desk.settings, open_preview=True)
     query = f"?as={as_email}" if as_email else ""
     click.echo(f"preview of issue {issue_id}: http://127.0.0.1:{port}/preview/{issue_id}{query}")
     app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
@@ -91,9 +87,11 @@ def serve(desk: Desk, host: str, port: int) -> None:
     """
     from ..web import create_app
 
-    desk.settings.require_secret()
-    click.echo(f"serving on http://{host}:{port}/ (public address {desk.settings.base_url})")
-    create_app(desk.settings).run(host=host, port=port, debug=False, use_reloader=False)
+    app = create_app(desk.settings)  # refuses to start without a key
+    here = f"http://{host}:{port}"
+    click.echo(f"serving on {here}/ (public address {desk.settings.base_url})")
+    click.echo(f"readers sign up at {here}/subscribe; editors work at {here}/desk/")
+    app.run(host=host, port=port, debug=False, use_reloader=False)
 
 
 @click.command("send")
@@ -116,6 +114,11 @@ def serve(desk: Desk, host: str, port: int) -> None:
     is_flag=True,
     help="Snapshot the readers and mark the issue sending; `newsletter worker`s send it.",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Send even with no active reader (the issue is then sent, to nobody, for good).",
+)
 @json_option
 @pass_desk
 def send(
@@ -127,6 +130,7 @@ def send(
     wait: str,
     force: bool,
     start_only: bool,
+    allow_empty: bool,
     as_json: bool,
 ) -> None:
     """Send an approved issue to every active reader, once; run again to resume.
@@ -143,7 +147,7 @@ def send(
     if test_to:
         transport = desk.transport()
         try:
-            ids = send_test(issue, test_to, desk.engine, desk.settings, transport, now_utc())
+            ids = send_test(issue, test_to, desk.engine, desk.settings, transport, desk.now())
         finally:
             transport.close()
         emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(test_to)}"])
@@ -158,7 +162,7 @@ def send(
         if not force and not dry_run and found.status == "approved":
             check_last_issue(conn, found.id)  # a send under way is resumed regardless
     if start_only and not dry_run:
-        started, readers = start_send(desk.engine, found.id, now_utc())
+        started, readers = start_send(desk.engine, found.id, desk.now(), allow_empty=allow_empty)
         line = f"issue {started.id} is {started.status}: {readers} readers; workers send it"
         emit(as_json, {"issue": started.id, "status": started.status, "audience": readers}, [line])
         return
@@ -168,9 +172,10 @@ def send(
             desk.engine,
             desk.settings,
             desk.transports(),
-            now_utc,
+            desk.now,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
+            allow_empty=allow_empty,
             options=options,
             stop=stop,
             progress=progress,

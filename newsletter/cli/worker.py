@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..db import now_utc
 from ..desk import Desk
 from ..scheduling import EXIT_CODES
 from ..sending import SendReport
@@ -24,7 +23,7 @@ def run_worker(desk: Desk, once: bool, as_json: bool) -> None:
 
     with stop_on_signals(then=stop.set), SendProgress() as progress:
         worker = Worker(
-            desk.engine, desk.settings, desk.transports(), now_utc, stop, progress, said
+            desk.engine, desk.settings, desk.transports(), desk.now, stop, progress, said
         )
         if not once:
             click.echo(f"worker: looking for sends every {desk.settings.worker_poll}", err=True)

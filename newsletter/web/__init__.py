@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, redirect, url_for
+from flask.typing import ResponseReturnValue
 
 from ..config import Settings
 from ..desk import Desk
@@ -16,11 +17,13 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
     `open_preview`: the preview without a login, for `newsletter preview` on a laptop."""
     from . import desk, error_pages, preview, public, signup
 
+    the_desk = Desk(settings).use_kept_key()
     app = Flask(__name__)
     app.config.update(
-        DESK=Desk(settings),
+        DESK=the_desk,
         PREVIEW_OPEN=open_preview,
-        SECRET_KEY=settings.require_secret(),  # signs the session cookie
+        SECRET_KEY=the_desk.settings.require_secret(),  # signs the session cookie
+        SECRET_KEY_FALLBACKS=list(the_desk.settings.older_secret_keys),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
@@ -31,6 +34,11 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
     app.register_blueprint(public.bp)
     app.register_blueprint(signup.bp)
     error_pages.register(app)
+
+    @app.get("/")
+    def front() -> ResponseReturnValue:
+        """A reader who opens the site's address finds the sign-up; an editor, the desk."""
+        return redirect(url_for("desk.week" if desk.signed_in() else "signup.subscribe_page"))
 
     @app.errorhandler(NewsletterError)
     def desk_error(error: NewsletterError) -> Response:
@@ -44,9 +52,7 @@ def wsgi() -> Flask:
     """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
     from ..config import load_settings
 
-    try:
-        settings = load_settings()
-        settings.require_secret()  # fail at start-up, not on a reader's first click
+    try:  # fail at start-up (no key, a malformed setting), not on a reader's first click
+        return create_app(load_settings())
     except ConfigError as exc:  # one line on stderr and exit 1, not a traceback
         raise SystemExit(f"newsletter: {exc}") from None
-    return create_app(settings)

@@ -36,7 +36,6 @@ from .. import issues as library
 from ..access import export_csv, export_subscriber
 from ..articles import import_sources, list_articles
 from ..bounce_ledger import hygiene
-from ..db import now_utc
 from ..desk import Desk
 from ..editors import Editor, close_session, log_in, open_session, session_editor
 from ..errors import InputError, NewsletterError, NotFound
@@ -54,6 +53,10 @@ STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "recon
 def _desk() -> Desk:
     desk: Desk = current_app.config["DESK"]
     return desk
+
+
+def _now() -> datetime:
+    return _desk().now()
 
 
 def csrf_token() -> str:
@@ -93,7 +96,7 @@ def signed_in() -> Editor | None:
     if not isinstance(token, str):
         return None
     with _desk().engine.connect() as conn:
-        return session_editor(conn, token, now_utc())
+        return session_editor(conn, token, _now())
 
 
 def _editor() -> Editor:
@@ -112,7 +115,7 @@ def login() -> Any:
     csrf_token()
     if request.method == "GET":
         return render_template("desk/login.html", next=request.args.get("next", ""))
-    desk, email, now = _desk(), request.form.get("email", ""), now_utc()
+    desk, email, now = _desk(), request.form.get("email", ""), _now()
     failure: NewsletterError | None = None
     with desk.engine.begin() as conn:  # a failure is recorded, and committed, before refusing
         try:
@@ -146,7 +149,7 @@ def logout() -> ResponseReturnValue:
 
 def _send_day() -> Any:
     settings = _desk().settings
-    today = now_utc().astimezone(settings.timezone).date()
+    today = _now().astimezone(settings.timezone).date()
     return library.send_day_on_or_after(today, settings.send_at.weekday)
 
 
@@ -175,7 +178,7 @@ def issues_page(day: Any = None) -> Any:
 @bp.post("/issues")
 def new_issue() -> ResponseReturnValue:
     with _desk().engine.begin() as conn:
-        issue = library.new_issue(conn, _send_day(), now_utc())
+        issue = library.new_issue(conn, _send_day(), _now())
     return redirect(url_for("desk.issue", issue_id=issue.id), 303)
 
 
@@ -185,9 +188,8 @@ def _pool_filters() -> dict[str, Any]:
     days = request.args.get("days", "").strip()
     since = None
     if days.isdigit():
-        since = datetime.combine(now_utc().date(), time(), now_utc().tzinfo) - timedelta(
-            days=int(days)
-        )
+        now = _now()
+        since = datetime.combine(now.date(), time(), now.tzinfo) - timedelta(days=int(days))
     return {"search": q or None, "section": section or None, "since": since}
 
 
@@ -208,7 +210,7 @@ def issue(issue_id: int) -> Any:
         )
     preflight, problem = None, None
     try:
-        copy = preview_copy(desk.engine, desk.settings, issue_id, as_email, now_utc())
+        copy = preview_copy(desk.engine, desk.settings, issue_id, as_email, _now())
         preflight = copy.composed.preflight
     except NewsletterError as exc:  # an unknown reader, a template error: say so beside it
         problem = str(exc)
@@ -247,7 +249,7 @@ def _article_id() -> int:
 @_action
 def pick(issue_id: int) -> str:
     with _desk().engine.begin() as conn:
-        library.pick(conn, issue_id, [_article_id()], now_utc())
+        library.pick(conn, issue_id, [_article_id()], _now())
     return "added"
 
 
@@ -255,7 +257,7 @@ def pick(issue_id: int) -> str:
 @_action
 def unpick(issue_id: int) -> str:
     with _desk().engine.begin() as conn:
-        library.unpick(conn, issue_id, [_article_id()], now_utc())
+        library.unpick(conn, issue_id, [_article_id()], _now())
     return "removed"
 
 
@@ -270,11 +272,11 @@ def move(issue_id: int) -> str:
             raise NotFound(f"article {article} is not in issue {issue_id}")
         position = request.form.get("position", "")
         if position.isdigit():  # dragged and dropped there
-            library.move(conn, issue_id, article, int(position), now_utc())
+            library.move(conn, issue_id, article, int(position), _now())
             return ""
         step = -1 if request.form.get("direction") == "up" else 1
         target = min(max(order.index(article) + step, 0), len(order) - 1)
-        library.move(conn, issue_id, article, target + 1, now_utc())
+        library.move(conn, issue_id, article, target + 1, _now())
     return ""
 
 
@@ -282,7 +284,7 @@ def move(issue_id: int) -> str:
 @_action
 def item(issue_id: int) -> str:
     with _desk().engine.begin() as conn:
-        library.set_item(conn, issue_id, _article_id(), now_utc(),
+        library.set_item(conn, issue_id, _article_id(), _now(),
                          title=request.form.get("title", ""),
                          summary=request.form.get("summary", ""))  # fmt: skip
     return "article text saved"
@@ -293,7 +295,7 @@ def item(issue_id: int) -> str:
 def fields(issue_id: int) -> str:
     form = request.form
     with _desk().engine.begin() as conn:
-        library.set_fields(conn, issue_id, now_utc(), subject=form.get("subject", ""),
+        library.set_fields(conn, issue_id, _now(), subject=form.get("subject", ""),
                            preheader=form.get("preheader", ""), note=form.get("note", ""),
                            appeal=form.get("appeal") == "on")  # fmt: skip
     return "saved"
@@ -303,7 +305,7 @@ def fields(issue_id: int) -> str:
 @_action
 def approve(issue_id: int) -> str:
     with _desk().engine.begin() as conn:
-        library.approve(conn, issue_id, now_utc())
+        library.approve(conn, issue_id, _now())
     return "approved: it goes out at the next send time"
 
 
@@ -311,7 +313,7 @@ def approve(issue_id: int) -> str:
 @_action
 def unapprove(issue_id: int) -> str:
     with _desk().engine.begin() as conn:
-        library.unapprove(conn, issue_id, now_utc())
+        library.unapprove(conn, issue_id, _now())
     return "back to draft"
 
 
@@ -321,7 +323,7 @@ def test(issue_id: int) -> str:
     desk, editor = _desk(), _editor()
     transport = desk.transport()
     try:
-        send_test(issue_id, [editor.email], desk.engine, desk.settings, transport, now_utc())
+        send_test(issue_id, [editor.email], desk.engine, desk.settings, transport, _now())
     finally:
         transport.close()
     return f"test sent to {editor.email}"
@@ -333,7 +335,7 @@ def import_feed(issue_id: int) -> str:
     desk = _desk()
     if not desk.settings.feed_url:
         raise InputError("NEWSLETTER_FEED_URL is not set: the desk does not know the feed")
-    reports = import_sources(desk.engine, [desk.settings.feed_url], now_utc())
+    reports = import_sources(desk.engine, [desk.settings.feed_url], _now())
     return "; ".join(
         f"feed: {r.added} added, {r.updated} updated, {len(r.skipped)} skipped" for r in reports
     )

@@ -18,7 +18,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from ..db import now_utc
 from ..desk import Desk
 from ..messages import build_message, message_id
 from ..preview import PreviewCopy, preview_copy
@@ -73,7 +72,7 @@ def _editors_only() -> ResponseReturnValue | None:
 
 def _copy(issue: str) -> PreviewCopy:
     desk: Desk = current_app.config["DESK"]
-    return preview_copy(desk.engine, desk.settings, issue, request.args.get("as"), now_utc())
+    return preview_copy(desk.engine, desk.settings, issue, request.args.get("as"), desk.now())
 
 
 @bp.get("/<issue>")

@@ -12,7 +12,6 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from ..consent import Evidence, current_policy, get_policy
-from ..db import now_utc
 from ..desk import Desk
 from ..errors import NewsletterError, NotFound
 from ..issues import get_issue
@@ -59,17 +58,18 @@ def bad_token(error: TokenError) -> tuple[str, int]:
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm_page(token: str) -> tuple[str, int]:
-    desk, now = _desk(), now_utc()
-    secret = desk.settings.require_secret()
+    desk = _desk()
+    now = desk.now()
+    keys = desk.settings.verify_keys()
     if request.method == "GET":  # mail scanners open links: only the button confirms
         with desk.engine.connect() as conn:
-            found, _ = confirm_target(conn, token, secret, desk.settings.confirm_ttl, now)
+            found, _ = confirm_target(conn, token, keys, desk.settings.confirm_ttl, now)
         if found.status != "pending":
             return page("You are already subscribed", "Nothing has changed.")
         return page("Confirm your subscription", "One click and the newsletter is on its way.",
                     button="Yes, send me the newsletter")  # fmt: skip
     with desk.engine.begin() as conn:
-        welcome = confirm(conn, token, _evidence(request.url), secret,
+        welcome = confirm(conn, token, _evidence(request.url), keys,
                           desk.settings.confirm_ttl, now)  # fmt: skip
     if welcome is None:
         return page("You are already subscribed", "Nothing has changed.")
@@ -85,7 +85,7 @@ def confirm_page(token: str) -> tuple[str, int]:
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe_page(token: str) -> tuple[str, int] | Response:
     desk = _desk()
-    subscriber_id = read_reader_token(desk.settings.require_secret(), token)
+    subscriber_id = read_reader_token(desk.settings.verify_keys(), token)
     if request.method == "GET":  # a prefetching scanner must not unsubscribe anyone
         return page("Unsubscribe", "You will get no more newsletters at this address.",
                     button="Unsubscribe")  # fmt: skip
@@ -93,7 +93,7 @@ def unsubscribe_page(token: str) -> tuple[str, int] | Response:
     source = "one-click (RFC 8058)" if one_click else "unsubscribe page"
     # a reader erased since has nothing left to unsubscribe: the answer is the same
     with desk.engine.begin() as conn, contextlib.suppress(NotFound):
-        unsubscribe(conn, subscriber_id, _evidence(source), now_utc())
+        unsubscribe(conn, subscriber_id, _evidence(source), desk.now())
     if one_click:  # RFC 8058: a plain 200, no redirect, no cookie
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
     return page("You are unsubscribed", "You will get no more newsletters at this address.")
@@ -101,18 +101,19 @@ def unsubscribe_page(token: str) -> tuple[str, int] | Response:
 
 @bp.route("/reconsent/<token>", methods=["GET", "POST"])
 def reconsent_page(token: str) -> tuple[str, int]:
-    desk, now = _desk(), now_utc()
-    secret = desk.settings.require_secret()
+    desk = _desk()
+    now = desk.now()
+    keys = desk.settings.verify_keys()
     if request.method == "GET":
         with desk.engine.connect() as conn:
-            waiting, policy = reconsent_target(conn, token, secret, now)
+            waiting, policy = reconsent_target(conn, token, keys, now)
         if waiting is None:
             return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
         return page("Our privacy policy has changed",
                     f"To keep receiving the newsletter, agree to version {policy.version}:",
                     policy.wording, button="I agree, keep sending it")  # fmt: skip
     with desk.engine.begin() as conn:
-        changed = reconsent(conn, token, _evidence(request.url), secret, now)
+        changed = reconsent(conn, token, _evidence(request.url), keys, now)
     if not changed:
         return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
     return page("Thank you", "You will keep receiving the newsletter.")
@@ -121,7 +122,7 @@ def reconsent_page(token: str) -> tuple[str, int]:
 @bp.get("/view/<int:issue_id>/<token>")
 def view_online(issue_id: int, token: str) -> Response:
     desk = _desk()
-    subscriber_id = read_reader_token(desk.settings.require_secret(), token)
+    subscriber_id = read_reader_token(desk.settings.verify_keys(), token)
     with desk.engine.connect() as conn:
         issue = get_issue(conn, issue_id)
         found = get_subscriber(conn, subscriber_id)

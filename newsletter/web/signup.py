@@ -27,7 +27,6 @@ from markupsafe import Markup
 from ..addresses import normalise_address
 from ..config import Settings
 from ..consent import Evidence, Policy, current_policy
-from ..db import now_utc
 from ..desk import Desk
 from ..errors import InputError, NewsletterError
 from ..issues import check_line
@@ -115,7 +114,8 @@ def take_sign_up(form: Form) -> Mail | None:
     """Check and record the consent; the confirmation mail to send, if one is due.
 
     FormInvalid or RateLimited when refused; otherwise the same quiet return for all."""
-    desk, now = _desk(), now_utc()
+    desk = _desk()
+    now = desk.now()
     evidence = Evidence(
         source=form.source or _form_url(),
         ip=request.remote_addr,
@@ -149,7 +149,7 @@ def _form_url() -> str:
 def _send_confirmation(desk: Desk, mail: Mail, log: logging.Logger) -> None:
     transport = desk.transport()
     try:
-        report = send_notices([mail], desk.engine, desk.settings, transport, now_utc())
+        report = send_notices([mail], desk.engine, desk.settings, transport, desk.now())
     finally:
         transport.close()
     for failure in report.failures:  # the reader's answer is the same: they may sign up again
