@@ -285,8 +285,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "secret_key",
         "",
-        "signs unsubscribe and confirmation tokens and sessions; "
-        "required for anything that mails readers",
+        "signs unsubscribe and confirmation links and sessions; unset: the key "
+        "`newsletter init` made and the database keeps (set, it overrides that key)",
         _optional,
     ),
     Setting("site_name", "The Weekly", "the newsletter's name in the masthead and From"),
@@ -397,9 +397,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "clock",
         "",
-        "unset: the system clock; a time with its offset (2026-12-04T09:00:00+00:00) at which "
-        "each command's clock starts and runs on from: rehearse a send day on any day "
-        "(the long-lived `schedule` refuses it)",
+        "a time with its offset (2026-12-04T09:00:00+00:00) at which each command's clock "
+        "starts and runs on from, to rehearse a send day on any day (the long-lived "
+        "`schedule` refuses it); unset: the system clock",
         _optional_moment,
     ),
 )

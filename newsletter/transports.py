@@ -90,7 +90,8 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]")
 
 @dataclass
 class OutboxTransport:
-    """Writes one .eml file per message; the file appears whole or not at all."""
+    """Writes one .eml file per message, with the envelope sender as Return-Path, as a
+    mailbox would hold it; the file appears whole or not at all."""
 
     folder: Path
     wants_stuffed = False
@@ -102,8 +103,12 @@ class OutboxTransport:
         envelope.go_ahead()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            data = unstuff(envelope.data) if envelope.stuffed else envelope.data
+            eol = b"\r\n" if data.find(b"\r\n") >= 0 else b"\n"
             with open(partial, "wb") as out:
-                out.write(unstuff(envelope.data) if envelope.stuffed else envelope.data)
+                # as a delivery agent records it (RFC 5321 4.4): where a bounce would go
+                out.write(b"Return-Path: <" + envelope.sender.encode("utf-8") + b">" + eol)
+                out.write(data)
             os.replace(partial, final)
         except OSError as exc:
             raise TemporaryDeliveryError(f"outbox {self.folder}: {exc.strerror}") from None

@@ -319,3 +319,10 @@ def _closing_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 pytest_plugins = ("tests.browser",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts the recording SMTP server in its own process is slow too."""
+    for item in items:
+        if "recorders" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

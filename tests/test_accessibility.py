@@ -19,6 +19,8 @@ from .test_public_pages import new_signup
 
 LABELLED = "input[not(@type='hidden' or @type='submit' or @type='button')] | textarea | select"
 
+pytestmark = pytest.mark.slow  # Chromium in its own process
+
 
 def unsubscribe_link(desk: Desk) -> str:
     _anna, tom, _noname = seed_readers(desk.engine)

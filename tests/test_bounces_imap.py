@@ -64,6 +64,8 @@ service imap-login {{
 }}
 """
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 def _why_not() -> str | None:
     if not DOVECOT.exists():

@@ -20,6 +20,8 @@ from .browser import DESKTOP, PHONE, LiveServer
 from .conftest import SECRET, SMTPServer, seed_readers, wait_for_mail
 from .test_public_pages import parse, snapshot
 
+pytestmark = pytest.mark.slow  # Chromium in its own process
+
 
 def status_of(engine: sa.Engine, ref: str | int) -> str:
     with engine.connect() as conn:

@@ -142,6 +142,7 @@ def test_every_command_has_help_with_an_example(site: Path) -> None:
         assert "Example:" in result.output, path
 
 
+@pytest.mark.slow
 def test_an_approval_is_stored_even_when_nobody_reads_its_output(site: Path) -> None:
     """`newsletter issue approve 3 | head -1` approves: the answer is printed after the commit."""
     import os

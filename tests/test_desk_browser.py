@@ -19,6 +19,8 @@ from .conftest import NOW, ROOT, SMTPServer
 
 EDITOR, PASSWORD = "editor@example.org", "correct horse battery"
 
+pytestmark = pytest.mark.slow  # Chromium in its own process
+
 
 @pytest.fixture
 def live_settings(smtp_settings: Settings) -> Settings:

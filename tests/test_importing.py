@@ -777,6 +777,7 @@ import_csv(engine, Path(path), pending=False, secret=None, now=datetime.fromisof
 """
 
 
+@pytest.mark.slow
 def test_an_import_killed_midway_leaves_nothing_and_a_rerun_gives_the_exact_report(
     desk: Desk, big_file: BigFile, tmp_path: Path
 ) -> None:
@@ -818,6 +819,7 @@ def test_an_import_killed_midway_leaves_nothing_and_a_rerun_gives_the_exact_repo
     assert assert_ledger_invariant(desk.engine) == big_file.good
 
 
+@pytest.mark.slow
 def test_100k_rows_give_the_exact_report(desk: Desk, big_file: BigFile) -> None:
     result = run_import(desk, big_file.path)
 

@@ -121,6 +121,7 @@ def test_one_holder_at_a_time_until_the_lease_expires(desk: Desk) -> None:
     assert [(r.name, r.holder) for r in rows] == [("send", "host-b:2:bb")]
 
 
+@pytest.mark.slow
 def test_a_send_stands_by_while_another_process_holds_the_lease(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -329,6 +330,7 @@ def newsletter_recipients(smtp_server: SMTPServer) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_the_scheduler_sends_at_its_time_once_and_a_second_scheduler_sends_nothing(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -383,6 +385,7 @@ def down_at_the_send_time(
     assert "send for" not in early.text()
 
 
+@pytest.mark.slow
 def test_a_scheduler_that_starts_late_within_the_grace_still_sends(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -403,6 +406,7 @@ def test_a_scheduler_that_starts_late_within_the_grace_still_sends(
     assert alerts_at(smtp_server) == []
 
 
+@pytest.mark.slow
 def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -429,6 +433,7 @@ def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
         assert conn.execute(sa.select(db.issues.c.status)).scalar() == "approved"
 
 
+@pytest.mark.slow
 def test_no_approved_issue_at_the_send_time_means_no_newsletter_and_one_alert(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -474,6 +479,7 @@ def a_long_send(
     return issue_id, fire, scheduler
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -494,6 +500,7 @@ def test_sigterm_during_a_scheduled_send_stops_it_cleanly_and_now_resumes(
     assert sorted(recipients) == sorted(f"reader{n}@example.org" for n in range(1000))
 
 
+@pytest.mark.slow
 def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -530,6 +537,7 @@ def test_a_scheduler_restarted_after_a_crash_mid_send_resumes_it(
 WEEK = [datetime(2026, 11, 30, 10, 0, tzinfo=UTC) + timedelta(days=n) for n in range(7)]
 
 
+@pytest.mark.slow
 def test_send_now_sends_this_send_days_approved_issue_once(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -546,6 +554,7 @@ def test_send_now_sends_this_send_days_approved_issue_once(
         assert conn.execute(sa.select(db.issues.c.status)).scalar() == "sent"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("morning", WEEK, ids=lambda d: f"{d:%a}")
 def test_send_now_without_an_issue_says_so_and_fails_on_any_day(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str, morning: datetime
@@ -562,6 +571,7 @@ def test_send_now_without_an_issue_says_so_and_fails_on_any_day(
     assert smtp_server.handler.received == []
 
 
+@pytest.mark.slow
 def test_the_long_lived_scheduler_refuses_a_set_clock(
     tmp_path: Path, database_url: str, smtp_server: SMTPServer
 ) -> None:
@@ -575,6 +585,7 @@ def test_a_malformed_clock_names_the_variable() -> None:
         load_settings({"NEWSLETTER_CLOCK": "2026-12-04 09:00"}, Path("/nonexistent.toml"))
 
 
+@pytest.mark.slow
 def test_once_sends_only_when_due_and_exit_codes_tell_outcomes_apart(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
@@ -596,6 +607,7 @@ def test_once_sends_only_when_due_and_exit_codes_tell_outcomes_apart(
     assert len(newsletter_recipients(smtp_server)) == 4
 
 
+@pytest.mark.slow
 def test_bad_usage_and_bad_settings_exit_2_with_the_reason(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:

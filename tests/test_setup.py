@@ -25,6 +25,8 @@ from newsletter.web import create_app
 
 from .conftest import FEEDS, NOW, ROOT
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 def newsletter(
     cwd: Path, *args: str, database_url: str, **extra: str

@@ -36,7 +36,9 @@ def test_outbox_writes_one_whole_file_per_message(tmp_path: Path) -> None:
     reply = outbox.send(MESSAGE)
     files = list((tmp_path / "outbox").iterdir())
     assert [f.name for f in files] == ["m.1@example.org.eml"]
-    assert files[0].read_bytes() == MESSAGE.data and reply.startswith("250")
+    # the message as sent, after the Return-Path a mailbox records (where bounces go)
+    assert files[0].read_bytes() == b"Return-Path: <bounces@example.org>\r\n" + MESSAGE.data
+    assert reply.startswith("250")
 
 
 def test_outbox_that_cannot_be_written_is_a_temporary_failure(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from .test_delivery import Recorder, cli_env, ledger_by_reader, recorders, seed_
 
 __all__ = ["recorders"]  # the fixture, used by name
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
