@@ -72,17 +72,20 @@ def _forms() -> dict[str, Any]:
     return {"csrf_token": csrf_token}
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # they only ever show; every other one is checked
+
+
 @bp.before_request
 def _guard() -> ResponseReturnValue | None:
-    if request.method == "POST":
+    if request.method not in SAFE_METHODS:
         sent = request.form.get("csrf", "")
         if not hmac.compare_digest(sent, session.get("csrf") or "\0"):
             abort(400, "the form was too old or not from this desk: reload the page and retry")
-    if request.endpoint in ("desk.login", "static"):
+    if request.endpoint in ("desk.login", "desk.login_form", "static"):
         return None
     editor = signed_in()
     if editor is None:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return redirect(url_for("desk.login", next=request.full_path))
         abort(401)
     g.editor = editor
@@ -110,11 +113,14 @@ def _safe_next(target: str | None) -> str:
     return url_for("desk.week")
 
 
-@bp.route("/login", methods=["GET", "POST"])
+@bp.get("/login")
 def login() -> Any:
     csrf_token()
-    if request.method == "GET":
-        return render_template("desk/login.html", next=request.args.get("next", ""))
+    return render_template("desk/login.html", next=request.args.get("next", ""))
+
+
+@bp.post("/login")
+def login_form() -> Any:
     desk, email, now = _desk(), request.form.get("email", ""), _now()
     failure: NewsletterError | None = None
     with desk.engine.begin() as conn:  # a failure is recorded, and committed, before refusing

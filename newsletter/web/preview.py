@@ -65,7 +65,7 @@ def _editors_only() -> ResponseReturnValue | None:
     laptop opens it to whoever reaches 127.0.0.1."""
     if current_app.config.get("PREVIEW_OPEN") or signed_in() is not None:
         return None
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return redirect(url_for("desk.login", next=request.full_path))
     abort(401)
 

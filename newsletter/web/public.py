@@ -56,18 +56,28 @@ def bad_token(error: TokenError) -> tuple[str, int]:
     return page("This link does not work", str(error), status=400, problem=True)
 
 
-@bp.route("/confirm/<token>", methods=["GET", "POST"])
+# Opening a link (GET, and HEAD, which mail scanners send) only ever shows a page; the
+# change is the page's button, a POST route of its own.
+
+
+@bp.get("/confirm/<token>")
 def confirm_page(token: str) -> tuple[str, int]:
+    desk = _desk()
+    with desk.engine.connect() as conn:
+        found, _ = confirm_target(
+            conn, token, desk.settings.verify_keys(), desk.settings.confirm_ttl, desk.now()
+        )
+    if found.status != "pending":
+        return page("You are already subscribed", "Nothing has changed.")
+    return page("Confirm your subscription", "One click and the newsletter is on its way.",
+                button="Yes, send me the newsletter")  # fmt: skip
+
+
+@bp.post("/confirm/<token>")
+def confirm_click(token: str) -> tuple[str, int]:
     desk = _desk()
     now = desk.now()
     keys = desk.settings.verify_keys()
-    if request.method == "GET":  # mail scanners open links: only the button confirms
-        with desk.engine.connect() as conn:
-            found, _ = confirm_target(conn, token, keys, desk.settings.confirm_ttl, now)
-        if found.status != "pending":
-            return page("You are already subscribed", "Nothing has changed.")
-        return page("Confirm your subscription", "One click and the newsletter is on its way.",
-                    button="Yes, send me the newsletter")  # fmt: skip
     with desk.engine.begin() as conn:
         welcome = confirm(conn, token, _evidence(request.url), keys,
                           desk.settings.confirm_ttl, now)  # fmt: skip
@@ -82,13 +92,17 @@ def confirm_page(token: str) -> tuple[str, int]:
     return page("You are subscribed", f"The next issue arrives on {day:%A, %-d %B %Y}.")
 
 
-@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
-def unsubscribe_page(token: str) -> tuple[str, int] | Response:
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> tuple[str, int]:
+    read_reader_token(_desk().settings.verify_keys(), token)  # a bad link says so at once
+    return page("Unsubscribe", "You will get no more newsletters at this address.",
+                button="Unsubscribe")  # fmt: skip
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe_click(token: str) -> tuple[str, int] | Response:
     desk = _desk()
     subscriber_id = read_reader_token(desk.settings.verify_keys(), token)
-    if request.method == "GET":  # a prefetching scanner must not unsubscribe anyone
-        return page("Unsubscribe", "You will get no more newsletters at this address.",
-                    button="Unsubscribe")  # fmt: skip
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     source = "one-click (RFC 8058)" if one_click else "unsubscribe page"
     # a reader erased since has nothing left to unsubscribe: the answer is the same
@@ -99,21 +113,25 @@ def unsubscribe_page(token: str) -> tuple[str, int] | Response:
     return page("You are unsubscribed", "You will get no more newsletters at this address.")
 
 
-@bp.route("/reconsent/<token>", methods=["GET", "POST"])
+@bp.get("/reconsent/<token>")
 def reconsent_page(token: str) -> tuple[str, int]:
     desk = _desk()
-    now = desk.now()
-    keys = desk.settings.verify_keys()
-    if request.method == "GET":
-        with desk.engine.connect() as conn:
-            waiting, policy = reconsent_target(conn, token, keys, now)
-        if waiting is None:
-            return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
-        return page("Our privacy policy has changed",
-                    f"To keep receiving the newsletter, agree to version {policy.version}:",
-                    policy.wording, button="I agree, keep sending it")  # fmt: skip
+    with desk.engine.connect() as conn:
+        waiting, policy = reconsent_target(conn, token, desk.settings.verify_keys(), desk.now())
+    if waiting is None:
+        return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
+    return page("Our privacy policy has changed",
+                f"To keep receiving the newsletter, agree to version {policy.version}:",
+                policy.wording, button="I agree, keep sending it")  # fmt: skip
+
+
+@bp.post("/reconsent/<token>")
+def reconsent_click(token: str) -> tuple[str, int]:
+    desk = _desk()
     with desk.engine.begin() as conn:
-        changed = reconsent(conn, token, _evidence(request.url), keys, now)
+        changed = reconsent(
+            conn, token, _evidence(request.url), desk.settings.verify_keys(), desk.now()
+        )
     if not changed:
         return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
     return page("Thank you", "You will keep receiving the newsletter.")

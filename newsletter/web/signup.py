@@ -185,10 +185,13 @@ def _answer_page(title: str, *paragraphs: str, status: int = 200, **extra: Any) 
     return Response(html, status, mimetype="text/html")
 
 
-@bp.route("/subscribe", methods=["GET", "POST"])
+@bp.get("/subscribe")
 def subscribe_page() -> tuple[str, int] | Response:
-    if request.method == "GET":
-        return _signup_page()
+    return _signup_page()
+
+
+@bp.post("/subscribe")
+def subscribe_form() -> tuple[str, int] | Response:
     form = Form(
         email=request.form.get("email", ""),
         name=request.form.get("name", ""),

@@ -1,0 +1,103 @@
+"""GET, HEAD and OPTIONS only ever show: sent to every route of the app, with valid tokens
+and as a signed-in editor, they change nothing in the database and send no mail (mail
+scanners open links with HEAD; a person's click is a POST)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from newsletter import db
+from newsletter.consent import Evidence, current_policy
+from newsletter.dbcopy import table_sums
+from newsletter.desk import Desk
+from newsletter.editors import add_editor
+from newsletter.subscribers import Limits, SignUp, sign_up
+from newsletter.tokens import RECONSENT, reader_token, timed_token
+from newsletter.web import create_app
+
+from .conftest import NOW, SECRET, SMTPServer, approved_issue, seed_readers
+from .test_desk import EDITOR, PASSWORD, logged_in
+
+SAFE = ("GET", "HEAD", "OPTIONS")
+
+
+@pytest.fixture
+def app(desk: Desk, smtp_server: SMTPServer) -> Flask:
+    # the tokens are made at NOW; the app reads the wall clock
+    settings = replace(desk.settings, smtp_url=smtp_server.url, confirm_ttl=timedelta(days=3650))
+    with desk.engine.begin() as conn:
+        add_editor(conn, EDITOR, PASSWORD, NOW)
+    return create_app(settings)
+
+
+def tokens(desk: Desk) -> dict[str, str]:
+    """A valid token for each kind of link, each naming a reader it could change."""
+    anna, tom, _ = seed_readers(desk.engine)
+    with desk.engine.begin() as conn:
+        request = SignUp("lena@example.org", True, "Lena", Evidence(source="tests"))
+        mail = sign_up(conn, request, Limits(), SECRET, NOW)
+        assert mail is not None
+        conn.execute(db.subscribers.update().where(db.subscribers.c.id == tom)
+                     .values(status="reconsent"))  # fmt: skip
+        version = current_policy(conn).version
+    return {
+        "public.confirm_page": mail.token,
+        "public.confirm_click": mail.token,
+        "public.reconsent_page": timed_token(SECRET, RECONSENT, tom, version, NOW),
+        "public.reconsent_click": timed_token(SECRET, RECONSENT, tom, version, NOW),
+        "reader": reader_token(SECRET, anna),
+    }
+
+
+def url_for_rule(rule: object, values: dict[str, str]) -> str | None:
+    path = str(rule)
+    for name in getattr(rule, "arguments", ()):
+        if name not in values:
+            return None
+        path = path.replace(f"<{name}>", values[name]).replace(f"<int:{name}>", values[name])
+    return path
+
+
+def test_get_head_and_options_change_nothing_on_any_route(
+    app: Flask, desk: Desk, smtp_server: SMTPServer
+) -> None:
+    issue = approved_issue(desk.engine)
+    links = tokens(desk)
+    with desk.engine.begin() as conn:  # a sent issue, so its view-online link answers
+        conn.execute(db.issues.update().where(db.issues.c.id == issue.id).values(status="sent"))
+    with desk.engine.connect() as conn:
+        version = current_policy(conn).version
+        reader = conn.execute(sa.select(db.subscribers.c.id).order_by(db.subscribers.c.id)).scalar()
+    editor = app.test_client()
+    logged_in(editor)
+    received = len(smtp_server.handler.received)
+    with desk.engine.connect() as conn:
+        before = table_sums(conn)
+    tried = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        token = links.get(rule.endpoint, links["reader"])
+        values = {"token": token, "issue_id": str(issue.id), "issue": str(issue.id),
+                  "subscriber_id": str(reader), "version": version}  # fmt: skip
+        path = url_for_rule(rule, values)
+        assert path is not None, f"no value for a part of {rule}"
+        for client in (editor, app.test_client()):
+            for method in SAFE:
+                answer: object = client.open(path, method=method)
+                status = getattr(answer, "status_code", 0)
+                assert status < 500, (method, path, status)
+                tried.append((method, str(rule)))
+    with desk.engine.connect() as conn:
+        after = table_sums(conn)
+    changed = [b.table for b, a in zip(before, after, strict=True) if b != a]
+    assert changed == [], f"{changed} changed by a GET, HEAD or OPTIONS"
+    assert len(smtp_server.handler.received) == received, "a safe method sent mail"
+    for must in ("/confirm/<token>", "/unsubscribe/<token>", "/reconsent/<token>",
+                 "/desk/login", "/subscribe"):  # fmt: skip
+        assert ("HEAD", must) in tried, must
