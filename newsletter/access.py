@@ -15,6 +15,17 @@ from .consent import Evidence, record_consent
 from .subscribers import get_subscriber, set_status, suppress
 
 EXPORT_COLUMNS = ("email", "name", "status", "consented_at", "source", "ip", "policy_version")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs such a cell
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A cell a spreadsheet shows as text: a reader's name `=HYPERLINK(…)` is not run when
+    the list is opened (OWASP's CSV injection advice); `subscribers import` takes it off."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def from_spreadsheet_safe(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def export_subscriber(conn: sa.Connection, ref: str | int) -> dict[str, Any]:
@@ -60,7 +71,8 @@ def export_csv(conn: sa.Connection) -> str:
     writer.writerow(EXPORT_COLUMNS)
     for email, name, status, at, source, ip, version in rows:
         stamp = at.isoformat() if at else ""
-        writer.writerow([email, name, status, stamp, source or "", ip or "", version or ""])
+        cells = [email, name, status, stamp, source or "", ip or "", version or ""]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
     return out.getvalue()
 
 

