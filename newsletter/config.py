@@ -222,6 +222,25 @@ def _positive_int(value: str) -> int:
     return number
 
 
+KEY_CHARACTERS, KEY_DISTINCT = 32, 16
+MAKE_A_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _secret(value: str) -> str | None:
+    """A key a guess cannot find: 32 characters or more, not a word or a repeated one.
+    (A short or dictionary key is found from one's own confirmation link in a moment,
+    and then any reader's links can be forged.)"""
+    if not value:
+        return None
+    if len(value) < KEY_CHARACTERS or len(set(value)) < KEY_DISTINCT:
+        raise ValueError(
+            f"is too weak to sign readers' links ({len(value)} characters, {len(set(value))} "
+            f"different): use {KEY_CHARACTERS} random characters or more ({MAKE_A_KEY}), or "
+            "unset it and let `newsletter init` make and keep one"
+        )
+    return value
+
+
 def _optional_moment(value: str) -> datetime | None:
     if not value:
         return None
@@ -286,8 +305,9 @@ SETTINGS: tuple[Setting, ...] = (
         "secret_key",
         "",
         "signs unsubscribe and confirmation links and sessions; unset: the key "
-        "`newsletter init` made and the database keeps (set, it overrides that key)",
-        _optional,
+        "`newsletter init` made and the database keeps (set, it overrides that key; 32 "
+        "random characters or more)",
+        _secret,
     ),
     Setting("site_name", "The Weekly", "the newsletter's name in the masthead and From"),
     Setting("site_url", "https://example.org", "the news site the articles live on", _url),

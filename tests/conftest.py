@@ -30,7 +30,7 @@ from newsletter.subscribers import add_active_reader
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = Path(__file__).parent / "feeds"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday; that week's Friday is the 27th
-SECRET = "test-secret-key-0123456789"
+SECRET = "test-secret-key-0123456789-abcdefghijklmnopq"  # 43 characters, as init makes
 
 READERS = (
     ("anna@example.org", "Анна Петрова"),

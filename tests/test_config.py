@@ -83,3 +83,27 @@ def test_every_setting_is_in_the_readme() -> None:
 def test_every_declared_setting_is_a_field() -> None:
     fields = set(Settings.__dataclass_fields__)
     assert {s.name if s.name != "from" else "from_addr" for s in SETTINGS} <= fields
+
+
+@pytest.mark.parametrize(
+    "weak", ["a", "correcthorse", "password" * 5, "0123456789" * 4, "Tr0ub4dor&3-Tr0ub4dor&3-Tr0ub"]
+)
+def test_a_weak_secret_key_is_refused_before_anything_starts(
+    weak: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: a short or word-like key is found from one's own confirmation link."""
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY: is too weak"):
+        load_settings({"NEWSLETTER_SECRET_KEY": weak}, tmp_path / "none.toml")
+    from newsletter.web import wsgi
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", weak)
+    with pytest.raises(SystemExit, match="NEWSLETTER_SECRET_KEY: is too weak"):
+        wsgi()
+
+
+def test_a_key_made_as_the_readme_says_is_taken() -> None:
+    import secrets
+
+    key = secrets.token_urlsafe(32)
+    assert load_settings({"NEWSLETTER_SECRET_KEY": key}, Path("/none.toml")).secret_key == key

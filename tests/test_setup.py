@@ -155,8 +155,13 @@ def test_the_variable_overrides_the_kept_key_and_rotation_refuses_it(
     refused = newsletter(site, "secret", "rotate", database_url=database_url,
                          secret_key="a-key-given-in-the-environment-0123456789")  # fmt: skip
     assert refused.returncode == 2 and "overrides the kept key" in refused.stderr
-    given = create_app(replace(kept_settings(site, database_url), secret_key="given-0123456789"))
-    assert given.config["DESK"].settings.secret_key == "given-0123456789"
+    given = create_app(
+        replace(
+            kept_settings(site, database_url),
+            secret_key="given-in-the-environment-0123456789-abcdef",
+        )
+    )
+    assert given.config["DESK"].settings.secret_key == "given-in-the-environment-0123456789-abcdef"
 
 
 def test_no_key_and_no_database_refuses_to_start_and_creates_nothing(tmp_path: Path) -> None:
