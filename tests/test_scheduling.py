@@ -573,7 +573,7 @@ def test_send_now_without_an_issue_says_so_and_fails_on_any_day(
 
 @pytest.mark.slow
 def test_the_long_lived_scheduler_refuses_a_set_clock(
-    tmp_path: Path, database_url: str, smtp_server: SMTPServer
+    desk: Desk, tmp_path: Path, database_url: str, smtp_server: SMTPServer
 ) -> None:
     result = run_send_py(tmp_path, database_url, smtp_server, clock=WEEK[4].isoformat())
     assert result.returncode == 2
