@@ -6,6 +6,7 @@ The environment wins over the file. Every setting is declared once in SETTINGS
 
 from __future__ import annotations
 
+import email.policy
 import os
 import re
 import tomllib
@@ -122,7 +123,28 @@ def _path(value: str) -> Path:
     return Path(value)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    """A value that reaches a header or a page: a CR or LF in it would add a header."""
+    if _CONTROL.search(value):
+        raise ValueError("must be one line, without control characters (CR, LF, tab)")
+    return value
+
+
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+$")
+
+
+def _list_id(value: str) -> str:
+    if not _DOT_ATOM.match(value):
+        raise ValueError(f"{value!r} is not a dotted identifier like weekly.example.org (RFC 2919)")
+    return value
+
+
 def _url(value: str) -> str:
+    if _CONTROL.search(value) or " " in value:
+        raise ValueError("must be an address without spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// address with a host")
@@ -147,8 +169,13 @@ def _smtp_url(value: str) -> str | None:
 
 def _address(value: str) -> str:
     _name, addr = parseaddr(value)
-    if "@" not in addr or any(c in value for c in "\r\n"):
+    if "@" not in addr or _CONTROL.search(value):
         raise ValueError("must be an email address, optionally with a name: Name <addr@host>")
+    parsed = email.policy.default.header_factory("From", value)
+    if parsed.defects or len(parsed.addresses) != 1 or parsed.groups[0].display_name:
+        raise ValueError(
+            "must be one mailbox: Name <addr@host> (quote a name with : , ; or @ in it)"
+        )
     return value
 
 
@@ -309,7 +336,7 @@ SETTINGS: tuple[Setting, ...] = (
         "random characters or more)",
         _secret,
     ),
-    Setting("site_name", "The Weekly", "the newsletter's name in the masthead and From"),
+    Setting("site_name", "The Weekly", "the newsletter's name in the masthead and From", _one_line),
     Setting("site_url", "https://example.org", "the news site the articles live on", _url),
     Setting(
         "feed_url",
@@ -326,11 +353,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("privacy_url", "", "the privacy policy page; unset: BASE_URL/privacy", _text),
     Setting("from", "The Weekly <newsletter@example.org>", "From header", _address),
     Setting("reply_to", "", "Reply-To header; unset: none", _optional_address),
-    Setting("list_id", "weekly.example.org", "List-Id header (a dotted identifier)"),
+    Setting("list_id", "weekly.example.org", "List-Id header (a dotted identifier)", _list_id),
     Setting(
         "postal_address",
         "The Weekly, 1 Example Street, 10000 Example City",
         "the postal address printed in every footer",
+        _one_line,
     ),
     Setting("timezone", "UTC", "IANA time zone of the Friday send", _zone),
     Setting("send_at", "fri 09:00", "weekday and wall-clock time of the send", parse_send_at),

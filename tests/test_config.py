@@ -107,3 +107,28 @@ def test_a_key_made_as_the_readme_says_is_taken() -> None:
 
     key = secrets.token_urlsafe(32)
     assert load_settings({"NEWSLETTER_SECRET_KEY": key}, Path("/none.toml")).secret_key == key
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("NEWSLETTER_LIST_ID", "weekly.example.org\r\nBcc: all@example.net", "dotted identifier"),
+        ("NEWSLETTER_LIST_ID", "weekly", "dotted identifier"),
+        ("NEWSLETTER_BASE_URL", "https://news.example.org/\r\nX-Evil: 1", "control characters"),
+        ("NEWSLETTER_SITE_NAME", "The Weekly\nBcc: all@example.net", "must be one line"),
+        ("NEWSLETTER_POSTAL_ADDRESS", "1 Street\r\nX-Evil: 1", "must be one line"),
+        ("NEWSLETTER_FROM", "The: Weekly <weekly@example.org>", "must be one mailbox"),
+        ("NEWSLETTER_FROM", "a@example.org, b@example.org", "must be one mailbox"),
+    ],
+)
+def test_a_setting_that_reaches_a_header_cannot_carry_another(
+    variable: str, value: str, problem: str, tmp_path: Path
+) -> None:
+    """The attack: CR LF in a setting that lands in every message's headers."""
+    with pytest.raises(ConfigError, match=f"{variable}: .*{problem}"):
+        load_settings({variable: value}, tmp_path / "none.toml")
+
+
+def test_a_quoted_name_with_a_colon_is_one_mailbox() -> None:
+    value = '"The Weekly: Friday" <weekly@example.org>'
+    assert load_settings({"NEWSLETTER_FROM": value}, Path("/none.toml")).from_addr == value
