@@ -101,3 +101,19 @@ def test_get_head_and_options_change_nothing_on_any_route(
     for must in ("/confirm/<token>", "/unsubscribe/<token>", "/reconsent/<token>",
                  "/desk/login", "/subscribe"):  # fmt: skip
         assert ("HEAD", must) in tried, must
+
+
+def test_a_huge_body_is_refused_unread_and_every_page_carries_careful_headers(
+    app: Flask, desk: Desk
+) -> None:
+    client = app.test_client()
+    huge = client.post("/api/subscribe", data=b"{" + b" " * (32 * 1024 * 1024) + b"}",
+                       content_type="application/json")  # fmt: skip
+    assert huge.status_code == 413 and "error" in huge.get_json()
+    with desk.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.subscribers)).scalar() == 0
+    for path in ("/subscribe", "/desk/login", "/privacy", "/nowhere"):
+        headers = client.get(path).headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["X-Frame-Options"] == "SAMEORIGIN", path
+        assert headers["Referrer-Policy"] == "same-origin", path

@@ -10,6 +10,8 @@ from ..desk import Desk
 from ..editors import SESSION_LIFETIME
 from ..errors import ConfigError, NewsletterError
 
+MAX_BODY = 256 * 1024  # a sign-up or a desk form is a few kilobytes
+
 
 def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
     """The app factory: everything it needs comes from the settings passed in.
@@ -28,12 +30,21 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        MAX_CONTENT_LENGTH=MAX_BODY,  # a larger body is refused (413) before it is read
     )
     app.register_blueprint(desk.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(signup.bp)
     error_pages.register(app)
+
+    @app.after_request
+    def careful_headers(response: Response) -> Response:
+        """No page of ours is framed by another site or read as another type."""
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # the desk frames previews
+        response.headers.setdefault("Referrer-Policy", "same-origin")  # tokens stay in our URLs
+        return response
 
     @app.get("/")
     def front() -> ResponseReturnValue:

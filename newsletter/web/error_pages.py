@@ -19,11 +19,13 @@ TITLES = {
     400: "That request did not work",
     404: "Page not found",
     405: "That does not work here",
+    413: "That was too much",
     429: "Too many requests",
 }
 EXPLAIN = {
     404: "There is no page at this address. Check the link, or start from the front page.",
     405: "This address does not take that kind of request.",
+    413: "The request was larger than any form of this site sends.",
 }
 
 
