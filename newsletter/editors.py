@@ -123,14 +123,47 @@ def _failures(conn: sa.Connection, column: sa.Column[str], value: str, since: da
     )
 
 
-def log_in(conn: sa.Connection, email: str, password: str, ip: str, now: datetime) -> Editor:
+def begin_attempt(engine: sa.Engine, email: str, ip: str, now: datetime) -> int:
+    """Record a login attempt before its password is checked, and commit it: attempts
+    that run at once all count, so no burst of them gets past the limit (each sees at
+    least the attempts committed before its own). TooManyFailures past the limit; else
+    the attempt's id, for `log_in` to clear when the password was right."""
+    address, f = email.strip().lower(), db.login_failures
+    with engine.begin() as conn:
+        attempt = conn.execute(
+            f.insert().values(email=address[:320], ip=ip[:64], at=now)
+        ).inserted_primary_key
+    assert attempt is not None
+    since = now - FAILURE_WINDOW
+    with engine.begin() as conn:
+        over = (
+            _failures(conn, f.c.email, address[:320], since) > FAILURES_ALLOWED
+            or _failures(conn, f.c.ip, ip[:64], since) > FAILURES_ALLOWED
+        )
+        if over:  # refused unchecked: it takes its own row back, the earlier ones still count
+            conn.execute(f.delete().where(f.c.id == attempt[0]))
+    if over:
+        raise TooManyFailures("too many failed logins: try again in a quarter of an hour")
+    return int(attempt[0])
+
+
+def log_in(
+    conn: sa.Connection,
+    email: str,
+    password: str,
+    ip: str,
+    now: datetime,
+    attempt: int | None = None,
+) -> Editor:
     """The editor for these credentials; LoginRefused (the same words whether the address
-    or the password was wrong) or TooManyFailures. A failure is recorded in `conn`'s
-    transaction, so the caller commits it even when refusing."""
+    or the password was wrong) or TooManyFailures. With an `attempt` from `begin_attempt`
+    that row is the failure, and a right password clears it; without one, the limit is
+    checked here and a failure recorded in `conn`'s transaction (the caller commits it
+    even when refusing)."""
     address = email.strip().lower()
     f, e = db.login_failures, db.editors
     since = now - FAILURE_WINDOW
-    if (
+    if attempt is None and (
         _failures(conn, f.c.email, address, since) >= FAILURES_ALLOWED
         or _failures(conn, f.c.ip, ip, since) >= FAILURES_ALLOWED
     ):
@@ -141,8 +174,11 @@ def log_in(conn: sa.Connection, email: str, password: str, ip: str, now: datetim
         # (the check takes a while) signed every session out, this one included
         still = e.update().where(e.c.id == row.id, e.c.password_hash == row.password_hash)
         if conn.execute(still.values(last_login_at=now)).rowcount == 1:
+            if attempt is not None:
+                conn.execute(f.delete().where(f.c.id == attempt))
             return Editor(row.id, row.email)
     if row is None:
         check_password_hash(_DUMMY_HASH, password)
-    conn.execute(f.insert().values(email=address[:320], ip=ip[:64], at=now))
+    if attempt is None:
+        conn.execute(f.insert().values(email=address[:320], ip=ip[:64], at=now))
     raise LoginRefused("wrong address or password")

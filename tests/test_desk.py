@@ -402,3 +402,27 @@ def test_a_dropped_article_lands_at_its_position(client: FlaskClient, desk: Desk
     post(client, f"/desk/issues/{issue_id}/move", token, article=str(ids[3]), position="1")
     with desk.engine.connect() as conn:
         assert [i.article.id for i in get_issue(conn, issue_id).items] == [ids[3], *ids[:3]]
+
+
+def test_a_burst_of_wrong_passwords_at_once_gets_no_more_checks_than_the_limit(
+    app: Flask, desk: Desk
+) -> None:
+    """The attack: 24 wrong passwords from one address at the same moment; before, each
+    read the failure count before any of them wrote one, and all 24 were checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients = [app.test_client() for _ in range(24)]
+    tokens = [csrf_of(c) for c in clients]
+
+    def attempt(n: int) -> int:
+        answer = post(clients[n], "/desk/login", tokens[n], email=EDITOR, password=f"guess {n}")
+        return int(answer.status_code)
+
+    with ThreadPoolExecutor(24) as pool:
+        codes = list(pool.map(attempt, range(24)))
+    assert codes.count(401) <= editors.FAILURES_ALLOWED, codes  # checked, and wrong
+    assert codes.count(429) >= 24 - editors.FAILURES_ALLOWED, codes  # refused unchecked
+    # a refused attempt takes its row back: what counts is the passwords that were wrong
+    late = post(clients[0], "/desk/login", tokens[0], email=EDITOR, password=PASSWORD)
+    full = codes.count(401) == editors.FAILURES_ALLOWED
+    assert late.status_code == (429 if full else 303)

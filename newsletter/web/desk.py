@@ -37,7 +37,14 @@ from ..access import export_csv, export_subscriber
 from ..articles import import_sources, list_articles
 from ..bounce_ledger import hygiene
 from ..desk import Desk
-from ..editors import Editor, close_session, log_in, open_session, session_editor
+from ..editors import (
+    Editor,
+    begin_attempt,
+    close_session,
+    log_in,
+    open_session,
+    session_editor,
+)
 from ..errors import InputError, NewsletterError, NotFound
 from ..ledger import counts as ledger_counts
 from ..ledger import uncertain_readers
@@ -123,10 +130,15 @@ def login() -> Any:
 def login_form() -> Any:
     desk, email, now = _desk(), request.form.get("email", ""), _now()
     failure: NewsletterError | None = None
-    with desk.engine.begin() as conn:  # a failure is recorded, and committed, before refusing
+    ip = request.remote_addr or ""
+    try:  # the attempt is recorded, and committed, before its password is checked
+        attempt = begin_attempt(desk.engine, email, ip, now)
+    except NewsletterError as exc:
+        return render_template("desk/login.html", error=str(exc), email=email,
+                               next=request.form.get("next", "")), exc.status  # fmt: skip
+    with desk.engine.begin() as conn:
         try:
-            editor = log_in(conn, email, request.form.get("password", ""),
-                            request.remote_addr or "", now)  # fmt: skip
+            editor = log_in(conn, email, request.form.get("password", ""), ip, now, attempt)
             earlier = session.get("editor_session")
             if isinstance(earlier, str):  # signing in again ends this browser's last session
                 close_session(conn, earlier)
