@@ -32,6 +32,7 @@ def fast(address: str) -> str | None:
         return None
 
 
+@pytest.mark.slow  # many generated examples
 @settings(max_examples=2000)
 @given(local=st.text(ATEXT, min_size=0, max_size=70), domain=st.sampled_from(DOMAINS))
 def test_the_fast_path_agrees_with_email_validator(local: str, domain: str) -> None:
@@ -39,6 +40,7 @@ def test_the_fast_path_agrees_with_email_validator(local: str, domain: str) -> N
     assert fast(address) == full(address)
 
 
+@pytest.mark.slow  # many generated examples
 @settings(max_examples=500)
 @given(address=st.text(max_size=80))
 def test_any_text_is_normalised_alike_or_refused_alike(address: str) -> None:

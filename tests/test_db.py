@@ -8,15 +8,31 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from newsletter.db import create_db_engine, metadata, upgrade_database
+from newsletter.db import MIGRATIONS, create_db_engine, metadata, upgrade_database
+
+HEAD = sorted(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("0*.py"))[-1]
 
 
 def test_migrations_match_the_declared_tables_and_run_twice(database_url: str) -> None:
+    """Replayed one by one, the migrations build what a new database gets at once."""
     engine = create_db_engine(database_url)
-    upgrade_database(engine)
+    upgrade_database(engine, replay=True)
     upgrade_database(engine)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD
+    engine.dispose()
+
+
+def test_a_new_database_is_built_at_once_and_stamped_with_the_newest_migration(
+    database_url: str,
+) -> None:
+    engine = create_db_engine(database_url)
+    upgrade_database(engine)
+    upgrade_database(engine)  # then an upgrade finds nothing to do
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD
     engine.dispose()
 
 

@@ -49,6 +49,8 @@ from .conftest import NOW, SECRET, approved_issue, postgres_schema, seed_readers
 EDITOR, PASSWORD = "editor@example.org", "correct horse battery"
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
 
+pytestmark = pytest.mark.slow  # each test copies a whole desk between databases
+
 
 @pytest.fixture
 def target() -> Iterator[str]:

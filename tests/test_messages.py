@@ -136,12 +136,14 @@ FAST = hypothesis_settings(
 )
 
 
+@pytest.mark.slow  # many generated examples
 @FAST
 @given(name=st.text(max_size=80))
 def test_any_reader_name_round_trips_through_the_encoding(settings, name: str) -> None:
     assert_round_trip(PLAIN, Sender.from_settings(settings), Reader(3, "r@example.org", name))
 
 
+@pytest.mark.slow  # many generated examples
 @hypothesis_settings(FAST, max_examples=25)
 @given(title=st.text(min_size=1, max_size=120), summary=st.text(max_size=300))
 def test_any_article_text_round_trips_through_the_encoding(
