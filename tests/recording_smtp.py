@@ -89,7 +89,8 @@ class Recorder:
         found = re.search(rb"^Message-ID: (\S+)", envelope.original_content, re.M)
         msgid = found.group(1).decode() if found else "-"
         with self.lock:
-            self.out.write(f"{recipient}\t{msgid}\t{time.time():.6f}\n")  # taken at
+            taken = time.time()  # clock: the server's receipt time; only spans are compared
+            self.out.write(f"{recipient}\t{msgid}\t{taken:.6f}\n")
             self.out.flush()
             self.taken += 1
             if self.closing_after is not None and self.taken == self.closing_after:

@@ -1063,7 +1063,11 @@ def test_cli_import_pending_writes_an_opt_in_mail_per_reader_to_the_outbox(
         )
         assert len(found) == 1, body.get_content()
         subscriber_id, event_ref = read_timed_token(
-            SECRET, CONFIRM, found[0], datetime.now(UTC), CONFIRM_TTL
+            SECRET,
+            CONFIRM,
+            found[0],
+            datetime.now(UTC),  # clock: the CLI stamped it
+            CONFIRM_TTL,
         )
         links[normalise_address(to.addr_spec)] = subscriber_id  # the To domain is in IDNA
         (imported,) = events_of(desk.engine, to.addr_spec)
@@ -1125,7 +1129,7 @@ def test_a_formula_in_a_sign_up_is_exported_as_text_and_imported_back_as_it_was(
     editor_copy.write_text(text, encoding="utf-8")
     other = fresh_desk(desk, fresh_database_url)
     try:
-        later = datetime.now(UTC) + timedelta(minutes=1)  # the web app stamped the wall clock
+        later = datetime.now(UTC) + timedelta(minutes=1)  # clock: the web app stamped it
         report = import_csv(other.engine, editor_copy, pending=False, secret=SECRET, now=later)
         assert not report.problems
         with other.engine.connect() as conn:

@@ -38,7 +38,12 @@ def send_over(desk: Desk, smtp_url: str, issue_id: int, options: SendOptions) ->
     settings = replace(desk.settings, smtp_url=smtp_url)
     pool = open_transports(smtp_url, settings.outbox, timedelta(minutes=5))
     return send_issue(
-        issue_id, desk.engine, settings, pool, lambda: datetime.now(UTC), options=options
+        issue_id,
+        desk.engine,
+        settings,
+        pool,
+        lambda: datetime.now(UTC),  # clock: retries wait on it
+        options=options,
     )
 
 
@@ -134,7 +139,7 @@ def test_a_relay_capped_below_the_concurrency_gets_no_more_connections_and_no_pa
     capped = replace(desk.settings, smtp_url=f"{smtp_server.url}?max_connections=2", pause_after=2)
     capped_desk = Desk(capped)
     report = send_issue(issue.id, desk.engine, capped, capped_desk.transports(),
-                        lambda: datetime.now(UTC))  # fmt: skip
+                        lambda: datetime.now(UTC))  # fmt: skip  # clock: retries wait on it
     assert report.paused is None and report.sent == 3 and report.status == "sent"
 
 
