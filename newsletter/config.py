@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
+from .fetching import FetchLimits
 from .relays import parse_relays
 
 PREFIX = "NEWSLETTER_"
@@ -60,6 +61,8 @@ class Settings:
     editors: tuple[str, ...] = ()
     bounce_address: str | None = None
     feed_url: str | None = None
+    feed_deadline: timedelta = timedelta(seconds=20)
+    feed_private_hosts: tuple[str, ...] = ()
     confirm_ttl: timedelta = timedelta(days=7)
     confirm_mails_per_day: int = 3
     signups_per_hour: int = 20
@@ -101,6 +104,13 @@ class Settings:
     def verify_keys(self) -> tuple[str, ...]:
         """The keys a link may be signed with: the current one first, then older ones."""
         return (self.require_secret(), *self.older_secret_keys)
+
+    @property
+    def feed_limits(self) -> FetchLimits:
+        return FetchLimits(
+            deadline=self.feed_deadline.total_seconds(),
+            private_hosts=frozenset(self.feed_private_hosts),
+        )
 
     @property
     def privacy_link(self) -> str:
@@ -224,6 +234,17 @@ def _status_codes(value: str) -> tuple[str, ...]:
     return codes
 
 
+_HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    hosts = tuple(one.strip().lower().strip("[]") for one in value.split(",") if one.strip())
+    for host in hosts:
+        if not _HOST.match(host):
+            raise ValueError(f"{host!r} is not a host name or an IP address")
+    return hosts
+
+
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
@@ -343,6 +364,20 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "the site's RSS or Atom feed (a URL or a file), read by the desk's import button",
         _optional,
+    ),
+    Setting(
+        "feed_deadline",
+        "20s",
+        "how long fetching a feed may take in all, redirects included, before it is given up",
+        parse_duration,
+    ),
+    Setting(
+        "feed_private_hosts",
+        "",
+        "hosts a feed may be fetched from although they are on a loopback, private or "
+        "link-local address (the site's own, inside the newsroom's network), comma-separated; "
+        "unset: public addresses only",
+        _hosts,
     ),
     Setting(
         "support_url",

@@ -32,12 +32,14 @@ from newsletter.articles import (
 )
 from newsletter.db import articles, create_db_engine, upgrade_database
 from newsletter.errors import FeedError, InputError, NotFound
+from newsletter.fetching import FetchLimits
 
 FEEDS = Path(__file__).parent / "feeds"
 BBC, LIGA, ONLINER = (
     FEEDS / name for name in ("bbc-world-2017.xml", "liga-ru-2021.xml", "onliner-ru-2021.xml")
 )
 NOW = datetime(2024, 5, 3, 9, 0, tzinfo=UTC)
+LOOPBACK = FetchLimits(deadline=10, private_hosts=frozenset({"127.0.0.1"}))
 MEDIA = "{http://search.yahoo.com/mrss/}"
 DC = "{http://purl.org/dc/elements/1.1/}"
 
@@ -453,17 +455,17 @@ def feed_server() -> Iterator[tuple[str, list[str]]]:
 def test_import_by_url(engine: sa.Engine, feed_server: tuple[str, list[str]]) -> None:
     base, agents = feed_server
     url = f"{base}/onliner-ru-2021.xml"
-    [report] = import_sources(engine, [url], NOW)
+    [report] = import_sources(engine, [url], NOW, LOOPBACK)
     assert report.added == 30
     assert {r["source"] for r in rows(engine)} == {url}
     assert agents and agents[0].startswith("newsletter-desk/")
-    assert read_source(url) == ONLINER.read_bytes()
+    assert read_source(url, LOOPBACK) == ONLINER.read_bytes()
 
 
 def test_http_404_is_refused(engine: sa.Engine, feed_server: tuple[str, list[str]]) -> None:
     url = f"{feed_server[0]}/missing.xml"
     with pytest.raises(FeedError) as caught:
-        import_sources(engine, [str(BBC), url], NOW)
+        import_sources(engine, [str(BBC), url], NOW, LOOPBACK)
     assert (caught.value.source, str(caught.value)) == (url, f"{url}: HTTP 404 File not found")
     assert rows(engine) == []
 
@@ -472,7 +474,7 @@ def test_unreachable_and_odd_schemes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(FeedError, match=r"^ftp://a\.test/f\.xml: only http"):
         read_source("ftp://a.test/f.xml")
     with pytest.raises(FeedError, match="cannot fetch"):
-        read_source("http://127.0.0.1:9/feed.xml", timeout=2)  # discard port: nobody listens
+        read_source("http://127.0.0.1:9/feed.xml", LOOPBACK)  # discard port: nobody listens
 
 
 # ------------------------------------------------------------------ hand entry and lookup

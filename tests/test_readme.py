@@ -275,6 +275,8 @@ def session(tmp_path: Path, feed_server: str) -> Session:
         "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
         "HOME": str(tmp_path),
         "TMPDIR": str(tmp_path),
+        # the site's feed stands on loopback here, which a feed fetch refuses unless told
+        "NEWSLETTER_FEED_PRIVATE_HOSTS": "127.0.0.1",
     }
     port = free_port()
     return Session(root, env, feed_server, {"127.0.0.1:8000": f"127.0.0.1:{port}",

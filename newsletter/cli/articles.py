@@ -35,7 +35,7 @@ def import_(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     Example:
         newsletter articles import https://example.org/feed.xml
     """
-    reports = library.import_sources(desk.engine, sources, desk.now())
+    reports = library.import_sources(desk.engine, sources, desk.now(), desk.settings.feed_limits)
     lines = []
     for report in reports:
         lines.append(

@@ -353,7 +353,9 @@ def import_feed(issue_id: int) -> str:
     desk = _desk()
     if not desk.settings.feed_url:
         raise InputError("NEWSLETTER_FEED_URL is not set: the desk does not know the feed")
-    reports = import_sources(desk.engine, [desk.settings.feed_url], _now())
+    reports = import_sources(
+        desk.engine, [desk.settings.feed_url], _now(), desk.settings.feed_limits
+    )
     return "; ".join(
         f"feed: {r.added} added, {r.updated} updated, {len(r.skipped)} skipped" for r in reports
     )
