@@ -28,6 +28,7 @@ from .subscribers import NAME_MAX, Mail
 COLUMNS = ("email", "name", "consented_at", "source", "ip", "policy_version", "status")
 KEPT_STATUSES = ("active", "unsubscribed", "bounced", "complained")  # as `export --csv` writes
 SOURCE_MAX = 500
+MAX_FILE_BYTES = 512 * 1024 * 1024  # ten million readers' rows fit
 NO_EVIDENCE = "no consent evidence (consented_at and policy_version); use --pending to ask"
 
 
@@ -107,6 +108,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, Fields] | Problem]:
 
     Values are picked by position rather than put in a dict: an import reads 100,000 rows."""
     text = _read_text(path)
+    # any field as long as the file: an over-long value is reported by its column's check
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     header_line = text.split("\n", 1)[0]
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -130,6 +133,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, Fields] | Problem]:
 
 def _read_text(path: Path) -> str:
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(
+                f"{path}: larger than the {MAX_FILE_BYTES // (1024 * 1024)} MB an import reads"
+            )
         return path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None

@@ -498,6 +498,9 @@ BAD_ROWS = [
     ("ann@example.org,Ann,,form,,", NO_EVIDENCE),
     ("ann@example.org,Ann\tLee,2026-01-15,form,,2026-11-01", "name: must be one line without control characters"),
     (f"ann@example.org,{'N' * 301},2026-01-15,form,,2026-11-01", "name: 301 characters, at most 300"),
+    # over csv's default field limit of 131,072 characters: reported by line, not a traceback
+    (f"ann@example.org,{'N' * 200_000},2026-01-15,form,,2026-11-01", "name: 200000 characters, at most 300"),
+    (f'ann@example.org,Ann,2026-01-15,"{"s" * 140_000}",,2026-11-01', "source: 140000 characters, at most 500"),
 ]  # fmt: skip
 
 
@@ -518,6 +521,20 @@ def test_a_bad_row_is_reported_with_its_line_and_the_others_import(
     assert result.added == 2
     assert set(readers(desk.engine)) == {"first@example.org", "last@example.org"}
     assert events_of(desk.engine, "last@example.org")[0]["detail"] == "readers.csv, line 5"
+
+
+def test_a_file_over_the_size_cap_is_refused_before_it_is_read(
+    desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("newsletter.import_rows.MAX_FILE_BYTES", 1024 * 1024)  # not 512 MB here
+    path = write_csv(
+        tmp_path, *[f"r{i}@example.org,R,2026-01-15,form,,2026-11-01" for i in range(30_000)]
+    )
+    before = snapshot(desk.engine)
+    with pytest.raises(InputError) as refused:
+        run_import(desk, path)
+    assert str(refused.value) == f"{path}: larger than the 1 MB an import reads"
+    assert snapshot(desk.engine) == before
 
 
 @pytest.mark.parametrize(
