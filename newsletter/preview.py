@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from .rendering import ReaderValues, personalise
 from .sending import Checked, Composed, compose, render_checked
 
 SAMPLE_READER = Reader(id=0, email="reader@example.org", name="")
+# A preview's links are signed with a key of its own, made when the process starts, which
+# no page of the site accepts: a preview (a page, a saved .eml, a copied link) as a reader
+# looks like their copy and can confirm, unsubscribe or re-consent no one.
+PREVIEW_KEY = secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ def composed_for_preview(issue: Issue, settings: Settings, now: datetime) -> Com
     """The issue composed at `now`, from the rendering made before for the same issue
     (every article and field, compared whole), settings and template files (names,
     sizes, times), when there is one."""
+    settings = replace(settings, secret_key=PREVIEW_KEY, older_secret_keys=())
     key = (issue, settings, templates_stamp(settings.templates))
 
     def rendering(sender: Sender) -> Checked:

@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import shutil
 from dataclasses import replace
 from datetime import timedelta
 from email.policy import default
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from newsletter import db
 from newsletter.desk import Desk
 from newsletter.issues import get_issue, set_fields, unapprove
 from newsletter.messages import build_message
 from newsletter.models import Reader
-from newsletter.preview import composed_for_preview
-from newsletter.web import create_app
+from newsletter.preview import composed_for_preview, find_reader
+from newsletter.tokens import reader_token
+from newsletter.web import create_app, preview_app
 
 from .conftest import NOW, ROOT, approved_issue, seed_readers
+
+
+class AtItsPort(FlaskClient):
+    """Requests addressed as a browser on this machine addresses them: 127.0.0.1:8001."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("base_url", "http://127.0.0.1:8001")
+        return super().open(*args, **kwargs)
 
 
 @pytest.fixture
@@ -29,7 +43,8 @@ def client(desk, tmp_path: Path):
     shutil.copytree(ROOT / "templates", templates)
     seed_readers(desk.engine)
     issue = approved_issue(desk.engine)
-    app = create_app(replace(desk.settings, templates=templates), open_preview=True)
+    app = preview_app(replace(desk.settings, templates=templates), 8001)
+    app.test_client_class = AtItsPort
     return app.test_client(), issue.id, templates
 
 
@@ -118,3 +133,60 @@ def test_the_page_and_its_frames_share_one_rendering_but_not_its_date(desk: Desk
 def test_an_unknown_issue_is_a_404(client) -> None:
     http, _, _ = client
     assert http.get("/preview/999").status_code == 404
+
+
+# ------------------------------------------------------------------ as an attacker finds it
+
+
+def status_of(desk: Desk, email_address: str) -> str:
+    with desk.engine.connect() as conn:
+        return str(
+            conn.execute(
+                sa.select(db.subscribers.c.status).where(db.subscribers.c.email == email_address)
+            ).scalar_one()
+        )
+
+
+def test_the_open_preview_serves_no_readers_page_and_no_desk(client, desk: Desk) -> None:
+    http, issue_id, _ = client
+    with desk.engine.connect() as conn:
+        anna = find_reader(conn, "anna@example.org")
+    token = reader_token(desk.settings.require_secret(), anna.id)  # a real, valid link
+    for method, path in [
+        ("POST", f"/unsubscribe/{token}"),
+        ("GET", f"/unsubscribe/{token}"),
+        ("GET", f"/view/{issue_id}/{token}"),
+        ("POST", "/subscribe"),
+        ("POST", "/api/subscribe"),
+        ("GET", "/desk/"),
+        ("GET", "/desk/readers"),
+    ]:
+        assert http.open(path, method=method).status_code == 404, (method, path)
+    assert status_of(desk, "anna@example.org") == "active"
+
+
+def test_the_open_preview_refuses_a_host_that_is_not_this_machine(client) -> None:
+    http, issue_id, _ = client
+    rebound = http.get(f"/preview/{issue_id}/text", base_url="http://attacker.example:8001")
+    assert rebound.status_code == 421
+    assert rebound.get_data(as_text=True) == "this preview answers only at 127.0.0.1:8001\n"
+    other_port = http.get(f"/preview/{issue_id}/text", base_url="http://127.0.0.1:9999")
+    assert other_port.status_code == 421
+    assert (
+        http.get(f"/preview/{issue_id}/text", base_url="http://localhost:8001").status_code == 200
+    )
+
+
+def test_a_readers_copy_in_a_preview_unsubscribes_no_one(client, desk: Desk) -> None:
+    """The preview as Anna looks like her copy; its one-click link, posted to the real site,
+    is refused and she stays subscribed."""
+    http, issue_id, _ = client
+    raw = http.get(f"/preview/{issue_id}/eml?as=anna@example.org").get_data()
+    message = email.message_from_bytes(raw, policy=default)
+    assert "Анна Петрова" in str(message["To"])
+    link = re.search(r"<(https?://[^>]+/unsubscribe/[^>]+)>", str(message["List-Unsubscribe"]))
+    assert link
+    site = create_app(desk.settings).test_client()
+    answer = site.post(urlsplit(link.group(1)).path, data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 400
+    assert status_of(desk, "anna@example.org") == "active"

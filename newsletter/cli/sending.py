@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import click
 
@@ -62,12 +63,12 @@ def preview(desk: Desk, issue: str, as_email: str | None, port: int) -> None:
     Example:
         newsletter preview 3 --as anna@example.org
     """
-    from ..web import create_app
+    from ..web import preview_app
 
     with desk.engine.connect() as conn:
         issue_id = get_issue(conn, issue).id
-    app = create_app(desk.settings, open_preview=True)
-    query = f"?as={as_email}" if as_email else ""
+    app = preview_app(desk.settings, port)
+    query = "?" + urlencode({"as": as_email}) if as_email else ""
     click.echo(f"preview of issue {issue_id}: http://127.0.0.1:{port}/preview/{issue_id}{query}")
     app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, redirect, url_for
+from typing import Any
+
+from flask import Flask, Response, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..config import Settings
@@ -13,17 +15,54 @@ from ..errors import ConfigError, NewsletterError
 MAX_BODY = 256 * 1024  # a sign-up or a desk form is a few kilobytes
 
 
-def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
-    """The app factory: everything it needs comes from the settings passed in.
+def create_app(settings: Settings) -> Flask:
+    """The app factory: everything it needs comes from the settings passed in."""
+    from . import desk, preview, public, signup
 
-    `open_preview`: the preview without a login, for `newsletter preview` on a laptop."""
-    from . import desk, error_pages, preview, public, signup
+    app = _app(settings)
+    app.register_blueprint(desk.bp)
+    app.register_blueprint(preview.bp)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(signup.bp)
+
+    @app.get("/")
+    def front() -> ResponseReturnValue:
+        """A reader who opens the site's address finds the sign-up; an editor, the desk."""
+        return redirect(url_for("desk.week" if desk.signed_in() else "signup.subscribe_page"))
+
+    return app
+
+
+def preview_app(settings: Settings, port: int) -> Flask:
+    """`newsletter preview` on a laptop: the preview pages alone, without a login, and only
+    for requests addressed to this machine's loopback port. No reader's page is served, so a
+    page elsewhere cannot act on readers through it; a page that points a name of its own at
+    127.0.0.1 (DNS rebinding) sends that name as Host and is refused."""
+    from . import preview
+
+    app = _app(settings, PREVIEW_OPEN=True)
+    app.register_blueprint(preview.bp)
+    hosts = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+
+    @app.before_request
+    def this_machine_only() -> ResponseReturnValue | None:
+        if request.host.lower() not in hosts:
+            return Response(
+                f"this preview answers only at 127.0.0.1:{port}\n", 421, mimetype="text/plain"
+            )
+        return None
+
+    return app
+
+
+def _app(settings: Settings, **config: Any) -> Flask:
+    """What every app of ours has: the desk, the session key, the body cap, the headers."""
+    from . import error_pages
 
     the_desk = Desk(settings).use_kept_key()
     app = Flask(__name__)
     app.config.update(
         DESK=the_desk,
-        PREVIEW_OPEN=open_preview,
         SECRET_KEY=the_desk.settings.require_secret(),  # signs the session cookie
         SECRET_KEY_FALLBACKS=list(the_desk.settings.older_secret_keys),
         SESSION_COOKIE_HTTPONLY=True,
@@ -31,11 +70,8 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         MAX_CONTENT_LENGTH=MAX_BODY,  # a larger body is refused (413) before it is read
+        **config,
     )
-    app.register_blueprint(desk.bp)
-    app.register_blueprint(preview.bp)
-    app.register_blueprint(public.bp)
-    app.register_blueprint(signup.bp)
     error_pages.register(app)
 
     @app.after_request
@@ -45,11 +81,6 @@ def create_app(settings: Settings, *, open_preview: bool = False) -> Flask:
         response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # the desk frames previews
         response.headers.setdefault("Referrer-Policy", "same-origin")  # tokens stay in our URLs
         return response
-
-    @app.get("/")
-    def front() -> ResponseReturnValue:
-        """A reader who opens the site's address finds the sign-up; an editor, the desk."""
-        return redirect(url_for("desk.week" if desk.signed_in() else "signup.subscribe_page"))
 
     @app.errorhandler(NewsletterError)
     def desk_error(error: NewsletterError) -> Response:

@@ -4,6 +4,7 @@ the raw message and the preflight report, reloaded when a template file changes.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -85,7 +86,7 @@ def page(issue: str) -> str:
         issue_id=copy.issue_id,
         reader=copy.reader.email,
         base=f"/preview/{issue}",
-        query=f"?as={as_email}" if as_email else "",
+        query="?" + urlencode({"as": as_email}) if as_email else "",
         preflight=copy.composed.preflight.lines(),
         text=copy.text,
     )
