@@ -324,6 +324,18 @@ def test_editors_add_from_the_command_line(desk: Desk, monkeypatch: pytest.Monke
     short = runner.invoke(cli, ["editors", "add", "new@example.org", "--password-stdin"],
                           input="short\n")  # fmt: skip
     assert short.exit_code == 2 and "password: at least 12 characters" in short.output
+    for guessable, why in [
+        ("password1234", "This is a very common password."),
+        ("qwertyuiop12", "This is similar to a commonly used password."),
+        ("aaaaaaaaaaaaaaaa", 'Repeats like "aaa" are easy to guess.'),
+        ("new@example.org1", "it is made of guessable parts."),  # the editor's own address
+        ("01/01/2026abcd", "Dates are often easy to guess."),
+        ("Password2026!", "This is similar to a commonly used password."),
+    ]:
+        weak = runner.invoke(cli, ["editors", "add", "new@example.org", "--password-stdin"],
+                             input=guessable + "\n")  # fmt: skip
+        assert weak.exit_code == 2, guessable
+        assert f"password: too easy to guess: {why}" in weak.output, weak.output
     made = runner.invoke(cli, ["editors", "add", "New@Example.org", "--password-stdin"],
                          input="a long enough password\n")  # fmt: skip
     assert made.exit_code == 0 and "new@example.org can log in" in made.output
