@@ -90,6 +90,7 @@ def forget(conn: sa.Connection, ref: str | int, now: datetime, channel: str = "c
         blank["detail"] = sa.func.replace(e.c.detail, found.email, "[erased]")
     conn.execute(e.update().where(e.c.subscriber_id == found.id).values(**blank))
     conn.execute(d.update().where(d.c.subscriber_id == found.id).values(reply=None))
-    set_status(conn, found.id, "erased", now, email=None, name="")
+    set_status(conn, found.id, "erased", now, email=None, name="", offered_name=None)
+    conn.execute(db.notice_queue.delete().where(db.notice_queue.c.subscriber_id == found.id))
     record_consent(conn, found.id, "erased", Evidence(source=channel), now)
     return found.id

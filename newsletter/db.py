@@ -97,6 +97,9 @@ subscribers = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("bounce_count", sa.Integer, nullable=False, server_default="0"),
+    # the name a sign-up offered, kept apart until its confirmation: a stranger who signs
+    # up someone's address does not choose the words that greet them
+    sa.Column("offered_name", sa.String(300), nullable=True),
     sa.Index("ix_subscribers_status", "status"),
 )
 
@@ -153,6 +156,24 @@ signing_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("retired_at", UTCDateTime, nullable=True),
     sa.Column("verify_until", UTCDateTime, nullable=True),
+)
+
+# Notices (confirmation, welcome) the web app owes: queued by the request's transaction,
+# composed and sent by a thread of their own, or by `newsletter worker`.
+notice_queue = sa.Table(
+    "notice_queue",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    sa.Column("token", sa.Text, nullable=False, server_default=""),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("next_try_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
 )
 
 deliveries = sa.Table(

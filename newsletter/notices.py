@@ -32,6 +32,7 @@ DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 class NoticeReport:
     sent: int
     failures: tuple[str, ...]
+    failed: tuple[int, ...] = ()  # the positions in `mails` of the mails that failed
 
 
 def next_send(settings: Settings, now: datetime) -> date:
@@ -70,8 +71,8 @@ def send_notices(
     return_path = return_paths(
         sender.secret, settings.bounce_address, NO_ISSUE, envelope_sender(settings)
     )
-    sent, failures = 0, []
-    for mail in mails:
+    sent, failures, failed = 0, [], []
+    for position, mail in enumerate(mails):
         if mail.kind not in prepared:
             rendered = render_mail(
                 mail.kind, context, Site.from_settings(settings), settings.templates
@@ -91,4 +92,5 @@ def send_notices(
             sent += 1
         except DeliveryError as exc:
             failures.append(f"{mail.kind} mail to {mail.email}: {exc}")
-    return NoticeReport(sent, tuple(failures))
+            failed.append(position)
+    return NoticeReport(sent, tuple(failures), tuple(failed))

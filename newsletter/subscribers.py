@@ -39,6 +39,7 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     bounce_count: int
+    offered_name: str | None = None  # a sign-up's name, until the address confirms it
 
 
 @dataclass(frozen=True)
@@ -199,20 +200,23 @@ def _sign_up(
     found = _row(conn, db.subscribers.c.email == address)
     if found is not None and found.status not in MAILABLE_AGAIN:
         return None  # active or complained: nothing changes, nothing is sent
+    # the name waits for the confirmation: until the address's owner clicks, it is a
+    # stranger's words, and neither greets them nor replaces the name they gave before
+    offered = {"offered_name": name or None}
     if found is None:
         inserted = conn.execute(
             db.subscribers.insert().values(
-                email=address, name=name, status="pending", created_at=now, updated_at=now
+                email=address, name="", status="pending", created_at=now, updated_at=now, **offered
             )
         ).inserted_primary_key
         assert inserted is not None
         subscriber_id = int(inserted[0])
     else:
         subscriber_id = found.id
-        set_status(conn, subscriber_id, "pending", now, **({"name": name} if name else {}))
+        set_status(conn, subscriber_id, "pending", now, **offered)
     event_id = record_consent(conn, subscriber_id, "given", evidence, now, policy)
     token = timed_token(secret, CONFIRM, subscriber_id, str(event_id), now)
-    return Mail("confirm", subscriber_id, address, name or (found.name if found else ""), token)
+    return Mail("confirm", subscriber_id, address, found.name if found else "", token)
 
 
 def confirm_target(
@@ -256,11 +260,16 @@ def confirm(
     found, policy = confirm_target(conn, token, keys, ttl, now)
     if found.status != "pending" or found.email is None:
         return None  # already confirmed: a replayed link changes nothing
-    set_status(conn, found.id, "active", now, policy_version=policy.version)
+    offered = conn.execute(
+        sa.select(db.subscribers.c.offered_name).where(db.subscribers.c.id == found.id)
+    ).scalar()
+    name = offered or found.name  # the owner of the address confirms the name they gave
+    set_status(conn, found.id, "active", now, policy_version=policy.version, name=name,
+               offered_name=None)  # fmt: skip
     if not _has_consent(conn, found.id):  # imported without evidence: this click is the consent
         record_consent(conn, found.id, "given", evidence, now, policy)
     record_consent(conn, found.id, "confirmed", evidence, now, policy)
-    return Mail("welcome", found.id, found.email, found.name)
+    return Mail("welcome", found.id, found.email, name)
 
 
 def _has_consent(conn: sa.Connection, subscriber_id: int) -> bool:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from . import db, ledger
 from .config import Settings
 from .errors import StateError
+from .notice_queue import drain as drain_notices
 from .sending import SendOptions, SendReport, Transports, send_issue
 
 Clock = Callable[[], datetime]
@@ -92,6 +93,9 @@ class Worker:
         """Work every send with due rows; with `once` stop when none is left, else poll."""
         reports: list[SendReport] = []
         while not self.stop.asked.is_set():
+            # the notices a web process queued and could not send (it stopped, the relay
+            # failed): a worker is a second sender for them
+            drain_notices(self.engine, self.settings, self.transports, self.clock)
             reports += self.work_pass()
             if once or self.stop.asked.wait(self.settings.worker_poll.total_seconds()):
                 break

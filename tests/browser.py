@@ -86,12 +86,22 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(chromium: Browser) -> Iterator[Page]:
-    """A fresh browser context (no cookies, no cache) at desktop size."""
+    """A fresh browser context (no cookies, no cache) at desktop size. A script or style
+    our Content-Security-Policy blocked fails the test: the page would not work as tested."""
     context = chromium.new_context(viewport=DESKTOP, locale="en-GB")
+    blocked: list[str] = []
     try:
-        yield context.new_page()
+        opened = context.new_page()
+        opened.on(
+            "console",
+            lambda message: (
+                blocked.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
+        yield opened
     finally:
         context.close()
+    assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
 
 
 @pytest.fixture

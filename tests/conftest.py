@@ -304,12 +304,16 @@ def wait_for_mail(smtp_server: SMTPServer, count: int, seconds: float = 15) -> N
 
 class ClosingClient(FlaskClient):
     """Closes each response once read, as a real server does after sending it; that runs
-    what the app does after answering (the sign-up's confirmation mail)."""
+    what the app does after answering (waking the notices' thread), and then waits for
+    that thread to finish, so a test reads the mail its request caused."""
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         response = super().open(*args, **kwargs)
         response.get_data()
         response.close()
+        drainer = self.application.config.get("NOTICES")
+        if drainer is not None:
+            assert drainer.idle(timeout=30), "the notices' thread is still sending after 30 s"
         return response
 
 

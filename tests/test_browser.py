@@ -62,7 +62,8 @@ def test_a_reader_signs_up_with_the_keyboard_and_confirms_from_the_mail(
     page.get_by_role("button", name="Yes, send me the newsletter").click()
     page.get_by_role("heading", name="You are subscribed").wait_for()
     assert status_of(desk.engine, "lena@example.org") == "active"
-    assert len(smtp_server.handler.received) == 2  # and the welcome
+    wait_for_mail(smtp_server, 2)  # and the welcome, sent by the notices' thread
+    assert len(smtp_server.handler.received) == 2
 
 
 def test_a_sign_up_without_the_tick_is_stopped_in_the_browser_and_stores_nothing(

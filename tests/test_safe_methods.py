@@ -117,3 +117,29 @@ def test_a_huge_body_is_refused_unread_and_every_page_carries_careful_headers(
         assert headers["X-Content-Type-Options"] == "nosniff", path
         assert headers["X-Frame-Options"] == "SAMEORIGIN", path
         assert headers["Referrer-Policy"] == "same-origin", path
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'nonce-" in policy and "frame-ancestors 'self'" in policy, path
+        assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";")[0], path
+
+
+def test_only_scripts_with_the_answers_nonce_run_and_an_email_runs_none(
+    app: Flask, desk: Desk
+) -> None:
+    """The desk's drag-and-drop script carries the nonce its answer's policy names; a new
+    answer gets a new nonce; the email as a browser shows it (view online, the preview's
+    frames) may run no script at all, whatever an article's summary held."""
+    client = app.test_client()
+    token = logged_in(client)
+    issue_id = int(
+        client.post("/desk/issues", data={"csrf": token}).headers["Location"].rsplit("/", 1)[1]
+    )
+    nonces = []
+    for _ in range(2):
+        answer = client.get(f"/desk/issues/{issue_id}")
+        policy = answer.headers["Content-Security-Policy"]
+        nonce = policy.split("script-src 'nonce-", 1)[1].split("'", 1)[0]
+        assert f'<script nonce="{nonce}">' in answer.get_data(as_text=True)
+        nonces.append(nonce)
+    assert nonces[0] != nonces[1]
+    preview = client.get(f"/preview/{issue_id}/html").headers["Content-Security-Policy"]
+    assert preview.startswith("default-src 'none'") and "script-src" not in preview

@@ -89,6 +89,7 @@ def serve(desk: Desk, host: str, port: int) -> None:
     from ..web import create_app
 
     app = create_app(desk.settings)  # refuses to start without a key
+    app.config["NOTICES"].wake()  # what a stopped process left queued
     here = f"http://{host}:{port}"
     click.echo(f"serving on {here}/ (public address {desk.settings.base_url})")
     click.echo(f"readers sign up at {here}/subscribe; editors work at {here}/desk/")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, Response, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..config import Settings
 from ..desk import Desk
 from ..editors import SESSION_LIFETIME
 from ..errors import ConfigError, NewsletterError
+from ..notice_queue import Drainer
 
 MAX_BODY = 256 * 1024  # a sign-up or a desk form is a few kilobytes
 
@@ -20,6 +23,10 @@ def create_app(settings: Settings) -> Flask:
     from . import desk, preview, public, signup
 
     app = _app(settings)
+    the_desk: Desk = app.config["DESK"]
+    app.config["NOTICES"] = Drainer(
+        the_desk.engine, the_desk.settings, the_desk.transport, the_desk.now
+    )
     app.register_blueprint(desk.bp)
     app.register_blueprint(preview.bp)
     app.register_blueprint(public.bp)
@@ -73,10 +80,27 @@ def _app(settings: Settings, **config: Any) -> Flask:
         **config,
     )
     error_pages.register(app)
+    form_to = " ".join(sorted({"'self'", _origin(settings.base_url)}))
+
+    @app.before_request
+    def script_nonce() -> None:
+        g.csp_nonce = secrets.token_urlsafe(16)
+
+    @app.context_processor
+    def nonce() -> dict[str, Any]:
+        return {"csp_nonce": g.get("csp_nonce", "")}
 
     @app.after_request
     def careful_headers(response: Response) -> Response:
-        """No page of ours is framed by another site or read as another type."""
+        """No page of ours is framed by another site or read as another type, and only
+        our own scripts run: the desk's carry this answer's nonce."""
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; script-src 'nonce-{g.get('csp_nonce', '')}'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' https: http: data:; "
+            f"object-src 'none'; base-uri 'none'; form-action {form_to}; "
+            "frame-ancestors 'self'",
+        )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # the desk frames previews
         response.headers.setdefault("Referrer-Policy", "same-origin")  # tokens stay in our URLs
@@ -90,11 +114,26 @@ def _app(settings: Settings, **config: Any) -> Flask:
     return app
 
 
+# An email shown in a browser (the preview's frames, "view online"): its own styles and
+# remote images, no script at all, whatever a feed's summary smuggled into it.
+MAIL_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def wsgi() -> Flask:
     """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
     from ..config import load_settings
 
     try:  # fail at start-up (no key, a malformed setting), not on a reader's first click
-        return create_app(load_settings())
+        app = create_app(load_settings())
+        app.config["NOTICES"].wake()  # what a stopped process left queued
+        return app
     except ConfigError as exc:  # one line on stderr and exit 1, not a traceback
         raise SystemExit(f"newsletter: {exc}") from None

@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from ..desk import Desk
 from ..messages import build_message, message_id
 from ..preview import PreviewCopy, preview_copy
+from . import MAIL_CSP
 from .desk import signed_in
 
 bp = Blueprint("preview", __name__, url_prefix="/preview")
@@ -50,7 +51,7 @@ PAGE = """<!doctype html>
   <iframe title="phone" width="375" src="{{ base }}/html{{ query }}"></iframe></figure>
  <figure><figcaption>Plain text</figcaption><pre>{{ text }}</pre></figure>
 </main>
-<script>
+<script nonce="{{ csp_nonce }}">
  let seen = null;
  setInterval(async () => {
    const r = await fetch("{{ base }}/version"); const v = await r.text();
@@ -94,7 +95,9 @@ def page(issue: str) -> str:
 
 @bp.get("/<issue>/html")
 def html(issue: str) -> Response:
-    return Response(_copy(issue).html, mimetype="text/html")
+    response = Response(_copy(issue).html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = MAIL_CSP
+    return response
 
 
 @bp.get("/<issue>/text")

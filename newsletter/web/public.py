@@ -17,7 +17,8 @@ from ..errors import NewsletterError, NotFound
 from ..issues import get_issue
 from ..messages import Sender
 from ..models import Reader
-from ..notices import next_send, send_notices
+from ..notice_queue import queue_mails
+from ..notices import next_send
 from ..rendering import Site, personalise, render_issue
 from ..subscribers import (
     confirm,
@@ -28,7 +29,9 @@ from ..subscribers import (
     unsubscribe,
 )
 from ..tokens import TokenError, read_reader_token
+from . import MAIL_CSP
 from .error_pages import reader_error
+from .signup import wake_notices_after_answer
 
 bp = Blueprint("public", __name__, template_folder="templates")
 bp.register_error_handler(NewsletterError, reader_error)
@@ -81,13 +84,10 @@ def confirm_click(token: str) -> tuple[str, int]:
     with desk.engine.begin() as conn:
         welcome = confirm(conn, token, _evidence(request.url), keys,
                           desk.settings.confirm_ttl, now)  # fmt: skip
+        queue_mails(conn, [welcome] if welcome else [], now)
     if welcome is None:
         return page("You are already subscribed", "Nothing has changed.")
-    transport = desk.transport()
-    try:
-        send_notices([welcome], desk.engine, desk.settings, transport, now)
-    finally:
-        transport.close()
+    wake_notices_after_answer()
     day = next_send(desk.settings, now)
     return page("You are subscribed", f"The next issue arrives on {day:%A, %-d %B %Y}.")
 
@@ -150,7 +150,9 @@ def view_online(issue_id: int, token: str) -> Response:
     reader = Reader(found.id, found.email or "", found.name)
     rendered = render_issue(issue, Site.from_settings(desk.settings), desk.settings.templates)
     html, _ = personalise(rendered, sender.reader_values(reader, issue.id))
-    return Response(html, mimetype="text/html")
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = MAIL_CSP
+    return response
 
 
 @bp.get("/privacy")

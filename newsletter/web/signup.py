@@ -9,13 +9,13 @@ the newsletter.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from flask import (
     Blueprint,
     Response,
+    after_this_request,
     current_app,
     jsonify,
     render_template,
@@ -30,9 +30,9 @@ from ..consent import Evidence, Policy, current_policy
 from ..desk import Desk
 from ..errors import InputError, NewsletterError
 from ..issues import check_line
-from ..notices import send_notices
+from ..notice_queue import Drainer, queue_mails
 from ..rendering import Site
-from ..subscribers import NAME_MAX, Limits, Mail, RateLimited, SignUp, sign_up
+from ..subscribers import NAME_MAX, Limits, RateLimited, SignUp, sign_up
 from .error_pages import reader_error
 
 bp = Blueprint("signup", __name__, template_folder="templates")
@@ -110,8 +110,8 @@ def policy_url(settings: Settings, policy: Policy) -> str:
     return f"{settings.base_url}/privacy/{policy.version}"
 
 
-def take_sign_up(form: Form) -> Mail | None:
-    """Check and record the consent; the confirmation mail to send, if one is due.
+def take_sign_up(form: Form) -> None:
+    """Check and record the consent, and queue the confirmation mail if one is due.
 
     FormInvalid or RateLimited when refused; otherwise the same quiet return for all."""
     desk = _desk()
@@ -126,15 +126,25 @@ def take_sign_up(form: Form) -> Mail | None:
         if problems:
             raise FormInvalid(problems)
         signup = SignUp(form.email, form.consent, form.name, evidence)
-        return sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
+        mail = sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
+        queue_mails(conn, [mail] if mail else [], now)
 
 
-def mail_after(response: Response, mail: Mail | None) -> Response:
-    """Send the confirmation once the answer has gone: an answer that waited for the relay
-    would tell, by its delay, a new address from a known one."""
-    if mail is not None:
-        desk, log = _desk(), current_app.logger
-        response.call_on_close(lambda: _send_confirmation(desk, mail, log))
+def wake_notices_after_answer() -> None:
+    """Wake the notices' thread once this request's answer has gone. It is woken after
+    every sign-up, mailed or not, and the request itself composes and sends nothing:
+    neither this answer's time nor the next request's on this worker tells a new address
+    from a known one."""
+    drainer: Drainer = current_app.config["NOTICES"]
+
+    @after_this_request
+    def wake(response: Response) -> Response:
+        response.call_on_close(drainer.wake)
+        return response
+
+
+def mail_after(response: Response) -> Response:
+    wake_notices_after_answer()
     return response
 
 
@@ -144,16 +154,6 @@ def _form_url() -> str:
     if referrer.startswith(("https://", "http://")) and len(referrer) <= SOURCE_MAX:
         return referrer
     return request.url
-
-
-def _send_confirmation(desk: Desk, mail: Mail, log: logging.Logger) -> None:
-    transport = desk.transport()
-    try:
-        report = send_notices([mail], desk.engine, desk.settings, transport, desk.now())
-    finally:
-        transport.close()
-    for failure in report.failures:  # the reader's answer is the same: they may sign up again
-        log.warning("sign-up: %s", failure)
 
 
 def _site() -> Site:
@@ -199,7 +199,7 @@ def subscribe_form() -> tuple[str, int] | Response:
         policy_version=request.form.get("policy_version"),
     )
     try:
-        mail = take_sign_up(form)
+        take_sign_up(form)
     except FormInvalid as exc:
         return _signup_page(form, exc.problems, status=400)
     except RateLimited:
@@ -218,7 +218,7 @@ def subscribe_form() -> tuple[str, int] | Response:
         "is on its way. Open the link to start your subscription.",
         "No message within a few minutes? Look in the spam folder, or sign up again later.",
     )
-    return mail_after(answer, mail)
+    return mail_after(answer)
 
 
 def embed_snippet() -> Markup:
@@ -282,7 +282,7 @@ def subscribe_api() -> Response:
     if not request.is_json:
         return _json(415, error="send the sign-up as JSON (Content-Type: application/json)")
     try:
-        mail = take_sign_up(_form_from_json(request.get_json(silent=True)))
+        take_sign_up(_form_from_json(request.get_json(silent=True)))
     except FormInvalid as exc:
         field, text = next(iter(exc.problems.items()))
         return _json(400, error=text, field=field)
@@ -290,4 +290,4 @@ def subscribe_api() -> Response:
         response = _json(429, error=str(exc))
         response.headers["Retry-After"] = RETRY_AFTER
         return response
-    return mail_after(_json(202, status=CHECK_INBOX), mail)
+    return mail_after(_json(202, status=CHECK_INBOX))
