@@ -39,11 +39,23 @@ def _size(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
 
 
+# IPv6 prefixes that carry an IPv4 address inside (NAT64, IPv4-compatible, translated):
+# the address within is the one reached, so it is the one checked
+_WRAPPING = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96")
+)
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    inner: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner += [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+        if ip.teredo:
+            inner += list(ip.teredo)
+        if any(ip in net for net in _WRAPPING):
+            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return all(a.is_global and not a.is_multicast for a in inner)
 
 
 class _Fetch:

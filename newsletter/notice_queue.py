@@ -79,49 +79,75 @@ def drain(
     now: Callable[[], datetime],
 ) -> NoticeReport:
     """Send every due notice; sent ones leave the queue, failed ones wait for their retry."""
-    q = db.notice_queue
     sent, failures = 0, list[str]()
     while claimed := _claim(engine, now()):
         # a factory opens a connection for the batch; a transport given is the caller's
         connection = transport() if callable(transport) else transport
         try:
-            mails = [m for _, _, m in claimed]
-            report = send_notices(mails, engine, settings, connection, now())
+            for row_id, attempts, mail in claimed:
+                problem, final = _send_one(engine, settings, connection, mail, now())
+                if problem is None:
+                    sent += 1
+                else:
+                    failures.append(problem)
+                _settle(engine, row_id, attempts, problem, final, now())
         finally:
             if connection is not transport:
                 connection.close()
-        sent += report.sent
-        failures += report.failures
-        failed = dict(zip(report.failed, report.failures, strict=True))
-        moment = now()
-        with engine.begin() as conn:
-            for position, (row_id, attempts, _mail) in enumerate(claimed):
-                if position not in failed:
-                    conn.execute(q.delete().where(q.c.id == row_id))
-                elif attempts < len(RETRY_AFTER):
-                    conn.execute(
-                        q.update()
-                        .where(q.c.id == row_id)
-                        .values(
-                            attempts=attempts + 1,
-                            next_try_at=moment + RETRY_AFTER[attempts],
-                            claimed_until=None,
-                            last_error=failed[position][:2000],
-                        )
-                    )
-                else:
-                    log.warning("given up after %d tries: %s", attempts + 1, failed[position])
-                    conn.execute(q.delete().where(q.c.id == row_id))
-    for failure in failures:
-        log.warning("%s", failure)
     return NoticeReport(sent, tuple(failures))
+
+
+def _send_one(
+    engine: sa.Engine, settings: Settings, connection: Transport, mail: Mail, now: datetime
+) -> tuple[str | None, bool]:
+    """(the problem, or None when sent; whether trying again is pointless). One mail at a
+    time: a failure of any kind (a template, the relay) holds back that row alone."""
+    with engine.connect() as conn:  # erased (or changed) since it was queued: not sent
+        address = conn.execute(
+            sa.select(db.subscribers.c.email).where(db.subscribers.c.id == mail.subscriber_id)
+        ).scalar()
+    if address != mail.email:
+        return None, True
+    try:
+        report = send_notices([mail], engine, settings, connection, now)
+    except Exception as exc:
+        log.exception("notices: the %s mail to %s could not be made", mail.kind, mail.email)
+        return f"{mail.kind} mail to {mail.email}: {exc!r}", False
+    if report.failures:
+        return report.failures[0], bool(report.permanent)
+    return None, True
+
+
+def _settle(
+    engine: sa.Engine, row_id: int, attempts: int, problem: str | None, final: bool, now: datetime
+) -> None:
+    q = db.notice_queue
+    with engine.begin() as conn:
+        if problem is not None and not final and attempts < len(RETRY_AFTER):
+            conn.execute(
+                q.update()
+                .where(q.c.id == row_id)
+                .values(
+                    attempts=attempts + 1,
+                    next_try_at=now + RETRY_AFTER[attempts],
+                    claimed_until=None,
+                    last_error=problem[:2000],
+                )
+            )
+            log.warning("%s (tried again in %s)", problem, RETRY_AFTER[attempts])
+            return
+        if problem is not None:
+            log.warning("given up after %d tries: %s", attempts + 1, problem)
+        conn.execute(q.delete().where(q.c.id == row_id))
 
 
 def next_retry(engine: sa.Engine) -> datetime | None:
     with engine.connect() as conn:
-        found: datetime | None = conn.execute(
-            sa.select(sa.func.min(db.notice_queue.c.next_try_at))
-        ).scalar()
+        q = db.notice_queue  # a claimed row is due when its claim runs out
+        due = sa.case(
+            (q.c.claimed_until > q.c.next_try_at, q.c.claimed_until), else_=q.c.next_try_at
+        )
+        found: datetime | None = conn.execute(sa.select(sa.func.min(due))).scalar()
     return found
 
 
@@ -180,11 +206,12 @@ class Drainer:
     def _plan_retry(self) -> None:
         try:
             due = next_retry(self.engine)
-        except sa.exc.SQLAlchemyError:
-            return
-        if due is None:
-            return
-        wait = max((due - self.now()).total_seconds(), 1.0)
+            if due is None:
+                return
+            wait = max((due - self.now()).total_seconds(), 1.0)
+        except sa.exc.SQLAlchemyError:  # the database is away: look again in a minute
+            log.exception("notices: cannot read the queue")
+            wait = 60.0
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()

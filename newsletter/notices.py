@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from .config import Settings
 from .consent import current_policy
-from .errors import DeliveryError
+from .errors import DeliveryError, PermanentDeliveryError
 from .messages import PreparedMessage, Sender, build_message, prepare_message
 from .models import Reader
 from .rendering import Site, render_mail
@@ -33,6 +33,7 @@ class NoticeReport:
     sent: int
     failures: tuple[str, ...]
     failed: tuple[int, ...] = ()  # the positions in `mails` of the mails that failed
+    permanent: tuple[int, ...] = ()  # those of them the relay refused for good (5xx)
 
 
 def next_send(settings: Settings, now: datetime) -> date:
@@ -71,7 +72,7 @@ def send_notices(
     return_path = return_paths(
         sender.secret, settings.bounce_address, NO_ISSUE, envelope_sender(settings)
     )
-    sent, failures, failed = 0, [], []
+    sent, failures, failed, permanent = 0, [], [], []
     for position, mail in enumerate(mails):
         if mail.kind not in prepared:
             rendered = render_mail(
@@ -93,4 +94,6 @@ def send_notices(
         except DeliveryError as exc:
             failures.append(f"{mail.kind} mail to {mail.email}: {exc}")
             failed.append(position)
-    return NoticeReport(sent, tuple(failures), tuple(failed))
+            if isinstance(exc, PermanentDeliveryError):
+                permanent.append(position)
+    return NoticeReport(sent, tuple(failures), tuple(failed), tuple(permanent))

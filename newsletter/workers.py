@@ -10,6 +10,7 @@ one in flight per connection becomes uncertain (ledger.recover).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -24,6 +25,7 @@ from .notice_queue import drain as drain_notices
 from .sending import SendOptions, SendReport, Transports, send_issue
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("newsletter.worker")
 
 
 class WorkerStop:
@@ -95,7 +97,10 @@ class Worker:
         while not self.stop.asked.is_set():
             # the notices a web process queued and could not send (it stopped, the relay
             # failed): a worker is a second sender for them
-            drain_notices(self.engine, self.settings, self.transports, self.clock)
+            try:
+                drain_notices(self.engine, self.settings, self.transports, self.clock)
+            except Exception:  # the sends go on; the queue keeps its rows for the next pass
+                log.exception("worker: the notices could not be sent")
             reports += self.work_pass()
             if once or self.stop.asked.wait(self.settings.worker_poll.total_seconds()):
                 break

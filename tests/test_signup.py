@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import lxml.html
@@ -507,3 +508,38 @@ def test_the_api_takes_only_post(client: FlaskClient) -> None:
     response = client.get("/api/subscribe")
     assert response.status_code == 405 and response.mimetype == "application/json"
     assert "POST" in response.headers["Allow"]
+
+
+def test_a_mail_the_relay_refuses_for_good_is_not_tried_again(
+    desk: Desk, client: FlaskClient, smtp_server: SMTPServer
+) -> None:
+    smtp_server.handler.refuse["lena@example.org"] = "550 5.1.1 no such user"
+    assert client.post("/subscribe", data=GOOD, **browser()).status_code == 200
+    assert queued(desk.engine) == []  # given up at once: a 5xx does not change in an hour
+    assert smtp_server.handler.received == []
+
+
+def test_a_template_that_fails_holds_back_its_mail_and_the_others_go(
+    desk: Desk, settings: Settings, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    import shutil
+
+    from newsletter.notice_queue import drain, queue_mails
+    from newsletter.subscribers import Mail
+
+    from .conftest import ROOT
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    (templates / "welcome.txt").write_text("{{ broken(")  # a designer's slip
+    anna, tom, _ = seed_readers(desk.engine)
+    with desk.engine.begin() as conn:
+        queue_mails(conn, [Mail("welcome", anna, "anna@example.org", "Анна"),
+                           Mail("welcome", tom, "tom@example.org", "Tom")], real_now())  # fmt: skip
+        queue_mails(conn, [Mail("confirm", tom, "tom@example.org", "", "tok")], real_now())
+    broken = replace(settings, templates=templates, smtp_url=smtp_server.url)
+    desk_now = Desk(broken).use_kept_key()
+    report = drain(desk_now.engine, desk_now.settings, desk_now.transport, desk_now.now)
+    assert report.sent == 1 and len(report.failures) == 2
+    assert [r.recipients for r in smtp_server.handler.received] == [["tom@example.org"]]
+    assert sorted((r.kind, r.attempts) for r in queued(desk.engine)) == [("welcome", 1)] * 2
