@@ -149,7 +149,7 @@ def test_a_sqlite_desk_moves_to_postgresql_whole_and_verified(
     build_desk(desk)
     result = copy(desk, target)
     assert result.exit_code == 0, result.output
-    assert "verified: 18 tables" in result.output
+    assert f"verified: {len(db.metadata.sorted_tables)} tables" in result.output
     assert every_row(moved.engine) == every_row(desk.engine)
     before = as_the_app_reads_it(desk.engine)
     assert as_the_app_reads_it(moved.engine) == before
