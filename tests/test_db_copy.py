@@ -31,6 +31,7 @@ from newsletter.desk import Desk, init_desk
 from newsletter.editors import LoginRefused, add_editor, get_editor, log_in, open_session
 from newsletter.issues import approve, get_issue, list_issues, new_issue, pick, set_fields
 from newsletter.ledger import counts, reserve, uncertain_readers
+from newsletter.notice_queue import queue_mails
 from newsletter.scheduling import take_lease
 from newsletter.sending import send_issue
 from newsletter.subscribers import (
@@ -78,9 +79,11 @@ def build_desk(desk: Desk) -> None:
         forget(conn, tom, NOW)  # erased: the ledger keeps the blanked events and a hash
         unsubscribe(conn, noname, Evidence(source="https://news.example.org/u"), NOW)
         publish_policy(conn, "2027-01-01", "New text.\n", "I agree to the 2027 policy.", NOW)
-        sign_up(conn, SignUp("lena@example.org", True, "Лена Смирнова",
+        confirmation = sign_up(conn, SignUp("lena@example.org", True, "Лена Смирнова",
                              Evidence(source="https://example.org/", ip="198.51.100.7",
                                       user_agent=UA)), Limits(), SECRET, NOW)  # fmt: skip
+        assert confirmation is not None
+        queue_mails(conn, [confirmation], NOW)  # the web app's, not sent yet
         open_session(conn, add_editor(conn, EDITOR, PASSWORD, NOW), NOW)
         with pytest.raises(LoginRefused):
             log_in(conn, EDITOR, "wrong password!", "192.0.2.9", NOW)
