@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
-from .fetching import FetchLimits
 from .relays import parse_relays
 
 PREFIX = "NEWSLETTER_"
@@ -104,13 +103,6 @@ class Settings:
     def verify_keys(self) -> tuple[str, ...]:
         """The keys a link may be signed with: the current one first, then older ones."""
         return (self.require_secret(), *self.older_secret_keys)
-
-    @property
-    def feed_limits(self) -> FetchLimits:
-        return FetchLimits(
-            deadline=self.feed_deadline.total_seconds(),
-            private_hosts=frozenset(self.feed_private_hosts),
-        )
 
     @property
     def privacy_link(self) -> str:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from .config import Settings
 from .errors import FeedError
 
 USER_AGENT = "newsletter-desk/0.1 (newsroom newsletter feed import)"
@@ -33,6 +34,13 @@ class FetchLimits:
     max_bytes: int = MAX_FEED_BYTES
     private_hosts: frozenset[str] = frozenset()  # may be on loopback, private, link-local
     redirects: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchLimits:
+        return cls(
+            deadline=settings.feed_deadline.total_seconds(),
+            private_hosts=frozenset(settings.feed_private_hosts),
+        )
 
 
 def _size(limit: int) -> str:

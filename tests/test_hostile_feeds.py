@@ -269,7 +269,7 @@ def test_the_settings_name_the_private_hosts_and_the_deadline() -> None:
         },
         Path("/nonexistent.toml"),
     )
-    assert settings.feed_limits == FetchLimits(
+    assert FetchLimits.from_settings(settings) == FetchLimits(
         deadline=5, private_hosts=frozenset({"127.0.0.1", "feeds.internal"})
     )
     with pytest.raises(ConfigError, match="NEWSLETTER_FEED_PRIVATE_HOSTS: 'a b' is not a host"):

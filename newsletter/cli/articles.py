@@ -9,6 +9,7 @@ import click
 
 from .. import articles as library
 from ..desk import Desk
+from ..fetching import FetchLimits
 from ..models import Article
 from .common import emit, json_option, pass_desk
 
@@ -35,7 +36,8 @@ def import_(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     Example:
         newsletter articles import https://example.org/feed.xml
     """
-    reports = library.import_sources(desk.engine, sources, desk.now(), desk.settings.feed_limits)
+    limits = FetchLimits.from_settings(desk.settings)
+    reports = library.import_sources(desk.engine, sources, desk.now(), limits)
     lines = []
     for report in reports:
         lines.append(

@@ -46,6 +46,7 @@ from ..editors import (
     session_editor,
 )
 from ..errors import InputError, NewsletterError, NotFound
+from ..fetching import FetchLimits
 from ..ledger import counts as ledger_counts
 from ..ledger import uncertain_readers
 from ..preview import preview_copy
@@ -354,7 +355,7 @@ def import_feed(issue_id: int) -> str:
     if not desk.settings.feed_url:
         raise InputError("NEWSLETTER_FEED_URL is not set: the desk does not know the feed")
     reports = import_sources(
-        desk.engine, [desk.settings.feed_url], _now(), desk.settings.feed_limits
+        desk.engine, [desk.settings.feed_url], _now(), FetchLimits.from_settings(desk.settings)
     )
     return "; ".join(
         f"feed: {r.added} added, {r.updated} updated, {len(r.skipped)} skipped" for r in reports
