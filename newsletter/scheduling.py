@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -46,12 +46,12 @@ from . import db
 from .alerts import Alert, alert_editors
 from .bounce_ledger import check_last_issue
 from .config import WEEKDAYS, SendAt, Settings
-from .desk import Desk
 from .errors import LeaseHeld, NewsletterError, NotFound
 from .issues import get_issue, send_day_on_or_after
 from .ledger import alive_here, worker_name
 from .models import Issue
 from .sending import SendOptions, SendReport, send_issue
+from .transports import Transport
 from .workers import WorkerStop
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,21 @@ def how_to_fix(issue: Issue | None, settings: Settings) -> str:
         f"    newsletter issue approve {issue.id}\n"
         f"    python send.py --now --issue {issue.id}\n"
     )
+
+
+class Desk(Protocol):
+    """What the jobs use of the composition root (newsletter.desk.Desk): the schedule sits
+    below it and is handed one."""
+
+    @property
+    def engine(self) -> sa.Engine: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def transport(self) -> Transport: ...
+
+    def transports(self) -> Callable[[], Transport]: ...
 
 
 class FridayJob:
