@@ -16,11 +16,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
-from newsletter.articles import parse_feed
-from newsletter.config import Settings
-from newsletter.messages import Sender, build_message, message_id, prepare_message
+from newsletter.compose.messages import Sender, build_message, message_id, prepare_message
+from newsletter.compose.rendering import Site, personalise, render_issue
+from newsletter.curation.articles import parse_feed
 from newsletter.models import Article, Issue, IssueItem, Reader
-from newsletter.rendering import Site, personalise, render_issue
+from newsletter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.addresses import _domain
-from newsletter.config import Settings
-from newsletter.desk import Desk, init_desk
-from newsletter.import_rows import COLUMNS, ImportResult, check_file
-from newsletter.importing import import_csv, staging_for
+from newsletter.app import Desk, init_desk
+from newsletter.readers.addresses import _domain
+from newsletter.readers.import_rows import COLUMNS, ImportResult, check_file
+from newsletter.readers.importing import import_csv, staging_for
+from newsletter.settings import Settings
+from newsletter.store import tables as db
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -32,16 +32,18 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.articles import import_sources
-from newsletter.config import Settings
-from newsletter.desk import Desk, init_desk
-from newsletter.issues import approve, new_issue, pick, set_fields
-from newsletter.ledger import snapshot_audience
-from newsletter.messages import build_message, message_id
+from newsletter.app import Desk, init_desk
+from newsletter.compose.issue import compose
+from newsletter.compose.messages import build_message, message_id
+from newsletter.curation.articles import import_sources
+from newsletter.curation.issues import approve, new_issue, pick, set_fields
+from newsletter.delivery.ledger import snapshot_audience
+from newsletter.delivery.send import SendOptions, send_issue
 from newsletter.models import Reader
-from newsletter.sending import SendOptions, compose, send_issue
-from newsletter.transports import Envelope, open_transport
+from newsletter.settings import Settings
+from newsletter.store import tables as db
+from newsletter.transport.base import Envelope
+from newsletter.transport.pool import open_transport
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = [
@@ -160,7 +162,7 @@ def ceiling(port: int, data: bytes, count: int, threads: int) -> float:
 
 def build_rate(desk: Desk, issue_id: int, count: int) -> tuple[float, int]:
     with desk.engine.connect() as conn:
-        from newsletter.issues import get_issue
+        from newsletter.curation.issues import get_issue
 
         composed = compose(get_issue(conn, issue_id), desk.settings, NOW)
     readers = [Reader(n, f"reader{n}@example.org", "Анна Петрова") for n in range(count)]
@@ -265,7 +267,7 @@ def main() -> None:
             assert report.sent == args.readers and report.failed == 0, report.lines()
             rate, size = build_rate(desk, issue_id, 20_000)
             with desk.engine.connect() as conn:
-                from newsletter.issues import get_issue
+                from newsletter.curation.issues import get_issue
 
                 composed = compose(get_issue(conn, issue_id), desk.settings, NOW)
             reader = Reader(1, "reader1@example.org", "Анна Петрова")

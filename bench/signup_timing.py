@@ -28,11 +28,11 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from flask import Flask
 
-from newsletter.config import Settings
-from newsletter.consent import Evidence, current_policy
-from newsletter.desk import Desk, init_desk
-from newsletter.notice_queue import drain
-from newsletter.subscribers import add_active_reader
+from newsletter.app import Desk, init_desk
+from newsletter.delivery.notice_queue import drain
+from newsletter.readers.consent import Evidence, current_policy
+from newsletter.readers.subscribers import add_active_reader
+from newsletter.settings import Settings
 from newsletter.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent

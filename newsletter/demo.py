@@ -7,14 +7,21 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from . import db
-from .articles import import_sources, list_articles
-from .consent import Evidence, current_policy
-from .desk import DEFAULTS, Desk, init_desk
-from .issues import approve, get_issue, new_issue, pick, send_day_on_or_after, set_fields
-from .models import Issue
-from .sending import SendReport, send_issue
-from .subscribers import add_active_reader
+from newsletter.app import DEFAULTS, Desk, init_desk
+from newsletter.curation.articles import import_sources, list_articles
+from newsletter.curation.issues import (
+    approve,
+    get_issue,
+    new_issue,
+    pick,
+    send_day_on_or_after,
+    set_fields,
+)
+from newsletter.delivery.send import SendReport, send_issue
+from newsletter.models import Issue
+from newsletter.readers.consent import Evidence, current_policy
+from newsletter.readers.subscribers import add_active_reader
+from newsletter.store import tables as db
 
 DEMO_FEED = DEFAULTS / "demo_feed.xml"
 DEMO_READERS = (

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
-from . import db
-from .addresses import normalise_address
-from .errors import InputError, NewsletterError, NotFound
+from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.readers.addresses import normalise_address
+from newsletter.store import tables as db
 
 PASSWORD_MIN = 12
 STRENGTH_MIN = 4  # zxcvbn's score: at least 10^10 guesses

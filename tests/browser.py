@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from werkzeug.serving import make_server
 
-from newsletter.config import Settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
+from newsletter.settings import Settings
 from newsletter.web import create_app
 
 if TYPE_CHECKING:

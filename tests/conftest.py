@@ -19,13 +19,13 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 
-from newsletter.articles import import_sources
-from newsletter.config import Settings
-from newsletter.consent import Evidence, current_policy
-from newsletter.desk import Desk, init_desk
-from newsletter.issues import approve, new_issue, pick, set_fields
+from newsletter.app import Desk, init_desk
+from newsletter.curation.articles import import_sources
+from newsletter.curation.issues import approve, new_issue, pick, set_fields
 from newsletter.models import Issue
-from newsletter.subscribers import add_active_reader
+from newsletter.readers.consent import Evidence, current_policy
+from newsletter.readers.subscribers import add_active_reader
+from newsletter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = Path(__file__).parent / "feeds"

@@ -11,8 +11,8 @@ import lxml.html
 import pytest
 from flask.testing import FlaskClient
 
-from newsletter.desk import Desk
-from newsletter.tokens import reader_token
+from newsletter.app import Desk
+from newsletter.readers.tokens import reader_token
 
 from .conftest import SECRET, seed_readers
 from .test_public_pages import new_signup

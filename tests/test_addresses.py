@@ -7,8 +7,8 @@ from email_validator import EmailNotValidError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.addresses import _check, normalise_address
 from newsletter.errors import InputError
+from newsletter.readers.addresses import _check, normalise_address
 
 ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
 DOMAINS = [

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.articles import (
+from newsletter.curation.articles import (
     ImportReport,
     Skipped,
     add_article,
@@ -30,9 +30,9 @@ from newsletter.articles import (
     read_source,
     shorten,
 )
-from newsletter.db import articles, create_db_engine, upgrade_database
+from newsletter.curation.fetch import FetchLimits
 from newsletter.errors import FeedError, InputError, NotFound
-from newsletter.fetching import FetchLimits
+from newsletter.store.tables import articles, create_db_engine, upgrade_database
 
 FEEDS = Path(__file__).parent / "feeds"
 BBC, LIGA, ONLINER = (

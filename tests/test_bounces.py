@@ -12,16 +12,14 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
-from newsletter import db
+from newsletter.app import Desk
+from newsletter.bounces.mailboxes import process_sources
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.consent import Evidence, current_policy
-from newsletter.desk import Desk
-from newsletter.issues import approve, new_issue, pick, set_fields
-from newsletter.mailboxes import process_sources
-from newsletter.notices import send_notices
-from newsletter.returnpath import ReturnPath, ReturnPathReader, return_paths
-from newsletter.subscribers import (
+from newsletter.compose.returnpath import ReturnPath, ReturnPathReader, return_paths
+from newsletter.curation.issues import approve, new_issue, pick, set_fields
+from newsletter.delivery.notices import send_notices
+from newsletter.readers.consent import Evidence, current_policy
+from newsletter.readers.subscribers import (
     Limits,
     SignUp,
     add_active_reader,
@@ -29,7 +27,9 @@ from newsletter.subscribers import (
     is_suppressed,
     sign_up,
 )
-from newsletter.transports import MemoryTransport
+from newsletter.settings import Settings
+from newsletter.store import tables as db
+from newsletter.transport.base import MemoryTransport
 
 from .conftest import NOW, SECRET, approved_issue, free_port, seed_readers
 
@@ -364,7 +364,7 @@ def test_complaints_auto_replies_forgeries_and_other_mail_land_where_they_belong
 
 
 def test_the_smtp_listener_takes_mail_for_the_bounce_address_only(bdesk: Desk) -> None:
-    from newsletter.listener import start_listener
+    from newsletter.bounces.listener import start_listener
 
     [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
     path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
@@ -478,8 +478,8 @@ def test_one_complaint_in_forty_refuses_the_next_send(
     )
     assert reader(sdesk.engine, "r5@example.org").status == "complained"
     # the Friday job refuses alike, and tells the editors why
-    from newsletter.issues import get_issue
-    from newsletter.scheduling import FridayJob
+    from newsletter.curation.issues import get_issue
+    from newsletter.schedule.job import FridayJob
 
     alerted = Desk(replace(settings, editors=("desk@example.org",)))
     with sdesk.engine.connect() as conn:

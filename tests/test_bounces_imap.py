@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from newsletter.app import Desk
 from newsletter.cli import cli
-from newsletter.config import Settings
-from newsletter.desk import Desk
-from newsletter.returnpath import return_paths
+from newsletter.compose.returnpath import return_paths
+from newsletter.settings import Settings
 
 from .conftest import SECRET, free_port, seed_readers
 from .test_bounces import BOUNCE_ADDRESS, dsn, plain, reader

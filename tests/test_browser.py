@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from newsletter.desk import Desk
-from newsletter.subscribers import get_subscriber
-from newsletter.tokens import reader_token
+from newsletter.app import Desk
+from newsletter.readers.subscribers import get_subscriber
+from newsletter.readers.tokens import reader_token
 
 from .browser import DESKTOP, PHONE, LiveServer
 from .conftest import SECRET, SMTPServer, seed_readers, wait_for_mail

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import SETTINGS, SendAt, Settings, load_settings, settings_table
 from newsletter.errors import ConfigError
+from newsletter.settings import SETTINGS, SendAt, Settings, load_settings, settings_table
 
 from .conftest import ROOT
 
@@ -74,7 +74,7 @@ def test_a_malformed_file_names_the_file_and_key(tmp_path: Path) -> None:
 def test_every_setting_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [s.variable for s in SETTINGS if f"`{s.variable}`" not in readme]
-    assert missing == [], "run python -m newsletter.config and paste the table into the README"
+    assert missing == [], "run python -m newsletter.settings and paste the table into the README"
     assert settings_table() in readme
     documented = set(re.findall(r"`(NEWSLETTER_[A-Z_]+)`", readme))
     assert documented - {s.variable for s in SETTINGS} <= {"NEWSLETTER_CONFIG"}

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from newsletter.db import MIGRATIONS, create_db_engine, metadata, upgrade_database
+from newsletter.store.tables import MIGRATIONS, create_db_engine, metadata, upgrade_database
 
 HEAD = sorted(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("0*.py"))[-1]
 
@@ -48,8 +48,8 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 def test_reserve_takes_at_most_its_batch_in_key_order(database_url: str) -> None:
     from datetime import UTC, datetime
 
-    from newsletter import db
-    from newsletter.ledger import reserve
+    from newsletter.delivery.ledger import reserve
+    from newsletter.store import tables as db
 
     now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
     engine = create_db_engine(database_url)

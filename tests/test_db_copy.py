@@ -17,24 +17,20 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
-from newsletter import db
-from newsletter.access import export_subscriber, forget
-from newsletter.alerts import Alert, alert_editors
-from newsletter.articles import list_articles
-from newsletter.bounce_ledger import Policy as BouncePolicy
-from newsletter.bounce_ledger import record_mail
-from newsletter.bounces import Verdict
+from newsletter.app import Desk, init_desk
+from newsletter.bounces.classify import Verdict
+from newsletter.bounces.record import Policy as BouncePolicy
+from newsletter.bounces.record import record_mail
 from newsletter.cli import cli
-from newsletter.consent import Evidence, current_policy, get_policy, publish_policy
-from newsletter.dbcopy import TableDigest, canonical, row_line, table_sums
-from newsletter.desk import Desk, init_desk
+from newsletter.curation.articles import list_articles
+from newsletter.curation.issues import approve, get_issue, list_issues, new_issue, pick, set_fields
+from newsletter.delivery.ledger import counts, reserve, uncertain_readers
+from newsletter.delivery.notice_queue import queue_mails
+from newsletter.delivery.send import send_issue
 from newsletter.editors import LoginRefused, add_editor, get_editor, log_in, open_session
-from newsletter.issues import approve, get_issue, list_issues, new_issue, pick, set_fields
-from newsletter.ledger import counts, reserve, uncertain_readers
-from newsletter.notice_queue import queue_mails
-from newsletter.scheduling import take_lease
-from newsletter.sending import send_issue
-from newsletter.subscribers import (
+from newsletter.readers.access import export_subscriber, forget
+from newsletter.readers.consent import Evidence, current_policy, get_policy, publish_policy
+from newsletter.readers.subscribers import (
     Limits,
     SignUp,
     add_active_reader,
@@ -43,7 +39,11 @@ from newsletter.subscribers import (
     sign_up,
     unsubscribe,
 )
-from newsletter.transports import MemoryTransport
+from newsletter.schedule.alerts import Alert, alert_editors
+from newsletter.schedule.job import take_lease
+from newsletter.store import tables as db
+from newsletter.store.copy import TableDigest, canonical, row_line, table_sums
+from newsletter.transport.base import MemoryTransport
 
 from .conftest import NOW, SECRET, approved_issue, postgres_schema, seed_readers
 

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.config import Settings
-from newsletter.consent import current_policy
-from newsletter.desk import Desk
-from newsletter.ledger import counts
-from newsletter.sending import SendOptions, send_issue
-from newsletter.transports import open_transport
+from newsletter.app import Desk
+from newsletter.delivery.ledger import counts
+from newsletter.delivery.send import SendOptions, send_issue
+from newsletter.readers.consent import current_policy
+from newsletter.settings import Settings
+from newsletter.store import tables as db
+from newsletter.transport.pool import open_transport
 
 from .conftest import ROOT, SECRET, approved_issue, free_port
 

@@ -17,11 +17,12 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from newsletter import db, editors
+from newsletter import editors
+from newsletter.app import Desk
 from newsletter.cli import cli
-from newsletter.desk import Desk
+from newsletter.curation.issues import get_issue
 from newsletter.editors import add_editor
-from newsletter.issues import get_issue
+from newsletter.store import tables as db
 from newsletter.web import create_app
 
 from .conftest import NOW, ROOT, SMTPServer, seed_readers
@@ -373,7 +374,7 @@ def test_editors_sign_out_ends_every_session_of_that_editor_only(
 def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
     client: FlaskClient, desk: Desk, smtp_server: SMTPServer
 ) -> None:
-    from newsletter.sending import send_issue
+    from newsletter.delivery.send import send_issue
 
     from .conftest import approved_issue
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from newsletter.config import Settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
 from newsletter.editors import add_editor
+from newsletter.settings import Settings
 
 from .browser import LiveServer
 from .conftest import NOW, ROOT, SMTPServer

@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsletter.config import Settings
+from newsletter.compose.messages import Sender, build_message, prepare_message
+from newsletter.compose.rendering import render_issue
 from newsletter.errors import ConfigError
-from newsletter.messages import Sender, build_message, prepare_message
 from newsletter.models import Reader
-from newsletter.rendering import render_issue
-from newsletter.transports import unstuff
+from newsletter.settings import Settings
+from newsletter.transport.base import unstuff
 
 from .conftest import NOW, ROOT
 from .test_messages import SITE, an_issue

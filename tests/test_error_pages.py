@@ -12,9 +12,9 @@ import pytest
 from flask import Flask, abort
 from flask.testing import FlaskClient
 
-from newsletter.config import Settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
 from newsletter.errors import ConfigError
+from newsletter.settings import Settings
 from newsletter.web import create_app, wsgi
 
 from .conftest import SECRET

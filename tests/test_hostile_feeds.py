@@ -18,13 +18,13 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from newsletter import db
-from newsletter.articles import import_sources, parse_feed, read_source
-from newsletter.config import ConfigError, load_settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
+from newsletter.curation.articles import import_sources, parse_feed, read_source
+from newsletter.curation.fetch import FetchLimits
 from newsletter.editors import add_editor
 from newsletter.errors import FeedError
-from newsletter.fetching import FetchLimits
+from newsletter.settings import ConfigError, load_settings
+from newsletter.store import tables as db
 from newsletter.web import create_app
 
 from .conftest import FEEDS, NOW

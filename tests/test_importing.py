@@ -28,16 +28,15 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from newsletter import db
-from newsletter.access import export_csv, forget
-from newsletter.addresses import normalise_address
+from newsletter.app import Desk, init_desk
 from newsletter.cli import cli
-from newsletter.consent import Evidence, get_policy, publish_policy
-from newsletter.desk import Desk, init_desk
 from newsletter.errors import InputError
-from newsletter.import_rows import canonical_ip
-from newsletter.importing import ImportResult, Problem, import_csv
-from newsletter.subscribers import (
+from newsletter.readers.access import export_csv, forget
+from newsletter.readers.addresses import normalise_address
+from newsletter.readers.consent import Evidence, get_policy, publish_policy
+from newsletter.readers.import_rows import canonical_ip
+from newsletter.readers.importing import ImportResult, Problem, import_csv
+from newsletter.readers.subscribers import (
     Limits,
     SignUp,
     confirm,
@@ -46,7 +45,8 @@ from newsletter.subscribers import (
     sign_up,
     unsubscribe,
 )
-from newsletter.tokens import CONFIRM, read_timed_token
+from newsletter.readers.tokens import CONFIRM, read_timed_token
+from newsletter.store import tables as db
 
 from .conftest import NOW, ROOT, SECRET, seed_readers
 
@@ -526,7 +526,8 @@ def test_a_bad_row_is_reported_with_its_line_and_the_others_import(
 def test_a_file_over_the_size_cap_is_refused_before_it_is_read(
     desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("newsletter.import_rows.MAX_FILE_BYTES", 1024 * 1024)  # not 512 MB here
+    cap = "newsletter.readers.import_rows.MAX_FILE_BYTES"
+    monkeypatch.setattr(cap, 1024 * 1024)  # not 512 MB here
     path = write_csv(
         tmp_path, *[f"r{i}@example.org,R,2026-01-15,form,,2026-11-01" for i in range(30_000)]
     )

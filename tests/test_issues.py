@@ -7,9 +7,8 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from newsletter.articles import add_article
-from newsletter.errors import InputError, NotFound, StateError
-from newsletter.issues import (
+from newsletter.curation.articles import add_article
+from newsletter.curation.issues import (
     approve,
     cancel,
     get_issue,
@@ -22,6 +21,7 @@ from newsletter.issues import (
     unapprove,
     unpick,
 )
+from newsletter.errors import InputError, NotFound, StateError
 
 from .conftest import NOW
 
@@ -130,7 +130,7 @@ def test_an_approved_issue_is_frozen_until_unapproved(conn: sa.Connection) -> No
 
 
 def test_a_sent_issue_never_changes(conn: sa.Connection) -> None:
-    from newsletter import db
+    from newsletter.store import tables as db
 
     issue = new_issue(conn, date(2026, 11, 27), NOW)
     conn.execute(db.issues.update().values(status="sent"))

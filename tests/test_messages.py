@@ -14,12 +14,18 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from itsdangerous import Signer
 
+from newsletter.compose.messages import Sender, build_message, header_address, prepare_message
+from newsletter.compose.rendering import (
+    ReaderValues,
+    RenderedIssue,
+    Site,
+    personalise,
+    render_issue,
+)
+from newsletter.curation.issues import check_line
 from newsletter.errors import ConfigError, InputError
-from newsletter.issues import check_line
-from newsletter.messages import Sender, build_message, header_address, prepare_message
 from newsletter.models import Article, Issue, IssueItem, Reader
-from newsletter.rendering import ReaderValues, RenderedIssue, Site, personalise, render_issue
-from newsletter.tokens import READER, TokenError, read_reader_token, reader_token
+from newsletter.readers.tokens import READER, TokenError, read_reader_token, reader_token
 
 from .conftest import NOW, ROOT, SECRET
 

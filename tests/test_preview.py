@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from newsletter import db
-from newsletter.desk import Desk
-from newsletter.issues import get_issue, set_fields, unapprove
-from newsletter.messages import build_message
+from newsletter.app import Desk
+from newsletter.compose.copies import composed_for_preview, find_reader
+from newsletter.compose.messages import build_message
+from newsletter.curation.issues import get_issue, set_fields, unapprove
 from newsletter.models import Reader
-from newsletter.preview import composed_for_preview, find_reader
-from newsletter.tokens import reader_token
+from newsletter.readers.tokens import reader_token
+from newsletter.store import tables as db
 from newsletter.web import create_app, preview_app
 
 from .conftest import NOW, ROOT, approved_issue, seed_readers

@@ -21,14 +21,12 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from newsletter import db
-from newsletter.config import Settings
-from newsletter.consent import Evidence, Policy, publish_policy
-from newsletter.desk import Desk
-from newsletter.issues import get_issue
-from newsletter.notices import next_send
-from newsletter.sending import send_issue
-from newsletter.subscribers import (
+from newsletter.app import Desk
+from newsletter.curation.issues import get_issue
+from newsletter.delivery.notices import next_send
+from newsletter.delivery.send import send_issue
+from newsletter.readers.consent import Evidence, Policy, publish_policy
+from newsletter.readers.subscribers import (
     Limits,
     Mail,
     SignUp,
@@ -36,14 +34,17 @@ from newsletter.subscribers import (
     request_reconsent,
     sign_up,
 )
-from newsletter.tokens import (
+from newsletter.readers.tokens import (
     CONFIRM,
     RECONSENT,
     read_reader_token,
     reader_token,
     timed_token,
 )
-from newsletter.transports import Envelope, Transport, open_transport
+from newsletter.settings import Settings
+from newsletter.store import tables as db
+from newsletter.transport.base import Envelope, Transport
+from newsletter.transport.pool import open_transport
 
 from .conftest import NOW, SECRET, SMTPServer, approved_issue, real_now, seed_readers
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
+from newsletter.delivery.send import SendOptions, SendReport, send_issue
 from newsletter.errors import ConfigError, RelayUnavailable
-from newsletter.relays import RelayPool, open_transports, parse_relays
-from newsletter.sending import SendOptions, SendReport, send_issue
-from newsletter.transports import Envelope
+from newsletter.settings import load_settings, parse_relays
+from newsletter.transport.base import Envelope
+from newsletter.transport.pool import RelayPool, open_transports
 
 from .conftest import SMTPServer, approved_issue, free_port, seed_readers
 from .test_delivery import Recorder, ledger_by_reader, recorders, seed_many, start_recorder

@@ -9,9 +9,9 @@ from pathlib import Path
 import lxml.html
 import pytest
 
+from newsletter.compose.preflight import check
+from newsletter.compose.rendering import ReaderValues, personalise, render_issue
 from newsletter.errors import TemplateError
-from newsletter.preflight import check
-from newsletter.rendering import ReaderValues, personalise, render_issue
 
 from .conftest import ROOT
 from .test_messages import SITE, an_issue

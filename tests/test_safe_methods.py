@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from newsletter import db
-from newsletter.consent import Evidence, current_policy
-from newsletter.dbcopy import table_sums
-from newsletter.desk import Desk
+from newsletter.app import Desk
 from newsletter.editors import add_editor
-from newsletter.subscribers import Limits, SignUp, sign_up
-from newsletter.tokens import RECONSENT, reader_token, timed_token
+from newsletter.readers.consent import Evidence, current_policy
+from newsletter.readers.subscribers import Limits, SignUp, sign_up
+from newsletter.readers.tokens import RECONSENT, reader_token, timed_token
+from newsletter.store import tables as db
+from newsletter.store.copy import table_sums
 from newsletter.web import create_app
 
 from .conftest import NOW, SECRET, SMTPServer, approved_issue, seed_readers

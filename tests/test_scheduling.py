@@ -18,18 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.config import WEEKDAYS, SendAt, load_settings, parse_send_at
-from newsletter.desk import Desk
+from newsletter.app import Desk
+from newsletter.curation.issues import new_issue
 from newsletter.errors import ConfigError, LeaseHeld
-from newsletter.issues import new_issue
-from newsletter.scheduling import (
-    FridayJob,
-    last_fire,
-    next_fire,
-    renew_lease,
-    take_lease,
-)
+from newsletter.schedule.job import FridayJob, last_fire, next_fire, renew_lease, take_lease
+from newsletter.settings import WEEKDAYS, SendAt, load_settings, parse_send_at
+from newsletter.store import tables as db
 
 from .conftest import NOW, ROOT, SECRET, SMTPServer, approved_issue, seed_readers
 
@@ -630,7 +624,7 @@ def test_newsletter_schedule_is_send_py(tmp_path: Path) -> None:
 
 def test_a_paused_send_does_not_stop_the_scheduler_that_ran_it(desk: Desk) -> None:
     """A relay that refuses everything pauses that send; the scheduler's next jobs still run."""
-    from newsletter.workers import WorkerStop
+    from newsletter.delivery.workers import WorkerStop
 
     seed_readers(desk.engine)
     issue = approved_issue(desk.engine)
@@ -644,7 +638,7 @@ def test_a_paused_send_does_not_stop_the_scheduler_that_ran_it(desk: Desk) -> No
 
 
 def test_an_alert_that_could_not_be_mailed_for_any_reason_is_tried_again(desk: Desk) -> None:
-    from newsletter.alerts import Alert, alert_editors
+    from newsletter.schedule.alerts import Alert, alert_editors
 
     broken = replace(desk.settings, smtp_url="smtp://", editors=("desk@example.org",))
     line = alert_editors(Alert("reminder", date(2026, 11, 27), "Reminder", "Body"),

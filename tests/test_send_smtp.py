@@ -11,13 +11,13 @@ import lxml.html
 import pytest
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.config import Settings
+from newsletter.delivery.ledger import counts as ledger_counts
+from newsletter.delivery.send import send_issue, send_test
 from newsletter.errors import StateError
-from newsletter.ledger import counts as ledger_counts
-from newsletter.sending import send_issue, send_test
-from newsletter.tokens import read_reader_token
-from newsletter.transports import open_transport
+from newsletter.readers.tokens import read_reader_token
+from newsletter.settings import Settings
+from newsletter.store import tables as db
+from newsletter.transport.pool import open_transport
 
 from .conftest import NOW, READERS, SECRET, approved_issue, seed_readers
 
@@ -183,7 +183,7 @@ def test_dry_run_sends_and_records_nothing(desk, smtp_settings, smtp_server) -> 
 
 
 def test_a_draft_is_not_sent(desk, smtp_settings, smtp_server) -> None:
-    from newsletter.issues import unapprove
+    from newsletter.curation.issues import unapprove
 
     seed_readers(desk.engine)
     issue = approved_issue(desk.engine)
@@ -195,7 +195,7 @@ def test_a_draft_is_not_sent(desk, smtp_settings, smtp_server) -> None:
 
 
 def test_a_reader_who_left_after_the_snapshot_is_skipped(desk, smtp_settings, smtp_server) -> None:
-    from newsletter.ledger import snapshot_audience
+    from newsletter.delivery.ledger import snapshot_audience
 
     ids = seed_readers(desk.engine)
     issue = approved_issue(desk.engine)

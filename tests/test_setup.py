@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.config import Settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
 from newsletter.errors import ConfigError
+from newsletter.settings import Settings
+from newsletter.store import tables as db
 from newsletter.web import create_app
 
 from .conftest import FEEDS, NOW, ROOT

@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from newsletter import db
-from newsletter.access import forget
-from newsletter.config import Settings
-from newsletter.consent import Evidence
-from newsletter.desk import Desk
-from newsletter.subscribers import get_subscriber, record_complaint, unsubscribe
+from newsletter.app import Desk
+from newsletter.readers.access import forget
+from newsletter.readers.consent import Evidence
+from newsletter.readers.subscribers import get_subscriber, record_complaint, unsubscribe
+from newsletter.settings import Settings
+from newsletter.store import tables as db
 from newsletter.web import create_app
 
 from .conftest import SMTPServer, real_now, seed_readers
@@ -524,8 +524,8 @@ def test_a_template_that_fails_holds_back_its_mail_and_the_others_go(
 ) -> None:
     import shutil
 
-    from newsletter.notice_queue import drain, queue_mails
-    from newsletter.subscribers import Mail
+    from newsletter.delivery.notice_queue import drain, queue_mails
+    from newsletter.readers.subscribers import Mail
 
     from .conftest import ROOT
 

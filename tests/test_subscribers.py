@@ -10,12 +10,11 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter import db
-from newsletter.access import export_csv, export_subscriber, forget
-from newsletter.addresses import normalise_address
-from newsletter.consent import Evidence, current_policy, publish_policy
 from newsletter.errors import InputError, NotFound, StateError
-from newsletter.subscribers import (
+from newsletter.readers.access import export_csv, export_subscriber, forget
+from newsletter.readers.addresses import normalise_address
+from newsletter.readers.consent import Evidence, current_policy, publish_policy
+from newsletter.readers.subscribers import (
     Limits,
     RateLimited,
     SignUp,
@@ -29,7 +28,7 @@ from newsletter.subscribers import (
     sign_up,
     unsubscribe,
 )
-from newsletter.tokens import (
+from newsletter.readers.tokens import (
     CONFIRM,
     TokenError,
     read_reader_token,
@@ -37,6 +36,7 @@ from newsletter.tokens import (
     reader_token,
     timed_token,
 )
+from newsletter.store import tables as db
 
 from .conftest import NOW, SECRET
 

@@ -11,19 +11,12 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
-from newsletter.errors import (
-    Cancelled,
-    ConfigError,
-    PermanentDeliveryError,
-    TemporaryDeliveryError,
-)
-from newsletter.transports import (
-    Envelope,
-    OutboxTransport,
-    RelayAddress,
-    SMTPTransport,
-    open_transport,
-)
+from newsletter.errors import Cancelled, ConfigError, PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.settings import RelayAddress
+from newsletter.transport.base import Envelope
+from newsletter.transport.outbox import OutboxTransport
+from newsletter.transport.pool import open_transport
+from newsletter.transport.smtp import SMTPTransport
 
 from .conftest import RecordingHandler, SMTPServer, free_port
 

@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from newsletter.config import Settings
-from newsletter.desk import Desk
+from newsletter.app import Desk
 from newsletter.editors import add_editor
+from newsletter.settings import Settings
 from newsletter.web import create_app
 
 from .conftest import NOW, SMTPServer

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import db
-from newsletter.desk import Desk
-from newsletter.ledger import counts
+from newsletter.app import Desk
+from newsletter.delivery.ledger import counts
+from newsletter.store import tables as db
 
 from .conftest import ROOT, approved_issue
 from .test_delivery import Recorder, cli_env, ledger_by_reader, recorders, seed_many, start_recorder

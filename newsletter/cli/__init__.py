@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import (
+from newsletter.cli import (
     articles,
     bounces,
     database,
@@ -20,7 +20,7 @@ from . import (
     sending,
     worker,
 )
-from .common import DeskGroup
+from newsletter.cli.common import DeskGroup
 
 
 @click.group(cls=DeskGroup)

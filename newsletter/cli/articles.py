@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import click
 
-from .. import articles as library
-from ..desk import Desk
-from ..fetching import FetchLimits
-from ..models import Article
-from .common import emit, json_option, pass_desk
+from newsletter.app import Desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.curation import articles as library
+from newsletter.curation.fetch import FetchLimits
+from newsletter.models import Article
 
 
 @click.group("articles")

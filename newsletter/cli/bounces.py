@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..desk import Desk
-from ..errors import MailboxError
-from ..mailboxes import process_sources
-from .common import emit, json_option, pass_desk
+from newsletter.app import Desk
+from newsletter.bounces.mailboxes import process_sources
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.errors import MailboxError
 
 
 @click.group("bounces")
@@ -53,8 +53,8 @@ def listen(desk: Desk, host: str, port: int) -> None:
     Example:
         newsletter bounces listen --host 0.0.0.0 --port 2525
     """
-    from ..listener import start_listener
-    from .progress import stop_on_signals
+    from newsletter.bounces.listener import start_listener
+    from newsletter.cli.progress import stop_on_signals
 
     controller = start_listener(desk.engine, desk.settings, host, port)
     click.echo(f"taking bounce mail for {desk.settings.bounce_address} on {host}:{port}")

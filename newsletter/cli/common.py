@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..config import load_settings
-from ..desk import Desk, database_exists
-from ..errors import ConfigError, NewsletterError
+from newsletter.app import Desk, database_exists
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.settings import load_settings
 
 MAKES_THE_DATABASE = {"init", "demo"}  # the commands that may create the SQLite file
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..dbcopy import TableSum, copy_database, open_target, read_snapshot, table_sums
-from ..desk import Desk
-from .common import emit, json_option, pass_desk
+from newsletter.app import Desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.store.copy import TableSum, copy_database, open_target, read_snapshot, table_sums
 
 
 @click.group("db")

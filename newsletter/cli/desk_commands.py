@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..config import parse_duration
-from ..demo import run_demo
-from ..desk import Desk, init_desk
-from ..secret_keys import kept_keys, rotate_key
-from .common import emit, json_option, pass_desk
+from newsletter.app import Desk, init_desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.demo import run_demo
+from newsletter.settings import parse_duration
+from newsletter.store.keys import kept_keys, rotate_key
 
 
 @click.command("init")

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from ..desk import Desk
-from ..editors import add_editor, sign_out_everywhere
-from .common import emit, json_option, pass_desk
+from newsletter.app import Desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.editors import add_editor, sign_out_everywhere
 
 
 @click.group("editors")

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from .. import issues as library
-from ..desk import Desk
-from ..models import Issue
-from .common import emit, json_option, pass_desk
+from newsletter.app import Desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.curation import issues as library
+from newsletter.models import Issue
 
 
 @click.group("issue")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from ..sending import SendReport
+from newsletter.delivery.send import SendReport
 
 
 @contextmanager

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from ..access import export_csv, export_subscriber, forget
-from ..config import Settings
-from ..consent import Evidence, publish_policy
-from ..desk import Desk
-from ..importing import import_csv
-from ..notices import NoticeReport, send_notices
-from ..subscribers import (
+from newsletter.app import Desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.delivery.notices import NoticeReport, send_notices
+from newsletter.readers.access import export_csv, export_subscriber, forget
+from newsletter.readers.consent import Evidence, publish_policy
+from newsletter.readers.importing import import_csv
+from newsletter.readers.subscribers import (
     STATUSES,
     Limits,
     Mail,
@@ -26,7 +26,7 @@ from ..subscribers import (
     sign_up,
     unsubscribe,
 )
-from .common import emit, json_option, pass_desk
+from newsletter.settings import Settings
 
 
 def limits(settings: Settings) -> Limits:

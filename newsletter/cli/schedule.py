@@ -7,13 +7,13 @@ import sys
 
 import click
 
-from ..desk import Desk
-from ..errors import ConfigError
-from ..issues import send_day_on_or_after
-from ..scheduling import EXIT_CODES, FridayJob, FridayScheduler, run_once
-from .common import DeskCommand, emit, json_option, pass_desk
-from .progress import SendProgress, stop_on_signals
-from .worker import run_worker
+from newsletter.app import Desk
+from newsletter.cli.common import DeskCommand, emit, json_option, pass_desk
+from newsletter.cli.progress import SendProgress, stop_on_signals
+from newsletter.cli.worker import run_worker
+from newsletter.curation.issues import send_day_on_or_after
+from newsletter.errors import ConfigError
+from newsletter.schedule.job import EXIT_CODES, FridayJob, FridayScheduler, run_once
 
 EXITS = "exit codes: 0 sent, 3 nothing to do, 1 failed (editors alerted where it applies), 5 paused"
 

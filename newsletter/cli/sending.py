@@ -10,17 +10,17 @@ from urllib.parse import urlencode
 
 import click
 
-from ..bounce_ledger import check_last_issue, hygiene
-from ..config import parse_duration
-from ..desk import Desk
-from ..issues import get_issue
-from ..ledger import counts as ledger_counts
-from ..ledger import uncertain_readers
-from ..messages import build_message, message_id
-from ..preview import preview_copy
-from ..sending import SendOptions, send_issue, send_test, start_send
-from .common import emit, json_option, pass_desk
-from .progress import SendProgress, stop_on_signals
+from newsletter.app import Desk
+from newsletter.bounces.record import check_last_issue, hygiene
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.cli.progress import SendProgress, stop_on_signals
+from newsletter.compose.copies import preview_copy
+from newsletter.compose.messages import build_message, message_id
+from newsletter.curation.issues import get_issue
+from newsletter.delivery.ledger import counts as ledger_counts
+from newsletter.delivery.ledger import uncertain_readers
+from newsletter.delivery.send import SendOptions, send_issue, send_test, start_send
+from newsletter.settings import parse_duration
 
 
 @click.command("render")
@@ -63,7 +63,7 @@ def preview(desk: Desk, issue: str, as_email: str | None, port: int) -> None:
     Example:
         newsletter preview 3 --as anna@example.org
     """
-    from ..web import preview_app
+    from newsletter.web import preview_app
 
     with desk.engine.connect() as conn:
         issue_id = get_issue(conn, issue).id
@@ -86,7 +86,7 @@ def serve(desk: Desk, host: str, port: int) -> None:
     Example:
         newsletter serve --port 8000
     """
-    from ..web import create_app
+    from newsletter.web import create_app
 
     app = create_app(desk.settings)  # refuses to start without a key
     app.config["NOTICES"].wake()  # what a stopped process left queued

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ..desk import Desk
-from ..scheduling import EXIT_CODES
-from ..sending import SendReport
-from ..workers import Worker, WorkerStop
-from .common import emit, json_option, pass_desk
-from .progress import SendProgress, stop_on_signals
+from newsletter.app import Desk
+from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.cli.progress import SendProgress, stop_on_signals
+from newsletter.delivery.send import SendReport
+from newsletter.delivery.workers import Worker, WorkerStop
+from newsletter.schedule.job import EXIT_CODES
 
 
 def run_worker(desk: Desk, once: bool, as_json: bool) -> None:

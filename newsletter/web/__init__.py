@@ -9,18 +9,18 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from ..config import Settings
-from ..desk import Desk
-from ..editors import SESSION_LIFETIME
-from ..errors import ConfigError, NewsletterError
-from ..notice_queue import Drainer
+from newsletter.app import Desk
+from newsletter.delivery.notice_queue import Drainer
+from newsletter.editors import SESSION_LIFETIME
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.settings import Settings
 
 MAX_BODY = 256 * 1024  # a sign-up or a desk form is a few kilobytes
 
 
 def create_app(settings: Settings) -> Flask:
     """The app factory: everything it needs comes from the settings passed in."""
-    from . import desk, preview, public, signup
+    from newsletter.web import desk, preview, public, signup
 
     app = _app(settings)
     the_desk: Desk = app.config["DESK"]
@@ -45,7 +45,7 @@ def preview_app(settings: Settings, port: int) -> Flask:
     for requests addressed to this machine's loopback port. No reader's page is served, so a
     page elsewhere cannot act on readers through it; a page that points a name of its own at
     127.0.0.1 (DNS rebinding) sends that name as Host and is refused."""
-    from . import preview
+    from newsletter.web import preview
 
     app = _app(settings, PREVIEW_OPEN=True)
     app.register_blueprint(preview.bp)
@@ -64,7 +64,7 @@ def preview_app(settings: Settings, port: int) -> Flask:
 
 def _app(settings: Settings, **config: Any) -> Flask:
     """What every app of ours has: the desk, the session key, the body cap, the headers."""
-    from . import error_pages
+    from newsletter.web import error_pages
 
     the_desk = Desk(settings).use_kept_key()
     app = Flask(__name__)
@@ -129,7 +129,7 @@ def _origin(url: str) -> str:
 
 def wsgi() -> Flask:
     """For a WSGI server: `waitress-serve --call newsletter.web:wsgi` (settings from the env)."""
-    from ..config import load_settings
+    from newsletter.settings import load_settings
 
     try:  # fail at start-up (no key, a malformed setting), not on a reader's first click
         app = create_app(load_settings())

@@ -31,13 +31,16 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import db
-from .. import issues as library
-from ..access import export_csv, export_subscriber
-from ..articles import import_sources, list_articles
-from ..bounce_ledger import hygiene
-from ..desk import Desk
-from ..editors import (
+from newsletter.app import Desk
+from newsletter.bounces.record import hygiene
+from newsletter.compose.copies import preview_copy
+from newsletter.curation import issues as library
+from newsletter.curation.articles import import_sources, list_articles
+from newsletter.curation.fetch import FetchLimits
+from newsletter.delivery.ledger import counts as ledger_counts
+from newsletter.delivery.ledger import uncertain_readers
+from newsletter.delivery.send import send_test
+from newsletter.editors import (
     Editor,
     begin_attempt,
     close_session,
@@ -45,13 +48,10 @@ from ..editors import (
     open_session,
     session_editor,
 )
-from ..errors import InputError, NewsletterError, NotFound
-from ..fetching import FetchLimits
-from ..ledger import counts as ledger_counts
-from ..ledger import uncertain_readers
-from ..preview import preview_copy
-from ..sending import send_test
-from ..subscribers import get_subscriber
+from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.readers.access import export_csv, export_subscriber
+from newsletter.readers.subscribers import get_subscriber
+from newsletter.store import tables as db
 
 bp = Blueprint("desk", __name__, url_prefix="/desk", template_folder="templates")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from ..errors import NewsletterError
-from ..rendering import Site
+from newsletter.compose.rendering import Site
+from newsletter.errors import NewsletterError
 
 API = "/api/"
 SORRY = "Something went wrong on our side. Please try again in a few minutes."

@@ -19,11 +19,11 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from ..desk import Desk
-from ..messages import build_message, message_id
-from ..preview import PreviewCopy, preview_copy
-from . import MAIL_CSP
-from .desk import signed_in
+from newsletter.app import Desk
+from newsletter.compose.copies import PreviewCopy, preview_copy
+from newsletter.compose.messages import build_message, message_id
+from newsletter.web import MAIL_CSP
+from newsletter.web.desk import signed_in
 
 bp = Blueprint("preview", __name__, url_prefix="/preview")
 

@@ -11,16 +11,16 @@ from flask import Blueprint, Response, current_app, render_template, request
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from ..consent import Evidence, current_policy, get_policy
-from ..desk import Desk
-from ..errors import NewsletterError, NotFound
-from ..issues import get_issue
-from ..messages import Sender
-from ..models import Reader
-from ..notice_queue import queue_mails
-from ..notices import next_send
-from ..rendering import Site, personalise, render_issue
-from ..subscribers import (
+from newsletter.app import Desk
+from newsletter.compose.messages import Sender
+from newsletter.compose.rendering import Site, personalise, render_issue
+from newsletter.curation.issues import get_issue
+from newsletter.delivery.notice_queue import queue_mails
+from newsletter.delivery.notices import next_send
+from newsletter.errors import NewsletterError, NotFound
+from newsletter.models import Reader
+from newsletter.readers.consent import Evidence, current_policy, get_policy
+from newsletter.readers.subscribers import (
     confirm,
     confirm_target,
     get_subscriber,
@@ -28,10 +28,10 @@ from ..subscribers import (
     reconsent_target,
     unsubscribe,
 )
-from ..tokens import TokenError, read_reader_token
-from . import MAIL_CSP
-from .error_pages import reader_error
-from .signup import wake_notices_after_answer
+from newsletter.readers.tokens import TokenError, read_reader_token
+from newsletter.web import MAIL_CSP
+from newsletter.web.error_pages import reader_error
+from newsletter.web.signup import wake_notices_after_answer
 
 bp = Blueprint("public", __name__, template_folder="templates")
 bp.register_error_handler(NewsletterError, reader_error)

@@ -24,16 +24,16 @@ from flask import (
 )
 from markupsafe import Markup
 
-from ..addresses import normalise_address
-from ..config import Settings
-from ..consent import Evidence, Policy, current_policy
-from ..desk import Desk
-from ..errors import InputError, NewsletterError
-from ..issues import check_line
-from ..notice_queue import Drainer, queue_mails
-from ..rendering import Site
-from ..subscribers import NAME_MAX, Limits, RateLimited, SignUp, sign_up
-from .error_pages import reader_error
+from newsletter.app import Desk
+from newsletter.compose.rendering import Site
+from newsletter.curation.issues import check_line
+from newsletter.delivery.notice_queue import Drainer, queue_mails
+from newsletter.errors import InputError, NewsletterError
+from newsletter.readers.addresses import normalise_address
+from newsletter.readers.consent import Evidence, Policy, current_policy
+from newsletter.readers.subscribers import NAME_MAX, Limits, RateLimited, SignUp, sign_up
+from newsletter.settings import Settings
+from newsletter.web.error_pages import reader_error
 
 bp = Blueprint("signup", __name__, template_folder="templates")
 bp.register_error_handler(NewsletterError, reader_error)

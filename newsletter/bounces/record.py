@@ -1,0 +1,278 @@
+"""What bounce mail changes: readers' statuses, delivery rows, and the list's hygiene.
+
+Each message is recorded once (by Message-ID, else by its bytes) in the same transaction
+as what it changed, so reading a mailbox twice changes nothing. A reader becomes
+`bounced` at the first hard bounce whose code says the address does not exist, after
+BOUNCE_LIMIT other hard bounces, or after SOFT_BOUNCE_LIMIT soft ones within the window;
+a complaint makes the reader `complained` at once. Every change is an event in the
+reader's consent ledger with the diagnostic text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.bounces.classify import ACTIONABLE, COMPLAINT, HARD, SOFT, UNRECOGNISED, Verdict
+from newsletter.errors import ListHygieneError
+from newsletter.readers.consent import Evidence
+from newsletter.readers.subscribers import (
+    mark_bounced,
+    record_complaint,
+    record_permanent_failure,
+    unsubscribe,
+)
+from newsletter.settings import Settings
+from newsletter.store import tables as db
+
+# Mailbox providers throttle senders past these (Gmail and Yahoo: 0.3% complaints).
+COMPLAINT_RATE_LIMIT = 0.003
+HARD_BOUNCE_RATE_LIMIT = 0.05
+SEVERITY = {SOFT: 1, HARD: 2, COMPLAINT: 3}
+UNMATCHED, DUPLICATE, UNSUBSCRIBE = "unmatched", "duplicate", "unsubscribe"
+ASIDE = (UNRECOGNISED, UNMATCHED)  # kept for a person to read
+
+
+@dataclass(frozen=True)
+class Policy:
+    bounce_limit: int = 2
+    at_once: tuple[str, ...] = ("5.1.1",)
+    soft_limit: int = 5
+    soft_window: timedelta = timedelta(days=30)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            settings.bounce_limit,
+            settings.bounce_at_once,
+            settings.soft_bounce_limit,
+            settings.soft_bounce_window,
+        )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What one message came to: its kind (or duplicate/unmatched) and whom it changed."""
+
+    kind: str
+    changed: tuple[str, ...] = ()  # "anna@example.org: bounced"
+
+    @property
+    def aside(self) -> bool:
+        return self.kind in ASIDE
+
+
+def record_mail(
+    conn: sa.Connection, key: str, verdict: Verdict, source: str, policy: Policy, now: datetime
+) -> Recorded:
+    """Apply one classified message, once."""
+    b = db.bounce_mail
+    seen = conn.execute(sa.select(b.c.kind).where(b.c.key == key)).scalar()
+    if seen is not None:
+        return Recorded(UNRECOGNISED if seen in ASIDE else DUPLICATE)
+    targets = _targets(conn, verdict) if verdict.kind in ACTIONABLE else []
+    kind = verdict.kind if targets or verdict.kind not in ACTIONABLE else UNMATCHED
+    first = targets[0] if targets else (None, None)
+    conn.execute(
+        b.insert().values(
+            key=key,
+            received_at=now,
+            kind=kind,
+            subscriber_id=first[0],
+            issue_id=first[1],
+            code=verdict.code,
+            diagnostic=verdict.diagnostic,
+            source=source,
+        )
+    )
+    changed = []
+    for subscriber_id, issue_id in targets:
+        if issue_id is not None:
+            _note_outcome(conn, issue_id, subscriber_id, verdict, now)
+        if _apply(conn, subscriber_id, verdict, policy, now):
+            email = conn.execute(
+                sa.select(db.subscribers.c.email, db.subscribers.c.status).where(
+                    db.subscribers.c.id == subscriber_id
+                )
+            ).one()
+            changed.append(f"{email.email}: {email.status}")
+    return Recorded(kind, tuple(changed))
+
+
+def record_unsubscribe(
+    conn: sa.Connection, key: str, subscriber_id: int, source: str, now: datetime
+) -> Recorded:
+    """A reader's request by mail (the List-Unsubscribe mailto), once: withdrawn at once."""
+    b, s = db.bounce_mail, db.subscribers
+    if conn.execute(sa.select(b.c.kind).where(b.c.key == key)).scalar() is not None:
+        return Recorded(DUPLICATE)
+    email = conn.execute(sa.select(s.c.email).where(s.c.id == subscriber_id)).scalar()
+    conn.execute(
+        b.insert().values(key=key, received_at=now, kind=UNSUBSCRIBE, source=source,
+                          subscriber_id=subscriber_id if email is not None else None)
+    )  # fmt: skip
+    if email is None:
+        return Recorded(UNSUBSCRIBE)
+    evidence = Evidence(source="mail: List-Unsubscribe mailto", detail=source)
+    changed = unsubscribe(conn, subscriber_id, evidence, now)
+    return Recorded(UNSUBSCRIBE, (f"{email}: unsubscribed",) if changed else ())
+
+
+def _targets(conn: sa.Connection, verdict: Verdict) -> list[tuple[int, int | None]]:
+    """(reader, issue) pairs: the return path's, else the readers the addresses name, each
+    with the issue last sent to them."""
+    s, d = db.subscribers, db.deliveries
+    if verdict.target is not None:
+        found = conn.execute(
+            sa.select(s.c.id).where(s.c.id == verdict.target.subscriber_id)
+        ).scalar()
+        issue = verdict.target.issue_id or None  # NO_ISSUE: a notice's bounce, no delivery
+        return [(verdict.target.subscriber_id, issue)] if found else []
+    if not verdict.addresses:
+        return []
+    readers = conn.execute(
+        sa.select(s.c.id).where(sa.func.lower(s.c.email).in_(verdict.addresses)).order_by(s.c.id)
+    ).scalars()
+    targets: list[tuple[int, int | None]] = []
+    for subscriber_id in readers:
+        last = conn.execute(
+            sa.select(d.c.issue_id)
+            .where(d.c.subscriber_id == subscriber_id, d.c.status == "sent")
+            .order_by(d.c.issue_id.desc())
+            .limit(1)
+        ).scalar()
+        targets.append((subscriber_id, last))
+    return targets
+
+
+def _note_outcome(
+    conn: sa.Connection, issue_id: int, subscriber_id: int, verdict: Verdict, now: datetime
+) -> None:
+    """The delivery row keeps the worst later outcome; its status (sent) stays as the relay
+    answered, so the send's accounting is untouched."""
+    d = db.deliveries
+    mine = (d.c.issue_id == issue_id, d.c.subscriber_id == subscriber_id)
+    before = conn.execute(sa.select(d.c.outcome).where(*mine)).first()
+    if before is None or SEVERITY.get(before.outcome or "", 0) > SEVERITY[verdict.kind]:
+        return
+    detail = f"{verdict.kind}: {verdict.diagnostic}" if verdict.diagnostic else verdict.kind
+    conn.execute(
+        d.update().where(*mine).values(outcome=verdict.kind, outcome_detail=detail, outcome_at=now)
+    )
+
+
+def _apply(
+    conn: sa.Connection, subscriber_id: int, verdict: Verdict, policy: Policy, now: datetime
+) -> bool:
+    detail = verdict.diagnostic or verdict.kind
+    if verdict.kind == COMPLAINT:
+        return record_complaint(conn, subscriber_id, detail, now)
+    if verdict.kind == HARD:
+        limit = 1 if verdict.code in policy.at_once else policy.bounce_limit
+        return record_permanent_failure(conn, subscriber_id, detail, limit, now, "bounce mail")
+    b = db.bounce_mail
+    recent = conn.execute(
+        sa.select(sa.func.count()).where(
+            b.c.subscriber_id == subscriber_id,
+            b.c.kind == SOFT,
+            b.c.received_at > now - policy.soft_window,
+        )
+    ).scalar_one()
+    if recent < policy.soft_limit:
+        return False
+    days = policy.soft_window.days or 1
+    summary = f"{recent} temporary failures in {days} days; the last: {detail}"
+    return mark_bounced(conn, subscriber_id, summary, "bounce mail", now)
+
+
+@dataclass(frozen=True)
+class Hygiene:
+    """One issue's later outcomes against the messages the relay took."""
+
+    issue_id: int
+    delivered: int
+    hard: int
+    soft: int
+    complaints: int
+
+    def rate(self, count: int) -> float:
+        return count / self.delivered if self.delivered else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        rates = {
+            "hard_rate": self.rate(self.hard),
+            "soft_rate": self.rate(self.soft),
+            "complaint_rate": self.rate(self.complaints),
+        }
+        return {**asdict(self), **rates}
+
+    def lines(self) -> list[str]:
+        return [
+            f"{name:>10}: {count} ({self.rate(count):.2%} of {self.delivered} delivered)"
+            for name, count in (
+                ("hard", self.hard),
+                ("soft", self.soft),
+                ("complaints", self.complaints),
+            )
+        ]
+
+    def problem(self) -> str | None:
+        """Why the next send should not start, or None."""
+        if self.rate(self.complaints) > COMPLAINT_RATE_LIMIT:
+            rate, what, limit = self.rate(self.complaints), "complaint", COMPLAINT_RATE_LIMIT
+            count = self.complaints
+        elif self.rate(self.hard) > HARD_BOUNCE_RATE_LIMIT:
+            rate, what, limit, count = (
+                self.rate(self.hard),
+                "hard-bounce",
+                HARD_BOUNCE_RATE_LIMIT,
+                self.hard,
+            )
+        else:
+            return None
+        return (
+            f"issue {self.issue_id} had a {what} rate of {rate:.2%} ({count} of "
+            f"{self.delivered}), above {limit:.1%}"
+        )
+
+
+def hygiene(conn: sa.Connection, issue_id: int) -> Hygiene:
+    d = db.deliveries
+    rows = conn.execute(
+        sa.select(d.c.status, d.c.outcome, sa.func.count())
+        .where(d.c.issue_id == issue_id)
+        .group_by(d.c.status, d.c.outcome)
+    ).all()
+    by_outcome: dict[str, int] = {}
+    for _status, outcome, count in rows:
+        by_outcome[outcome or ""] = by_outcome.get(outcome or "", 0) + int(count)
+    delivered = sum(int(count) for status, _outcome, count in rows if status == "sent")
+    return Hygiene(
+        issue_id,
+        delivered,
+        by_outcome.get(HARD, 0),
+        by_outcome.get(SOFT, 0),
+        by_outcome.get(COMPLAINT, 0),
+    )
+
+
+def check_last_issue(conn: sa.Connection, issue_id: int) -> None:
+    """Refuse to start sending `issue_id` while the last sent issue's rates are too high."""
+    i = db.issues
+    last = conn.execute(
+        sa.select(i.c.id)
+        .where(i.c.status == "sent", i.c.id != issue_id)
+        .order_by(i.c.sent_at.desc(), i.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if last is None:
+        return
+    problem = hygiene(conn, last).problem()
+    if problem:
+        raise ListHygieneError(
+            f"send refused: {problem}; look at `newsletter status {last}` and the readers "
+            "it names, or pass --force"
+        )

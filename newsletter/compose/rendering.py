@@ -1,0 +1,320 @@
+"""Render an issue once: Jinja2 templates, CSS inlined by premailer, a text part.
+
+Per-reader values (name, address, unsubscribe and view-online links) are left in
+the output as markers carrying a random nonce, so that filling them per reader is a
+cheap split-and-join and no article text can pose as a marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jinja2
+
+from newsletter.errors import TemplateError
+from newsletter.models import Issue, IssueItem
+from newsletter.settings import Settings
+
+# premailer reads this once at import; its default (128) thrashes on a real stylesheet.
+os.environ.setdefault("PREMAILER_CACHE_MAXSIZE", "2048")
+import premailer
+
+HTML_TEMPLATE = "issue.html"
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    url: str
+    support_url: str
+    privacy_url: str
+    postal_address: str
+    language: str = "en"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Site:
+        return cls(
+            name=settings.site_name,
+            url=settings.site_url,
+            support_url=settings.support_url,
+            privacy_url=settings.privacy_link,
+            postal_address=settings.postal_address,
+        )
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An issue item as templates see it: the editor's overrides already applied."""
+
+    title: str
+    summary: str
+    url: str
+    image_url: str | None
+    image_alt: str
+    author: str
+    section: str
+    published_at: datetime | None
+
+    @classmethod
+    def of(cls, item: IssueItem) -> ItemView:
+        a = item.article
+        return cls(
+            item.title,
+            item.summary,
+            a.url,
+            a.image_url,
+            a.image_alt,
+            a.author,
+            a.section,
+            a.published_at,
+        )
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    items: tuple[ItemView, ...]
+
+
+@dataclass(frozen=True)
+class IssueView:
+    id: int
+    subject: str
+    preheader: str
+    send_date: date
+    note_paragraphs: tuple[str, ...]
+    appeal: bool
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once, with markers where each reader's values go."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    nonce: str
+    fallbacks: tuple[str, ...] = ()
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", marker_pattern(self.nonce))
+
+    def split_html(self) -> list[str]:
+        """Literal text and marker keys, alternating: [text, key, text, key, …, text]."""
+        return self.pattern.split(self.html)
+
+    def split_text(self) -> list[str]:
+        return self.pattern.split(self.text)
+
+
+@dataclass(frozen=True)
+class ReaderValues:
+    """The values one reader's copy carries; escaped for where they land when filled."""
+
+    name: str
+    email: str
+    unsubscribe_url: str
+    view_url: str
+    confirm_url: str = ""  # only in the double opt-in mail
+    reconsent_url: str = ""  # only in the notice of a new privacy policy
+
+
+FIELDS = ("email", "unsubscribe_url", "view_url", "confirm_url", "reconsent_url")
+
+
+def marker(nonce: str, key: str, index: int = 0) -> str:
+    return f"NL{nonce}T{key.upper().replace('_', '')}{index}E"
+
+
+def marker_pattern(nonce: str) -> re.Pattern[str]:
+    return re.compile(f"NL{nonce}T([A-Z]+[0-9]+)E")
+
+
+class MarkerReader:
+    """What templates see as `reader`: every attribute renders as a marker."""
+
+    def __init__(self, nonce: str) -> None:
+        self.nonce = nonce
+        self.fallbacks: list[str] = []
+        for name in FIELDS:
+            setattr(self, name, marker(nonce, name))
+
+    def name_or(self, fallback: str) -> str:
+        """The reader's name, or `fallback` for a reader who gave none."""
+        self.fallbacks.append(str(fallback))
+        return marker(self.nonce, "name", len(self.fallbacks) - 1)
+
+
+_FIELD_OF_KEY = {name.upper().replace("_", "") + "0": name for name in FIELDS}
+
+
+def value_for(key: str, values: ReaderValues, fallbacks: tuple[str, ...]) -> str:
+    """The plain value a marker key (as split out of the output) stands for."""
+    if key.startswith("NAME"):
+        return values.name or fallbacks[int(key[4:])]
+    return str(getattr(values, _FIELD_OF_KEY[key]))
+
+
+def fill(parts: list[str], values: ReaderValues, fallbacks: tuple[str, ...], html: bool) -> str:
+    """Join split output with one reader's values, HTML-escaped in the HTML part."""
+    out = parts[:]
+    for i in range(1, len(out), 2):
+        value = value_for(out[i], values, fallbacks)
+        out[i] = escape(value) if html else value
+    return "".join(out)
+
+
+def personalise(rendered: RenderedIssue, values: ReaderValues) -> tuple[str, str]:
+    """The HTML and text one reader gets (for previews; sending fills prepared bytes)."""
+    return (
+        fill(rendered.split_html(), values, rendered.fallbacks, html=True),
+        fill(rendered.split_text(), values, rendered.fallbacks, html=False),
+    )
+
+
+@lru_cache(maxsize=16)
+def environments(folder: str) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """HTML (autoescaped) and text environments over one templates folder."""
+    loader = jinja2.FileSystemLoader(folder)
+    common: dict[str, Any] = {
+        "loader": loader,
+        "undefined": jinja2.StrictUndefined,
+        "auto_reload": True,
+        "keep_trailing_newline": True,
+    }
+    return (
+        jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), **common),
+        jinja2.Environment(autoescape=False, **common),  # the plain-text part
+    )
+
+
+def group_sections(items: tuple[IssueItem, ...]) -> tuple[Section, ...]:
+    """Items grouped by section, sections in the order their first item was picked."""
+    order: dict[str, list[ItemView]] = {}
+    for item in items:
+        order.setdefault(item.article.section, []).append(ItemView.of(item))
+    return tuple(Section(name, tuple(group)) for name, group in order.items())
+
+
+def template_context(
+    issue: Issue, site: Site, reader: object, *, is_test: bool = False
+) -> dict[str, Any]:
+    support = site.support_url
+    joiner = "&" if "?" in support else "?"
+    return {
+        "issue": IssueView(
+            id=issue.id,
+            subject=issue.subject,
+            preheader=issue.preheader,
+            send_date=issue.send_date,
+            note_paragraphs=tuple(p.strip() for p in issue.note.split("\n\n") if p.strip()),
+            appeal=issue.appeal,
+        ),
+        "sections": group_sections(issue.items),
+        "site": site,
+        "reader": reader,
+        "links": {
+            "support_once": f"{support}{joiner}period=once",
+            "support_monthly": f"{support}{joiner}period=monthly",
+            "support_annual": f"{support}{joiner}period=annual",
+        },
+        "is_test": is_test,
+    }
+
+
+def render_issue(
+    issue: Issue, site: Site, templates: Path, *, is_test: bool = False
+) -> RenderedIssue:
+    """Render and inline once; the result is filled per reader."""
+    reader = MarkerReader(_nonce())
+    context = template_context(issue, site, reader, is_test=is_test)
+    return _render_pair("issue", context, templates, reader, issue.subject, issue.preheader)
+
+
+def render_mail(
+    name: str, context: Mapping[str, Any], site: Site, templates: Path
+) -> RenderedIssue:
+    """A mail of its own (confirmation, welcome, …) from NAME.html, NAME.txt, NAME_subject.txt."""
+    reader = MarkerReader(_nonce())
+    full = {**context, "site": site, "reader": reader}
+    _, text_env = environments(str(templates.resolve()))
+    subject = " ".join(_render(text_env, f"{name}_subject.txt", full).split())
+    return _render_pair(name, full, templates, reader, subject, "")
+
+
+def _nonce() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(12))
+
+
+def _render_pair(
+    name: str,
+    context: Mapping[str, Any],
+    templates: Path,
+    reader: MarkerReader,
+    subject: str,
+    preheader: str,
+) -> RenderedIssue:
+    html_env, text_env = environments(str(templates.resolve()))
+    html = _render(html_env, f"{name}.html", context)
+    text = _render(text_env, f"{name}.txt", context)
+    return RenderedIssue(
+        subject=subject,
+        preheader=preheader,
+        html=inline_css(html),
+        text=text,
+        nonce=reader.nonce,
+        fallbacks=tuple(reader.fallbacks),
+    )
+
+
+def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.filename or name}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        folder = env.loader.searchpath[0] if isinstance(env.loader, jinja2.FileSystemLoader) else ""
+        raise TemplateError(f"{folder}: template {exc.name} is missing") from None
+    except (jinja2.UndefinedError, TypeError, ValueError) as exc:
+        raise TemplateError(f"{_template_line(exc.__traceback__, name)}: {exc}") from None
+
+
+def _template_line(tb: TracebackType | None, name: str) -> str:
+    """Where in a template an error happened: jinja2 puts template lines in tracebacks."""
+    where = name
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".html", ".txt", ".css")):
+            where = f"{filename}, line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def inline_css(html: str) -> str:
+    """Inline the stylesheet into style= attributes; @media rules stay in a style block."""
+    try:
+        return str(
+            premailer.Premailer(
+                html,
+                allow_network=False,
+                strip_important=False,
+                disable_validation=True,
+                cssutils_logging_level=logging.CRITICAL,
+            ).transform(pretty_print=False)
+        )
+    except Exception as exc:  # premailer raises bare lxml and cssutils errors
+        raise TemplateError(f"{HTML_TEMPLATE}: CSS could not be inlined: {exc}") from None

@@ -1,0 +1,284 @@
+"""Curation: one issue per send day, its ordered items, and the rules of its states.
+
+draft -> approved -> sending -> sent; draft or approved -> cancelled.
+An approved issue is frozen until unapproved; a sent one never changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.curation.articles import get_article
+from newsletter.errors import InputError, NotFound, StateError
+from newsletter.models import Article, Issue, IssueItem
+from newsletter.store import tables as db
+
+SUBJECT_MAX = 200
+PREHEADER_MAX = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def send_day_on_or_after(day: date, weekday: int = 4) -> date:
+    """The first date on or after `day` that falls on `weekday` (Friday is 4)."""
+    return day + timedelta(days=(weekday - day.weekday()) % 7)
+
+
+def first_free_send_day(conn: sa.Connection, day: date, weekday: int = 4) -> date:
+    """The first send day on or after `day` that has no issue yet."""
+    taken = set(
+        conn.execute(sa.select(db.issues.c.send_date).where(db.issues.c.send_date >= day)).scalars()
+    )
+    send_date = send_day_on_or_after(day, weekday)
+    while send_date in taken:
+        send_date += timedelta(days=7)
+    return send_date
+
+
+def new_issue(conn: sa.Connection, send_date: date, now: datetime) -> Issue:
+    existing = conn.execute(
+        sa.select(db.issues.c.id).where(db.issues.c.send_date == send_date)
+    ).scalar()
+    if existing is not None:
+        raise StateError(f"issue {existing} is already the issue for {send_date.isoformat()}")
+    issue_id = conn.execute(
+        db.issues.insert().values(send_date=send_date, created_at=now, updated_at=now)
+    ).inserted_primary_key
+    assert issue_id is not None
+    return get_issue(conn, issue_id[0])
+
+
+def find_issue_id(conn: sa.Connection, ref: str | int) -> int:
+    """An issue by its id or by its send date (YYYY-MM-DD)."""
+    text = str(ref).strip()
+    if text.isdigit():
+        found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.id == int(text))).scalar()
+    else:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"issue: {text!r} is neither an issue id nor a date") from None
+        found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.send_date == day)).scalar()
+    if found is None:
+        raise NotFound(f"no issue {text}")
+    return int(found)
+
+
+def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
+    issue_id = find_issue_id(conn, ref)
+    row = conn.execute(sa.select(db.issues).where(db.issues.c.id == issue_id)).mappings().one()
+    items = conn.execute(
+        sa.select(
+            db.articles,
+            db.issue_items.c.title.label("title_override"),
+            db.issue_items.c.summary.label("summary_override"),
+        )
+        .join(db.issue_items, db.articles.c.id == db.issue_items.c.article_id)
+        .where(db.issue_items.c.issue_id == issue_id)
+        .order_by(db.issue_items.c.position)
+    ).mappings()
+    return Issue(
+        id=row["id"],
+        send_date=row["send_date"],
+        status=row["status"],
+        subject=row["subject"],
+        preheader=row["preheader"],
+        note=row["note"],
+        appeal=bool(row["appeal"]),
+        approved_at=row["approved_at"],
+        sent_at=row["sent_at"],
+        items=tuple(
+            IssueItem(
+                article=Article.from_row(item),
+                position=index,
+                title_override=item["title_override"],
+                summary_override=item["summary_override"],
+            )
+            for index, item in enumerate(items, start=1)
+        ),
+    )
+
+
+def list_issues(conn: sa.Connection, limit: int = 50) -> list[Issue]:
+    ids = conn.execute(
+        sa.select(db.issues.c.id).order_by(db.issues.c.send_date.desc()).limit(limit)
+    ).scalars()
+    return [get_issue(conn, issue_id) for issue_id in ids]
+
+
+def _editable(conn: sa.Connection, ref: str | int) -> Issue:
+    issue = get_issue(conn, ref)
+    if issue.status != "draft":
+        hint = " (unapprove it first)" if issue.status == "approved" else ""
+        raise StateError(f"issue {issue.id} is {issue.status}: only a draft can change{hint}")
+    return issue
+
+
+def _renumber(conn: sa.Connection, issue_id: int, article_ids: Sequence[int]) -> None:
+    for position, article_id in enumerate(article_ids, start=1):
+        conn.execute(
+            db.issue_items.update()
+            .where(db.issue_items.c.issue_id == issue_id)
+            .where(db.issue_items.c.article_id == article_id)
+            .values(position=position)
+        )
+
+
+def _touch(conn: sa.Connection, issue_id: int, now: datetime, **values: Any) -> None:
+    conn.execute(
+        db.issues.update().where(db.issues.c.id == issue_id).values(updated_at=now, **values)
+    )
+
+
+def pick(
+    conn: sa.Connection, ref: str | int, articles: Sequence[str | int], now: datetime
+) -> Issue:
+    """Append articles (by id or url) in the order given."""
+    issue = _editable(conn, ref)
+    present = {item.article.id for item in issue.items}
+    position = len(issue.items)
+    for article_ref in articles:
+        article = get_article(conn, article_ref)
+        if article.id in present:
+            raise InputError(f"article {article.id} is already in issue {issue.id}")
+        present.add(article.id)
+        position += 1
+        conn.execute(
+            db.issue_items.insert().values(
+                issue_id=issue.id, article_id=article.id, position=position
+            )
+        )
+    _touch(conn, issue.id, now)
+    return get_issue(conn, issue.id)
+
+
+def _item_ids(issue: Issue) -> list[int]:
+    return [item.article.id for item in issue.items]
+
+
+def _in_issue(conn: sa.Connection, issue: Issue, article_ref: str | int) -> int:
+    article = get_article(conn, article_ref)
+    if article.id not in _item_ids(issue):
+        raise NotFound(f"article {article.id} is not in issue {issue.id}")
+    return article.id
+
+
+def unpick(
+    conn: sa.Connection, ref: str | int, articles: Sequence[str | int], now: datetime
+) -> Issue:
+    issue = _editable(conn, ref)
+    gone = {_in_issue(conn, issue, article_ref) for article_ref in articles}
+    conn.execute(
+        db.issue_items.delete()
+        .where(db.issue_items.c.issue_id == issue.id)
+        .where(db.issue_items.c.article_id.in_(gone))
+    )
+    _renumber(conn, issue.id, [a for a in _item_ids(issue) if a not in gone])
+    _touch(conn, issue.id, now)
+    return get_issue(conn, issue.id)
+
+
+def move(
+    conn: sa.Connection, ref: str | int, article: str | int, position: int, now: datetime
+) -> Issue:
+    """Put one item at a 1-based position; the others keep their order around it."""
+    issue = _editable(conn, ref)
+    article_id = _in_issue(conn, issue, article)
+    if not 1 <= position <= len(issue.items):
+        raise InputError(f"position: must be between 1 and {len(issue.items)}, got {position}")
+    order = [a for a in _item_ids(issue) if a != article_id]
+    order.insert(position - 1, article_id)
+    _renumber(conn, issue.id, order)
+    _touch(conn, issue.id, now)
+    return get_issue(conn, issue.id)
+
+
+def check_line(field: str, value: str, limit: int) -> str:
+    """A one-line text field: no line breaks (they would inject mail headers), not too long."""
+    value = value.strip()
+    if _CONTROL.search(value):
+        raise InputError(f"{field}: must be one line without control characters")
+    if len(value) > limit:
+        raise InputError(f"{field}: {len(value)} characters, at most {limit}")
+    return value
+
+
+def set_fields(
+    conn: sa.Connection,
+    ref: str | int,
+    now: datetime,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    note: str | None = None,
+    appeal: bool | None = None,
+) -> Issue:
+    issue = _editable(conn, ref)
+    values: dict[str, Any] = {}
+    if subject is not None:
+        values["subject"] = check_line("subject", subject, SUBJECT_MAX)
+    if preheader is not None:
+        values["preheader"] = check_line("preheader", preheader, PREHEADER_MAX)
+    if note is not None:
+        values["note"] = note.replace("\r\n", "\n").strip()
+    if appeal is not None:
+        values["appeal"] = appeal
+    _touch(conn, issue.id, now, **values)
+    return get_issue(conn, issue.id)
+
+
+def set_item(
+    conn: sa.Connection,
+    ref: str | int,
+    article: str | int,
+    now: datetime,
+    *,
+    title: str | None = None,
+    summary: str | None = None,
+) -> Issue:
+    """Override an item's title or summary here; an empty string restores the article's."""
+    issue = _editable(conn, ref)
+    article_id = _in_issue(conn, issue, article)
+    values: dict[str, str | None] = {}
+    if title is not None:
+        values["title"] = check_line("title", title, SUBJECT_MAX * 2) or None
+    if summary is not None:
+        values["summary"] = summary.strip() or None
+    conn.execute(
+        db.issue_items.update()
+        .where(db.issue_items.c.issue_id == issue.id)
+        .where(db.issue_items.c.article_id == article_id)
+        .values(**values)
+    )
+    _touch(conn, issue.id, now)
+    return get_issue(conn, issue.id)
+
+
+def approve(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    issue = _editable(conn, ref)
+    if not issue.items:
+        raise StateError(f"issue {issue.id} is empty: pick articles before approving it")
+    if not issue.subject:
+        raise StateError(f"issue {issue.id} has no subject: set one before approving it")
+    _touch(conn, issue.id, now, status="approved", approved_at=now)
+    return get_issue(conn, issue.id)
+
+
+def unapprove(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    issue = get_issue(conn, ref)
+    if issue.status != "approved":
+        raise StateError(f"issue {issue.id} is {issue.status}, not approved")
+    _touch(conn, issue.id, now, status="draft", approved_at=None)
+    return get_issue(conn, issue.id)
+
+
+def cancel(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    issue = get_issue(conn, ref)
+    if issue.status not in ("draft", "approved"):
+        raise StateError(f"issue {issue.id} is {issue.status}: it can no longer be cancelled")
+    _touch(conn, issue.id, now, status="cancelled")
+    return get_issue(conn, issue.id)

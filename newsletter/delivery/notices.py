@@ -1,0 +1,99 @@
+"""The mails around a subscription: confirmation, welcome, and the notice of a new policy.
+
+Each kind is rendered once per batch and filled per reader, like the newsletter; they
+are sent after the transaction that decided them has committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.compose.issue import envelope_sender
+from newsletter.compose.messages import PreparedMessage, Sender, build_message, prepare_message
+from newsletter.compose.rendering import Site, render_mail
+from newsletter.compose.returnpath import NO_ISSUE, return_paths
+from newsletter.errors import DeliveryError, PermanentDeliveryError
+from newsletter.models import Reader
+from newsletter.readers.consent import current_policy
+from newsletter.readers.subscribers import Mail
+from newsletter.settings import Settings
+from newsletter.transport.base import Envelope, Transport
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class NoticeReport:
+    sent: int
+    failures: tuple[str, ...]
+    failed: tuple[int, ...] = ()  # the positions in `mails` of the mails that failed
+    permanent: tuple[int, ...] = ()  # those of them the relay refused for good (5xx)
+
+
+def next_send(settings: Settings, now: datetime) -> date:
+    """The date of the next scheduled send, in the site's time zone."""
+    local = now.astimezone(settings.timezone)
+    day = local.date() + timedelta(days=(settings.send_at.weekday - local.weekday()) % 7)
+    if day == local.date() and local.time() >= settings.send_at.at:
+        day += timedelta(days=7)
+    return day
+
+
+def notice_context(conn: sa.Connection, settings: Settings, now: datetime) -> dict[str, Any]:
+    return {
+        "policy": current_policy(conn),
+        "send_day": DAY_NAMES[settings.send_at.weekday],
+        "next_send": next_send(settings, now),
+        "confirm_days": settings.confirm_ttl.days or 1,
+    }
+
+
+def send_notices(
+    mails: Sequence[Mail],
+    engine: sa.Engine,
+    settings: Settings,
+    transport: Transport,
+    now: datetime,
+) -> NoticeReport:
+    """Send each mail; a failure is reported, never raised: the decision is already recorded."""
+    if not mails:
+        return NoticeReport(0, ())
+    sender = Sender.from_settings(settings)
+    with engine.connect() as conn:
+        context = notice_context(conn, settings, now)
+    prepared: dict[str, PreparedMessage] = {}
+    # signed like a newsletter's, with no issue (0): a bounce of a notice names its reader
+    return_path = return_paths(
+        sender.secret, settings.bounce_address, NO_ISSUE, envelope_sender(settings)
+    )
+    sent, failures, failed, permanent = 0, [], [], []
+    for position, mail in enumerate(mails):
+        if mail.kind not in prepared:
+            rendered = render_mail(
+                mail.kind, context, Site.from_settings(settings), settings.templates
+            )
+            lists = mail.kind != "confirm"  # a sign-up is not on the list yet
+            prepared[mail.kind] = prepare_message(rendered, sender, 0, now, list_headers=lists)
+        reader = Reader(mail.subscriber_id, mail.email, mail.name)
+        values = sender.reader_values(reader, 0)
+        if mail.kind == "confirm":
+            values = replace(values, confirm_url=f"{sender.base_url}/confirm/{mail.token}")
+        elif mail.kind == "reconsent":
+            values = replace(values, reconsent_url=f"{sender.base_url}/reconsent/{mail.token}")
+        msgid = f"<{mail.kind}.{mail.subscriber_id}.{secrets.token_hex(8)}@{sender.domain}>"
+        data = build_message(prepared[mail.kind], reader, values, msgid)
+        try:
+            transport.send(Envelope(return_path(mail.subscriber_id), mail.email, msgid, data))
+            sent += 1
+        except DeliveryError as exc:
+            failures.append(f"{mail.kind} mail to {mail.email}: {exc}")
+            failed.append(position)
+            if isinstance(exc, PermanentDeliveryError):
+                permanent.append(position)
+    return NoticeReport(sent, tuple(failures), tuple(failed), tuple(permanent))

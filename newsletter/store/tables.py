@@ -1,0 +1,356 @@
+"""Tables, the engine, and migrations (Alembic) for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine.url import make_url
+
+from newsletter.errors import ConfigError
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("section", sa.String(200), nullable=False, server_default=""),
+    sa.Column("author", sa.String(300), nullable=False, server_default=""),
+    sa.Column("published_at", UTCDateTime, nullable=True),
+    sa.Column("image_url", sa.String(2000), nullable=True),
+    sa.Column("image_alt", sa.Text, nullable=False, server_default=""),
+    sa.Column("source", sa.String(2000), nullable=False, server_default="hand"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("send_date", sa.Date, nullable=False, unique=True),
+    sa.Column("status", sa.String(20), nullable=False, server_default="draft"),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("preheader", sa.Text, nullable=False, server_default=""),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("appeal", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("approved_at", UTCDateTime, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+)
+
+issue_items = sa.Table(
+    "issue_items",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("article_id", sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("summary", sa.Text, nullable=True),
+)
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("version", sa.String(100), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("wording", sa.Text, nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=True, unique=True),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("policy_version", sa.ForeignKey("policy_versions.version"), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("bounce_count", sa.Integer, nullable=False, server_default="0"),
+    # the name a sign-up offered, kept apart until its confirmation: a stranger who signs
+    # up someone's address does not choose the words that greet them
+    sa.Column("offered_name", sa.String(300), nullable=True),
+    sa.Index("ix_subscribers_status", "status"),
+)
+
+consent_events = sa.Table(
+    "consent_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.String(100), nullable=True),
+    sa.Column("policy_sha256", sa.String(64), nullable=True),
+    sa.Column("wording", sa.Text, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(30), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+signup_attempts = sa.Table(
+    "signup_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("address_hash", sa.String(64), nullable=False),
+    sa.Column("ip_hash", sa.String(64), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("mailed", sa.Boolean, nullable=False),
+    sa.Index("ix_signup_attempts_address", "address_hash", "at"),
+    sa.Index("ix_signup_attempts_ip", "ip_hash", "at"),
+)
+
+desk_keys = sa.Table(
+    "desk_keys",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
+# The secret key that signs readers' links (made by `init`, unless the environment sets one);
+# a rotated key stays to verify links until `verify_until`.
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("retired_at", UTCDateTime, nullable=True),
+    sa.Column("verify_until", UTCDateTime, nullable=True),
+)
+
+# Notices (confirmation, welcome) the web app owes: queued by the request's transaction,
+# composed and sent by a thread of their own, or by `newsletter worker`.
+notice_queue = sa.Table(
+    "notice_queue",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    sa.Column("token", sa.Text, nullable=False, server_default=""),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("next_try_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("message_id", sa.String(300), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker", sa.String(100), nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("reply", sa.Text, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
+    # what bounce mail said later: soft, hard or complaint (the worst heard), and its words
+    sa.Column("outcome", sa.String(20), nullable=True),
+    sa.Column("outcome_detail", sa.Text, nullable=True),
+    sa.Column("outcome_at", UTCDateTime, nullable=True),
+    # in key order within a status: taking the next batch of pending rows reads that batch only
+    sa.Index("ix_deliveries_issue_status_reader", "issue_id", "status", "subscriber_id"),
+)
+
+# The scheduler's own table (APScheduler's SQLAlchemyJobStore), declared here so the
+# migrations own every table of the desk; the job store finds it and uses it.
+scheduler_jobs = sa.Table(
+    "scheduler_jobs",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
+)
+
+# Who may send now: one row per lease name, taken over only once it has expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Alerts mailed to the editors, one per kind and send day however often a job runs.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "day", name="uq_alerts_kind_day"),
+)
+
+# Every message bounce processing has read, so reading it again changes nothing; soft
+# bounces are counted here over a window of days.
+bounce_mail = sa.Table(
+    "bounce_mail",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("issue_id", sa.Integer, nullable=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=True),
+    sa.Column("code", sa.String(20), nullable=True),
+    sa.Column("diagnostic", sa.Text, nullable=False, server_default=""),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_bounce_mail_reader", "subscriber_id", "kind", "received_at"),
+)
+
+# Desk accounts; failed logins are kept so every web process slows the same guesser.
+editors = sa.Table(
+    "editors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(300), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+desk_sessions = sa.Table(  # an editor's signed-in browser: the cookie's token, hashed
+    "desk_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("editor_id", sa.ForeignKey("editors.id"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_login_failures_email", "email", "at"),
+    sa.Index("ix_login_failures_ip", "ip", "at"),
+)
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite files get their folder, WAL and foreign keys."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError("NEWSLETTER_DATABASE_URL", f"not a database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # one connection per sending thread and a few for the rest
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise ConfigError("NEWSLETTER_DATABASE_URL", str(exc)) from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight to the driver, for bulk paths: SQLAlchemy's per-row parameter
+    handling costs more than SQLite's insert itself. Column types still convert values;
+    the rows are changed in place (converted) and all have the first row's keys."""
+    if not rows:
+        return
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup or []) if conn.dialect.positional else list(compiled.params)
+    for column in table.columns:
+        convert = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if convert is not None and column.name in names:
+            for row in rows:
+                row[column.name] = convert(row[column.name])
+    if conn.dialect.positional:
+        take = itemgetter(*names)
+        conn.exec_driver_sql(str(compiled), [take(row) for row in rows])
+    else:
+        conn.exec_driver_sql(str(compiled), [{n: row[n] for n in names} for row in rows])
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def upgrade_database(engine: Engine, *, replay: bool = False) -> None:
+    """Create or upgrade every table to the newest migration; harmless to run twice."""
+    with engine.begin() as connection:
+        upgrade_connection(connection, replay=replay)
+
+
+def upgrade_connection(connection: sa.Connection, *, replay: bool = False) -> None:
+    """The migrations inside the caller's transaction: on PostgreSQL a failure later in
+    it takes the new tables back too. An empty database gets the declared tables at once
+    and is stamped with the newest migration (Alembic's "building from scratch"; a test
+    replays every migration and compares); `replay` runs them one by one anyway."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    if not replay and not sa.inspect(connection).get_table_names():
+        metadata.create_all(connection)
+        command.stamp(config, "head")
+    else:
+        command.upgrade(config, "head")
+
+
+def now_utc() -> datetime:
+    """The clock, read only at the edges (CLI, web, workers) and passed in from there."""
+    return datetime.now(UTC)
