@@ -12,6 +12,7 @@ from newsletter.curation.articles import import_sources, list_articles
 from newsletter.curation.issues import (
     approve,
     get_issue,
+    issue_id_for_day,
     new_issue,
     pick,
     send_day_on_or_after,
@@ -71,9 +72,7 @@ def _seed_readers(conn: sa.Connection, now: datetime) -> None:
 def _this_weeks_issue(desk: Desk, conn: sa.Connection, now: datetime) -> Issue:
     today = now.astimezone(desk.settings.timezone).date()
     send_date = send_day_on_or_after(today, desk.settings.send_at.weekday)
-    existing = conn.execute(
-        sa.select(db.issues.c.id).where(db.issues.c.send_date == send_date)
-    ).scalar()
+    existing = issue_id_for_day(conn, send_date)
     issue = get_issue(conn, existing) if existing else new_issue(conn, send_date, now)
     if issue.status != "draft":
         return issue

@@ -5,6 +5,7 @@ web processes behind a proxy slow down the same guesser."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -12,7 +13,6 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
-from zxcvbn import zxcvbn
 
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.readers.addresses import normalise_address
@@ -24,8 +24,12 @@ STRENGTH_CHARS = 100  # zxcvbn's time grows with length; the rest only adds stre
 FAILURES_ALLOWED = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=12)  # a signed-in browser signs in again after this
+
+
 # compared against when the address is unknown, so a miss costs as long as a wrong password
-_DUMMY_HASH = generate_password_hash("not a password of anyone")
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash("not a password of anyone")
 
 
 class LoginRefused(NewsletterError):
@@ -46,6 +50,8 @@ def _refuse_guessable(password: str, address: str) -> None:
     """An editor's password sends mail to every reader: refused when zxcvbn estimates fewer
     than 10^10 guesses (its score 4), against common passwords, words, keyboard runs,
     dates and the editor's own address."""
+    from zxcvbn import zxcvbn  # its word lists take 150 ms to load: only when a password is set
+
     local = address.split("@", 1)[0]
     estimate = zxcvbn(password[:STRENGTH_CHARS], user_inputs=[address, local])
     if estimate["score"] < STRENGTH_MIN:
@@ -195,7 +201,7 @@ def log_in(
                 conn.execute(f.delete().where(f.c.id == attempt))
             return Editor(row.id, row.email)
     if row is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
     if attempt is None:
         conn.execute(f.insert().values(email=address[:320], ip=ip[:64], at=now))
     raise LoginRefused("wrong address or password")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import email
 import json
+import subprocess
+import sys
 from email.policy import default
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -163,3 +166,31 @@ def test_an_approval_is_stored_even_when_nobody_reads_its_output(site: Path) -> 
     process.stdout.close()  # the reader of the pipe is gone before the command answers
     process.wait(timeout=60)
     assert "approved" in ok("issue", "list").output
+
+
+def test_each_commands_line_in_the_help_is_its_own_and_the_help_imports_none_of_them() -> None:
+    """`newsletter --help` shows the lines kept beside the command names without importing
+    a command; each line is the command's own first line, so they cannot drift apart."""
+    from newsletter.cli import COMMANDS, LazyGroup
+
+    group = cli
+    assert isinstance(group, LazyGroup)
+    for name, (_, _, line) in COMMANDS.items():
+        command = group.get_command(click.Context(group), name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(1000) == line, name
+    probe = (
+        "import sys\n"
+        "from newsletter.cli import cli\n"
+        "try:\n"
+        "    cli.main(['--help'], prog_name='newsletter')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('sqlalchemy', 'premailer', 'feedparser', 'alembic', 'flask', 'jinja2')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('newsletter.cli.')\n"
+        "             or m.split('.')[0] in heavy))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True).stdout.splitlines()  # fmt: skip
+    assert "  worker       Join every send under way" in "\n".join(shown)
+    assert shown[-1] == "['newsletter.cli.common']"

@@ -106,6 +106,7 @@ def read_steps(body: list[tuple[int, str]]) -> list[Step]:
 NOTE = re.compile(r"\s{2,}#\s.*$")  # the README's comment after the output
 VARIES = [
     (re.compile(r"\d+\.\d\d s, \d+ messages/s"), "N s, N messages/s"),
+    (re.compile(r'"messages_per_second": [\d.]+'), '"messages_per_second": N'),
     (re.compile(r"(?<![\w/])/[^\s:]*?/(outbox|issue-2)/"), r"…/\1/"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<sha256>"),
     (re.compile(r"\(([0-9a-f]{12})…\)"), "(<sha256>…)"),

@@ -123,6 +123,3 @@ def list_(
             limit=limit,
         )
     emit(as_json, [asdict(a) for a in found], [article_line(a) for a in found] or ["no articles"])
-
-
-COMMANDS = [group]

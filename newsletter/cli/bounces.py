@@ -65,6 +65,3 @@ def listen(desk: Desk, host: str, port: int) -> None:
     finally:
         controller.stop()
     emit(False, None, controller.handler.report.lines())
-
-
-COMMANDS = [group]

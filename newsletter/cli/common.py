@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import click
 
-from newsletter.app import Desk, database_exists
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import load_settings
 
@@ -49,6 +48,8 @@ def pass_desk(func: F) -> F:
 
     @click.pass_context
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        from newsletter.app import Desk, database_exists  # what a command that runs pays for
+
         root = ctx.find_root()
         if not isinstance(root.obj, Desk):
             settings = load_settings()

@@ -71,6 +71,3 @@ def checksums(desk: Desk, as_json: bool) -> None:
         sums = table_sums(conn)
     document = [{"table": s.table, "rows": s.rows, "sha256": s.sha256} for s in sums]
     emit(as_json, document, _lines(sums))
-
-
-COMMANDS = [group]

@@ -100,6 +100,3 @@ def rotate(desk: Desk, keep: str, as_json: bool) -> None:
         until = rotate_key(conn, desk.now(), kept_for)
     line = f"a new key signs links from now on; links signed before work until {until:%Y-%m-%d}"
     emit(as_json, {"old_key_verifies_until": until.isoformat()}, [line])
-
-
-COMMANDS = [init, demo, secret]

@@ -53,6 +53,3 @@ def sign_out(desk: Desk, email: str, as_json: bool) -> None:
     plural = "" if ended == 1 else "s"
     emit(as_json, {"email": email, "sessions_ended": ended},
          [f"{email}: {ended} session{plural} ended; the next page asks for a login"])  # fmt: skip
-
-
-COMMANDS = [group]

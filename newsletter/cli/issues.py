@@ -251,5 +251,3 @@ _state_command(
     library.cancel,
     "Cancel an issue that has not been sent.\n\n\b\nExample:\n    newsletter issue cancel 3",
 )
-
-COMMANDS = [group]

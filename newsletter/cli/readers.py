@@ -238,6 +238,3 @@ def publish(
         "failures": report.failures,
     }
     emit(as_json, document, lines + list(report.failures))
-
-
-COMMANDS = [group, unsubscribe_, policy]

@@ -99,6 +99,3 @@ def schedule(
     emit(as_json, result.as_dict(), result.lines())
     if EXIT_CODES[result.outcome]:
         raise SystemExit(result.exit_code)
-
-
-COMMANDS = [schedule]

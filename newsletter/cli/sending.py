@@ -11,15 +11,14 @@ from urllib.parse import urlencode
 import click
 
 from newsletter.app import Desk
-from newsletter.bounces.record import check_last_issue, hygiene
+from newsletter.bounces.record import check_last_issue
 from newsletter.cli.common import emit, json_option, pass_desk
 from newsletter.cli.progress import SendProgress, stop_on_signals
 from newsletter.compose.copies import preview_copy
 from newsletter.compose.messages import build_message, message_id
 from newsletter.curation.issues import get_issue
-from newsletter.delivery.ledger import counts as ledger_counts
-from newsletter.delivery.ledger import uncertain_readers
 from newsletter.delivery.send import SendOptions, send_issue, send_test, start_send
+from newsletter.reports import send_status
 from newsletter.settings import parse_duration
 
 
@@ -199,18 +198,12 @@ def status(desk: Desk, issue: str, as_json: bool) -> None:
         newsletter status 3 --json
     """
     with desk.engine.connect() as conn:
-        found = get_issue(conn, issue)
-        counts = ledger_counts(conn, found.id)
-        uncertain = uncertain_readers(conn, found.id)
-        later = hygiene(conn, found.id)
+        report = send_status(conn, issue)
+    found, document, later = report.issue, report.document, report.hygiene
     lines = [f"issue {found.id} for {found.send_date}: {found.status}"]
-    lines += [f"{name:>10}: {count}" for name, count in sorted(counts.items())]
+    lines += [f"{name:>10}: {count}" for name, count in sorted(document["counts"].items())]
     lines += ["later, by bounce mail:", *later.lines()]
     if later.problem():
         lines.append(f"warning: {later.problem()}; the next send waits for --force")
-    lines += [f"uncertain: {email}" for email in uncertain]
-    document = {"issue": found.id, "status": found.status, "counts": counts}
-    emit(as_json, {**document, "hygiene": later.as_dict(), "uncertain": uncertain}, lines)
-
-
-COMMANDS = [render, preview, serve, send, status]
+    lines += [f"uncertain: {email}" for email in document["uncertain"]]
+    emit(as_json, document, lines)

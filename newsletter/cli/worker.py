@@ -55,6 +55,3 @@ def worker(desk: Desk, once: bool, as_json: bool) -> None:
         newsletter worker --once     # from cron
     """
     run_worker(desk, once, as_json)
-
-
-COMMANDS = [worker]

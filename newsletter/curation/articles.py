@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.parsers.expat import errors as expat_errors
 
-import feedparser
 import sqlalchemy as sa
 
 from newsletter.curation.fetch import FetchLimits, fetch
@@ -272,6 +271,8 @@ def parse_feed(data: bytes, source: str) -> FeedParse:
     if not data.strip():
         raise FeedError(source, "empty: no feed to read")
     _refuse_own_entities(data, source)
+    import feedparser  # imported by what reads feeds, not by every command
+
     parsed = feedparser.parse(io.BytesIO(data))  # a stream: bytes are never taken as a path
     refusal = _refusal(data, parsed)
     if refusal:
@@ -458,3 +459,9 @@ def list_articles(
             if len(found) >= limit:
                 break
     return found
+
+
+def list_sections(conn: sa.Connection) -> list[str]:
+    """Every section the pool's articles carry, in order, for the desk's filter."""
+    query = sa.select(articles.c.section).distinct().order_by(articles.c.section)
+    return [str(section) for section in conn.execute(query).scalars()]

@@ -39,10 +39,14 @@ def first_free_send_day(conn: sa.Connection, day: date, weekday: int = 4) -> dat
     return send_date
 
 
+def issue_id_for_day(conn: sa.Connection, day: date) -> int | None:
+    """The id of the issue for a send day, if there is one (one issue per send day)."""
+    found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.send_date == day)).scalar()
+    return None if found is None else int(found)
+
+
 def new_issue(conn: sa.Connection, send_date: date, now: datetime) -> Issue:
-    existing = conn.execute(
-        sa.select(db.issues.c.id).where(db.issues.c.send_date == send_date)
-    ).scalar()
+    existing = issue_id_for_day(conn, send_date)
     if existing is not None:
         raise StateError(f"issue {existing} is already the issue for {send_date.isoformat()}")
     issue_id = conn.execute(
@@ -62,7 +66,7 @@ def find_issue_id(conn: sa.Connection, ref: str | int) -> int:
             day = date.fromisoformat(text)
         except ValueError:
             raise InputError(f"issue: {text!r} is neither an issue id nor a date") from None
-        found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.send_date == day)).scalar()
+        found = issue_id_for_day(conn, day)
     if found is None:
         raise NotFound(f"no issue {text}")
     return int(found)

@@ -433,14 +433,24 @@ def count_by_status(conn: sa.Connection) -> dict[str, int]:
 
 
 def list_subscribers(
-    conn: sa.Connection, status: str | None = None, search: str | None = None, limit: int = 100
+    conn: sa.Connection,
+    status: str | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    *,
+    newest_first: bool = False,
 ) -> list[Subscriber]:
+    """The readers, by status and part of the address; erased ones only when asked for
+    by status (they keep no address to show)."""
     s = db.subscribers
-    query = sa.select(s).where(s.c.status != "erased").order_by(s.c.id).limit(limit)
+    order = s.c.id.desc() if newest_first else s.c.id
+    query = sa.select(s).order_by(order).limit(limit)
     if status:
         if status not in STATUSES:
             raise InputError(f"--status: one of {', '.join(STATUSES)}, not {status!r}")
         query = query.where(s.c.status == status)
+    else:
+        query = query.where(s.c.status != "erased")
     if search:
         query = query.where(s.c.email.contains(search.strip().lower(), autoescape=True))
     return [Subscriber(**row) for row in conn.execute(query).mappings()]

@@ -43,7 +43,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.bounces.record import check_last_issue
-from newsletter.curation.issues import get_issue, send_day_on_or_after
+from newsletter.curation.issues import get_issue, issue_id_for_day, send_day_on_or_after
 from newsletter.delivery.ledger import alive_here, worker_name
 from newsletter.delivery.send import SendOptions, SendReport, send_issue
 from newsletter.delivery.workers import WorkerStop
@@ -228,9 +228,7 @@ def holding(
 
 def issue_of_day(engine: sa.Engine, day: date) -> Issue | None:
     with engine.connect() as conn:
-        issue_id = conn.execute(
-            sa.select(db.issues.c.id).where(db.issues.c.send_date == day)
-        ).scalar()
+        issue_id = issue_id_for_day(conn, day)
         return None if issue_id is None else get_issue(conn, issue_id)
 
 

@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import Dialect, Engine
 
 from newsletter.errors import ConfigError, CopyRefused, StateError
@@ -157,6 +154,9 @@ def same_database(a: Engine, b: Engine) -> bool:
 
 def check_source_current(conn: sa.Connection) -> None:
     """The source must have every migration: the copy reads the tables as declared now."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     current = MigrationContext.configure(conn).get_current_revision()
     head = ScriptDirectory(str(db.MIGRATIONS)).get_current_head()
     if current != head:
@@ -175,6 +175,8 @@ def _connect(target: Engine) -> sa.Connection:
 
 def _prepare(dst: sa.Connection, replace: bool) -> None:
     """Bring the target to the desk's schema; refuse, or empty it, when it holds rows."""
+    from alembic.util import CommandError
+
     try:
         db.upgrade_connection(dst)
     except (sa.exc.DBAPIError, CommandError) as exc:

@@ -14,7 +14,6 @@ from datetime import datetime, time, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from flask import (
     Blueprint,
     Response,
@@ -32,13 +31,11 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from newsletter.app import Desk
-from newsletter.bounces.record import hygiene
 from newsletter.compose.copies import preview_copy
 from newsletter.curation import issues as library
-from newsletter.curation.articles import import_sources, list_articles
+from newsletter.curation.articles import import_sources, list_articles, list_sections
 from newsletter.curation.fetch import FetchLimits
 from newsletter.delivery.ledger import counts as ledger_counts
-from newsletter.delivery.ledger import uncertain_readers
 from newsletter.delivery.send import send_test
 from newsletter.editors import (
     Editor,
@@ -50,12 +47,16 @@ from newsletter.editors import (
 )
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.readers.access import export_csv, export_subscriber
-from newsletter.readers.subscribers import get_subscriber
-from newsletter.store import tables as db
+from newsletter.readers.subscribers import (
+    STATUSES,
+    count_by_status,
+    get_subscriber,
+    list_subscribers,
+)
+from newsletter.reports import send_status
 
 bp = Blueprint("desk", __name__, url_prefix="/desk", template_folder="templates")
 F = TypeVar("F", bound=Callable[..., Any])
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "reconsent", "erased")
 
 
 def _desk() -> Desk:
@@ -176,9 +177,7 @@ def _send_day() -> Any:
 def week() -> Any:
     day = _send_day()
     with _desk().engine.connect() as conn:
-        issue_id = conn.execute(
-            sa.select(db.issues.c.id).where(db.issues.c.send_date == day)
-        ).scalar()
+        issue_id = library.issue_id_for_day(conn, day)
     if issue_id is not None:
         return redirect(url_for("desk.issue", issue_id=issue_id))
     return issues_page(day)
@@ -220,13 +219,7 @@ def issue(issue_id: int) -> Any:
     with desk.engine.connect() as conn:
         found = library.get_issue(conn, issue_id)
         pool = list_articles(conn, limit=60, **filters)
-        sections = (
-            conn.execute(
-                sa.select(db.articles.c.section).distinct().order_by(db.articles.c.section)
-            )
-            .scalars()
-            .all()
-        )
+        sections = list_sections(conn)
     preflight, problem = None, None
     try:
         copy = preview_copy(desk.engine, desk.settings, issue_id, as_email, _now())
@@ -363,41 +356,8 @@ def import_feed(issue_id: int) -> str:
 
 
 def _status(issue_id: int) -> dict[str, Any]:
-    """Counts by outcome, the rate so far, the first failure replies, who is uncertain."""
-    d, s = db.deliveries, db.subscribers
     with _desk().engine.connect() as conn:
-        found = library.get_issue(conn, issue_id)
-        counts = ledger_counts(conn, issue_id)
-        uncertain = uncertain_readers(conn, issue_id)
-        first, last = conn.execute(
-            sa.select(sa.func.min(d.c.updated_at), sa.func.max(d.c.updated_at)).where(
-                d.c.issue_id == issue_id, d.c.status == "sent"
-            )
-        ).one()
-        later = hygiene(conn, issue_id)
-        failures = conn.execute(
-            sa.select(s.c.email, d.c.reply)
-            .join(s, s.c.id == d.c.subscriber_id)
-            .where(d.c.issue_id == issue_id, d.c.status == "failed")
-            .order_by(d.c.updated_at)
-            .limit(10)
-        ).all()
-    total = sum(counts.values())
-    done = sum(counts.get(k, 0) for k in ("sent", "failed", "skipped"))
-    seconds = (last - first).total_seconds() if first and last else 0.0
-    rate = counts.get("sent", 0) / seconds if seconds > 0 else None
-    return {
-        "issue": found.id,
-        "send_date": str(found.send_date),
-        "status": found.status,
-        "counts": counts,
-        "total": total,
-        "done": done,
-        "messages_per_second": round(rate, 1) if rate else None,
-        "failures": [{"reader": f.email, "reply": f.reply} for f in failures],
-        "uncertain": uncertain,
-        "later": later.as_dict(),  # bounces and complaints that came back by mail
-    }
+        return send_status(conn, issue_id).document
 
 
 @bp.get("/issues/<int:issue_id>/status")
@@ -412,16 +372,10 @@ def status(issue_id: int) -> Any:
 def readers() -> Any:
     q = request.args.get("q", "").strip().lower()
     wanted = request.args.get("status", "")
-    s = db.subscribers
     with _desk().engine.connect() as conn:
-        by_status = sa.select(s.c.status, sa.func.count()).group_by(s.c.status)
-        counts: dict[str, int] = {row[0]: row[1] for row in conn.execute(by_status)}
-        query = sa.select(s).order_by(s.c.id.desc()).limit(100)
-        if q:
-            query = query.where(s.c.email.contains(q, autoescape=True))
-        if wanted in STATUSES:
-            query = query.where(s.c.status == wanted)
-        rows = conn.execute(query).all()
+        counts = count_by_status(conn)
+        rows = list_subscribers(conn, wanted if wanted in STATUSES else None, q or None,
+                                limit=100, newest_first=True)  # fmt: skip
     return render_template("desk/readers.html", counts=counts, rows=rows, q=q,
                            wanted=wanted, statuses=STATUSES)  # fmt: skip
 
