@@ -132,3 +132,25 @@ def test_a_setting_that_reaches_a_header_cannot_carry_another(
 def test_a_quoted_name_with_a_colon_is_one_mailbox() -> None:
     value = '"The Weekly: Friday" <weekly@example.org>'
     assert load_settings({"NEWSLETTER_FROM": value}, Path("/none.toml")).from_addr == value
+
+
+def test_every_declared_default_is_the_settings_default_and_every_option_object_agrees() -> None:
+    """Each setting's default is written once, in SETTINGS: parsed, it must be the Settings
+    field's value, and the option objects built from the settings start from the same."""
+    from newsletter.bounces.record import Policy
+    from newsletter.delivery.send import SendOptions
+    from newsletter.readers.subscribers import Limits
+    from newsletter.settings import _FIELD
+
+    defaults = Settings()
+    differ = {
+        s.variable: (s.default, s.parse(s.default), getattr(defaults, _FIELD.get(s.name, s.name)))
+        for s in SETTINGS
+        if s.parse(s.default) != getattr(defaults, _FIELD.get(s.name, s.name))
+    }
+    assert differ == {}
+    assert SendOptions() == SendOptions.from_settings(defaults)
+    assert Policy() == Policy.from_settings(defaults)
+    assert Limits() == Limits.from_settings(defaults)
+    changed = load_settings({"NEWSLETTER_BOUNCE_AT_ONCE": "5.1.1"}, Path("/nonexistent.toml"))
+    assert Policy.from_settings(changed).at_once == ("5.1.1",) != Policy().at_once

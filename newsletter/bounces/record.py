@@ -38,10 +38,11 @@ ASIDE = (UNRECOGNISED, UNMATCHED)  # kept for a person to read
 
 @dataclass(frozen=True)
 class Policy:
-    bounce_limit: int = 2
-    at_once: tuple[str, ...] = ("5.1.1",)
-    soft_limit: int = 5
-    soft_window: timedelta = timedelta(days=30)
+    # the settings' own defaults, not a second copy of them
+    bounce_limit: int = Settings.bounce_limit
+    at_once: tuple[str, ...] = Settings.bounce_at_once
+    soft_limit: int = Settings.soft_bounce_limit
+    soft_window: timedelta = Settings.soft_bounce_window
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:

@@ -26,19 +26,12 @@ from newsletter.readers.subscribers import (
     sign_up,
     unsubscribe,
 )
-from newsletter.settings import Settings
-
-
-def limits(settings: Settings) -> Limits:
-    return Limits(settings.confirm_ttl, settings.confirm_mails_per_day, settings.signups_per_hour)
+from newsletter.transport.base import opened
 
 
 def mail_out(desk: Desk, mails: list[Mail]) -> NoticeReport:
-    transport = desk.transport()
-    try:
+    with opened(desk.transport) as transport:
         return send_notices(mails, desk.engine, desk.settings, transport, desk.now())
-    finally:
-        transport.close()
 
 
 @click.group("subscribers")
@@ -66,7 +59,11 @@ def add(
     request = SignUp(email, consent, name, Evidence(source=source, ip=ip))
     with desk.engine.begin() as conn:
         mail = sign_up(
-            conn, request, limits(desk.settings), desk.settings.require_secret(), desk.now()
+            conn,
+            request,
+            Limits.from_settings(desk.settings),
+            desk.settings.require_secret(),
+            desk.now(),
         )
     report = mail_out(desk, [mail] if mail else [])
     lines = ["if the address can be subscribed, a confirmation link is on its way"]

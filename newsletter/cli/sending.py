@@ -20,6 +20,7 @@ from newsletter.curation.issues import get_issue
 from newsletter.delivery.send import SendOptions, send_issue, send_test, start_send
 from newsletter.reports import send_status
 from newsletter.settings import parse_duration
+from newsletter.transport.base import opened
 
 
 @click.command("render")
@@ -146,11 +147,8 @@ def send(
         newsletter send 3 --start-only   # then `newsletter worker` on each host
     """
     if test_to:
-        transport = desk.transport()
-        try:
+        with opened(desk.transport) as transport:
             ids = send_test(issue, test_to, desk.engine, desk.settings, transport, desk.now())
-        finally:
-            transport.close()
         emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(test_to)}"])
         return
     try:

@@ -58,10 +58,11 @@ HANDFUL = 16  # rows a connection takes from the queue at once: one queue operat
 
 @dataclass(frozen=True)
 class SendOptions:
-    concurrency: int = 4
-    rate: float = 0.0  # messages per second, 0 for no cap
-    rate_per_hour: int = 0
-    pause_after: int = 10  # consecutive relay failures that pause the send
+    # the settings' own defaults, not a second copy of them
+    concurrency: int = Settings.concurrency
+    rate: float = Settings.rate  # messages per second, 0 for no cap
+    rate_per_hour: int = Settings.rate_per_hour
+    pause_after: int = Settings.pause_after  # consecutive relay failures that pause the send
     max_attempts: int = 5
     retry_base: timedelta = timedelta(minutes=1)
     wait_for_retries: timedelta = timedelta(0)  # stay this long for deferred rows to come due

@@ -28,6 +28,7 @@ from newsletter.readers.tokens import (
     read_timed_token,
     timed_token,
 )
+from newsletter.settings import Settings
 from newsletter.store import tables as db
 
 NAME_MAX = 300
@@ -61,9 +62,13 @@ class SignUp:
 
 @dataclass(frozen=True)
 class Limits:
-    confirm_ttl: timedelta = timedelta(days=7)
-    confirm_mails_per_day: int = 3
-    signups_per_hour: int = 20
+    confirm_ttl: timedelta = Settings.confirm_ttl
+    confirm_mails_per_day: int = Settings.confirm_mails_per_day
+    signups_per_hour: int = Settings.signups_per_hour
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.confirm_ttl, settings.confirm_mails_per_day, settings.signups_per_hour)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from newsletter.compose.issue import envelope_sender
 from newsletter.settings import Settings
 from newsletter.store import tables as db
-from newsletter.transport.base import Envelope, Transport
+from newsletter.transport.base import Envelope, Transport, opened
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,8 @@ def alert_editors(
 def _mail(
     alert: Alert, settings: Settings, transport: Callable[[], Transport], now: datetime
 ) -> None:
-    relay = transport()
-    try:
+    with opened(transport) as relay:
         for editor in settings.editors:
             message = alert_message(alert, settings, editor, now)
             data = message.as_bytes(policy=email.policy.SMTP)
             relay.send(Envelope(envelope_sender(settings), editor, message["Message-ID"], data))
-    finally:
-        relay.close()

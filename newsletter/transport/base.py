@@ -7,7 +7,8 @@ TemporaryDeliveryError (worth retrying) or PermanentDeliveryError (not).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,3 +71,13 @@ class MemoryTransport:
 
     def close(self) -> None:
         pass
+
+
+@contextmanager
+def opened(make: Callable[[], Transport]) -> Iterator[Transport]:
+    """A transport for the block, closed after it however the block ends."""
+    transport = make()
+    try:
+        yield transport
+    finally:
+        transport.close()

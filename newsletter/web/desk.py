@@ -54,6 +54,7 @@ from newsletter.readers.subscribers import (
     list_subscribers,
 )
 from newsletter.reports import send_status
+from newsletter.transport.base import opened
 
 bp = Blueprint("desk", __name__, url_prefix="/desk", template_folder="templates")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -333,11 +334,8 @@ def unapprove(issue_id: int) -> str:
 @_action
 def test(issue_id: int) -> str:
     desk, editor = _desk(), _editor()
-    transport = desk.transport()
-    try:
+    with opened(desk.transport) as transport:
         send_test(issue_id, [editor.email], desk.engine, desk.settings, transport, _now())
-    finally:
-        transport.close()
     return f"test sent to {editor.email}"
 
 

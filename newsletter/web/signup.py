@@ -102,10 +102,6 @@ def _desk() -> Desk:
     return desk
 
 
-def limits(settings: Settings) -> Limits:
-    return Limits(settings.confirm_ttl, settings.confirm_mails_per_day, settings.signups_per_hour)
-
-
 def policy_url(settings: Settings, policy: Policy) -> str:
     return f"{settings.base_url}/privacy/{policy.version}"
 
@@ -126,7 +122,9 @@ def take_sign_up(form: Form) -> None:
         if problems:
             raise FormInvalid(problems)
         signup = SignUp(form.email, form.consent, form.name, evidence)
-        mail = sign_up(conn, signup, limits(desk.settings), desk.settings.require_secret(), now)
+        mail = sign_up(
+            conn, signup, Limits.from_settings(desk.settings), desk.settings.require_secret(), now
+        )
         queue_mails(conn, [mail] if mail else [], now)
 
 
