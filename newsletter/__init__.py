@@ -12,6 +12,7 @@ The folders are the pipeline, bottom to top; a package imports only those below 
     delivery/    the delivery ledger, the send, workers, notices off the request path
     bounces/     classification, the bounce ledger, mailboxes, the listener
     schedule/    when, the lease, the Friday job, alerts to editors
-    app, demo, editors   the composition root (Desk), the demo, the desk's accounts
+    app, reports, demo, editors   the composition root (Desk), a send's status for both
+                 edges, the demo, the desk's accounts
     cli/  web/   the edges: they parse, call the library and format
 """

@@ -43,6 +43,7 @@ from newsletter.settings import Settings
 from newsletter.store import tables as db
 from newsletter.transport.base import Envelope, Transport
 from newsletter.transport.pool import RelayPool
+from newsletter.transport.rate import RateLimit
 
 Clock = Callable[[], datetime]
 
@@ -153,34 +154,6 @@ def send_test(
         transport.send(envelope)
         ids.append(msgid)
     return ids
-
-
-class RateLimit:
-    """Token buckets shared by the connection threads: per second and per hour."""
-
-    def __init__(self, per_second: float, per_hour: int) -> None:
-        self.buckets = [(per_second, max(per_second, 1.0)), (per_hour / 3600.0, float(per_hour))]
-        self.buckets = [(rate, burst) for rate, burst in self.buckets if rate > 0]
-        self.tokens = [burst for _, burst in self.buckets]
-        self.stamp = monotonic()
-        self.lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> None:
-        while self.buckets and not stop.is_set():
-            with self.lock:
-                now = monotonic()
-                elapsed, self.stamp = now - self.stamp, now
-                self.tokens = [
-                    min(burst, t + rate * elapsed)
-                    for (rate, burst), t in zip(self.buckets, self.tokens, strict=True)
-                ]
-                if all(t >= 1 for t in self.tokens):
-                    self.tokens = [t - 1 for t in self.tokens]
-                    return
-                needed = max(
-                    (1 - t) / rate for (rate, _), t in zip(self.buckets, self.tokens, strict=True)
-                )
-            stop.wait(min(needed, 1.0))
 
 
 class Run:

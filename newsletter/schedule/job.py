@@ -1,17 +1,16 @@
 """The Friday job: APScheduler fires it at the site's hour and it sends the approved
 issue once; the day before, a reminder when that issue is not approved yet.
 
-When: a cron trigger from NEWSLETTER_SEND_AT in NEWSLETTER_TIMEZONE (the wall-clock hour
-holds across daylight-saving changes). The jobs live in the app's database, so a
-process that was down at the hour finds the missed run when it starts: within the
-misfire grace it sends late; after it, the editors are alerted instead.
+When (schedule.when): a cron trigger from NEWSLETTER_SEND_AT in NEWSLETTER_TIMEZONE. The
+jobs live in the app's database, so a process that was down at the hour finds the missed
+run when it starts: within the misfire grace it sends late; after it, the editors are
+alerted instead.
 
 What: `friday_send` looks at the issue dated that send day. Approved: the delivery
 engine, which resumes and never mails a reader twice. Draft, empty or missing: no
 send, an alert. Sent or cancelled: nothing.
 
-Who: a lease row in the database, held and renewed while a job sends, so two
-schedulers (a second server, a restart while the old process hangs) never both send.
+Who (schedule.lease): a lease row in the database, held while a job sends.
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from types import FrameType
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from apscheduler.events import (
@@ -44,13 +41,18 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.bounces.record import check_last_issue
 from newsletter.curation.issues import get_issue, issue_id_for_day, send_day_on_or_after
-from newsletter.delivery.ledger import alive_here, worker_name
 from newsletter.delivery.send import SendOptions, SendReport, send_issue
 from newsletter.delivery.workers import WorkerStop
 from newsletter.errors import LeaseHeld, NewsletterError, NotFound
 from newsletter.models import Issue
 from newsletter.schedule.alerts import Alert, alert_editors
-from newsletter.settings import WEEKDAYS, SendAt, Settings
+from newsletter.schedule.lease import (
+    LEASE_TTL,
+    SEND_LEASE,
+    holding,
+)
+from newsletter.schedule.when import cron_trigger, describe, last_fire, next_fire
+from newsletter.settings import Settings
 from newsletter.store import tables as db
 from newsletter.transport.base import Transport
 
@@ -58,8 +60,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 SEND_JOB, REMIND_JOB = "friday-send", "editors-reminder"
-SEND_LEASE = "send"
-LEASE_TTL = timedelta(seconds=60)  # a process killed while sending blocks others this long
 RETRY_PATIENCE = timedelta(minutes=30)  # a scheduled send waits this long for deferred readers
 RETRY_EVERY = timedelta(minutes=10)  # a paused scheduled send is tried again this often
 
@@ -94,133 +94,6 @@ class JobResult:
 
     def lines(self) -> list[str]:
         return [*(self.report.lines() if self.report else []), f"{self.outcome}: {self.message}"]
-
-
-# When -----------------------------------------------------------------------------------
-
-
-def cron_trigger(at: SendAt, zone: ZoneInfo) -> CronTrigger:
-    return CronTrigger(
-        day_of_week=WEEKDAYS[at.weekday],
-        hour=at.at.hour,
-        minute=at.at.minute,
-        second=at.at.second,
-        timezone=zone,
-    )
-
-
-def next_fire(at: SendAt, zone: ZoneInfo, now: datetime) -> datetime:
-    """The first fire time at or after `now`, as the scheduler computes it."""
-    fire: datetime = cron_trigger(at, zone).get_next_fire_time(None, now)
-    return fire
-
-
-def last_fire(at: SendAt, zone: ZoneInfo, now: datetime) -> datetime:
-    """The latest fire time at or before `now`."""
-    local = now.astimezone(zone)
-    day = local.date() - timedelta(days=(local.weekday() - at.weekday) % 7)
-    fire = datetime.combine(day, at.at, tzinfo=zone)
-    if fire > now:
-        fire = datetime.combine(day - timedelta(days=7), at.at, tzinfo=zone)
-    return fire
-
-
-def describe(moment: datetime, zone: ZoneInfo) -> str:
-    """'Fri 2026-11-27 09:00:00 Europe/Amsterdam (08:00 UTC)'."""
-    local = f"{moment.astimezone(zone):%a %Y-%m-%d %H:%M:%S} {zone.key}"
-    if zone.key == "UTC":
-        return local
-    return f"{local} ({moment.astimezone(ZoneInfo('UTC')):%H:%M} UTC)"
-
-
-# Who ------------------------------------------------------------------------------------
-
-
-def take_lease(engine: sa.Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> None:
-    """Hold the lease `name` until now + ttl, unless another live holder has it (LeaseHeld).
-    A holder on this host whose process is gone is not waited for."""
-    lease = db.leases
-    for _attempt in range(2):  # two takers inserting at once: one wins, the other looks again
-        try:
-            with engine.begin() as conn:
-                row = conn.execute(sa.select(lease).where(lease.c.name == name)).first()
-                if row is None:
-                    conn.execute(
-                        lease.insert().values(
-                            name=name, holder=holder, acquired_at=now, expires_at=now + ttl
-                        )
-                    )
-                    return
-                if row.holder != holder and row.expires_at > now and alive_here(row.holder):
-                    raise LeaseHeld(
-                        f"{row.holder} holds the {name} lease until {row.expires_at:%H:%M:%S} UTC"
-                    )
-                taken = conn.execute(  # compare and set: the row as we read it, or nothing
-                    lease.update()
-                    .where(lease.c.name == name, lease.c.holder == row.holder)
-                    .where(lease.c.expires_at == row.expires_at)
-                    .values(holder=holder, acquired_at=now, expires_at=now + ttl)
-                ).rowcount
-                if taken:
-                    return
-        except sa.exc.IntegrityError:
-            continue
-    raise LeaseHeld(f"another process took the {name} lease just now")
-
-
-def renew_lease(engine: sa.Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-    """Extend a lease we hold; False when it was lost (it expired and another took it)."""
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                db.leases.update()
-                .where(db.leases.c.name == name, db.leases.c.holder == holder)
-                .values(expires_at=now + ttl)
-            ).rowcount
-        )
-
-
-def drop_lease(engine: sa.Engine, name: str, holder: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            db.leases.delete().where(db.leases.c.name == name, db.leases.c.holder == holder)
-        )
-
-
-@contextmanager
-def holding(
-    engine: sa.Engine, name: str, clock: Clock, lost: threading.Event, ttl: timedelta = LEASE_TTL
-) -> Iterator[str]:
-    """Hold a lease for the block, renewed by a thread; if it is ever lost (this process
-    hung past its lease), `lost` is set so the send stops. Raises LeaseHeld."""
-    holder = worker_name()
-    take_lease(engine, name, holder, clock(), ttl)
-    done = threading.Event()
-
-    def keep() -> None:
-        held_until = clock() + ttl
-        while not done.wait(ttl.total_seconds() / 4):
-            try:
-                renewed = renew_lease(engine, name, holder, clock(), ttl)
-            except sa.exc.SQLAlchemyError as exc:  # locked, or a failover: try again soon
-                log.warning("could not renew the %s lease: %s", name, exc)
-                if clock() < held_until:
-                    continue
-                renewed = False  # expired meanwhile: another process may have taken it
-            if not renewed:
-                log.error("lost the %s lease to another process: stopping", name)
-                lost.set()
-                return
-            held_until = clock() + ttl
-
-    keeper = threading.Thread(target=keep, name=f"lease-{name}", daemon=True)
-    keeper.start()
-    try:
-        yield holder
-    finally:
-        done.set()
-        keeper.join()
-        drop_lease(engine, name, holder)
 
 
 # What -----------------------------------------------------------------------------------

@@ -327,13 +327,16 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def upgrade_database(engine: Engine, *, replay: bool = False) -> None:
-    """Create or upgrade every table to the newest migration; harmless to run twice."""
+def upgrade_database(engine: Engine, *, replay: bool = False, to: str = "head") -> None:
+    """Create or upgrade every table to the newest migration (or the one named, for the
+    tests of a migration); harmless to run twice."""
     with engine.begin() as connection:
-        upgrade_connection(connection, replay=replay)
+        upgrade_connection(connection, replay=replay, to=to)
 
 
-def upgrade_connection(connection: sa.Connection, *, replay: bool = False) -> None:
+def upgrade_connection(
+    connection: sa.Connection, *, replay: bool = False, to: str = "head"
+) -> None:
     """The migrations inside the caller's transaction: on PostgreSQL a failure later in
     it takes the new tables back too. An empty database gets the declared tables at once
     and is stamped with the newest migration (Alembic's "building from scratch"; a test
@@ -344,11 +347,11 @@ def upgrade_connection(connection: sa.Connection, *, replay: bool = False) -> No
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    if not replay and not sa.inspect(connection).get_table_names():
+    if not replay and to == "head" and not sa.inspect(connection).get_table_names():
         metadata.create_all(connection)
         command.stamp(config, "head")
     else:
-        command.upgrade(config, "head")
+        command.upgrade(config, to)
 
 
 def now_utc() -> datetime:

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from time import monotonic, sleep
+from time import monotonic
 
 from newsletter.errors import RelayUnavailable
 from newsletter.settings import RelayAddress, RelaySpec, relay_specs
 from newsletter.transport.base import Envelope, Transport
 from newsletter.transport.outbox import OutboxTransport
+from newsletter.transport.rate import RateLimit
 from newsletter.transport.smtp import SMTPTransport
 
 
@@ -53,19 +54,16 @@ class _Relay:
     connections: int = 0
     failures: int = 0  # in a row
     out_until: float = 0.0
-    next_slot: float = 0.0  # the rate cap: when the next message may go
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    limit: RateLimit | None = None  # the relay's rate cap: one message every 1/rate s
+
+    def __post_init__(self) -> None:
+        if self.spec.rate:
+            self.limit = RateLimit(self.spec.rate, burst=1)
 
     def pace(self) -> None:
         """Wait for this relay's rate, if it has one."""
-        if not self.spec.rate:
-            return
-        with self.lock:
-            now = monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + 1 / self.spec.rate
-        if slot > now:
-            sleep(slot - now)
+        if self.limit is not None:
+            self.limit.wait()
 
 
 class RelayPool:

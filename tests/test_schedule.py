@@ -21,7 +21,9 @@ import sqlalchemy as sa
 from newsletter.app import Desk
 from newsletter.curation.issues import new_issue
 from newsletter.errors import ConfigError, LeaseHeld
-from newsletter.schedule.job import FridayJob, last_fire, next_fire, renew_lease, take_lease
+from newsletter.schedule.job import FridayJob
+from newsletter.schedule.lease import renew_lease, take_lease
+from newsletter.schedule.when import last_fire, next_fire
 from newsletter.settings import WEEKDAYS, SendAt, load_settings, parse_send_at
 from newsletter.store import tables as db
 
@@ -657,3 +659,47 @@ def test_a_run_before_the_send_day_does_not_use_up_its_alert(
     assert early.outcome == "failed" and smtp_server.handler.received == []
     on_the_day = FridayJob(job_desk, lambda: NOW).send(date(2026, 11, 27))
     assert on_the_day.outcome == "alerted" and len(smtp_server.handler.received) == 2
+
+
+def test_a_job_stored_before_the_move_is_restored_with_its_next_run_time(
+    database_url: str,
+) -> None:
+    """A desk whose scheduler stored the Friday job while it lived in newsletter.scheduling
+    upgrades (migration 0010) to a job APScheduler restores, its next run time kept: a
+    Friday missed across the upgrade is still found."""
+    import pickle
+
+    from apscheduler.job import Job
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from newsletter.schedule.job import scheduled_send
+    from newsletter.schedule.when import cron_trigger
+
+    engine = db.create_db_engine(database_url)
+    db.upgrade_database(engine, to="0009")
+    planned = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+    job = Job(BlockingScheduler(timezone=UTC), id="friday-send", func=scheduled_send,
+              trigger=cron_trigger(SendAt(4, NOW.time()), ZoneInfo("UTC")), executor="default",
+              args=(), kwargs={}, name="send", misfire_grace_time=21600, coalesce=True,
+              max_instances=1, next_run_time=planned)  # fmt: skip
+    state = job.__getstate__()
+    assert state["func"] == "newsletter.schedule.job:scheduled_send"
+    state["func"] = "newsletter.scheduling:scheduled_send"  # as the old module stored it
+    with engine.begin() as conn:
+        conn.execute(db.scheduler_jobs.insert().values(
+            id="friday-send", next_run_time=planned.timestamp(),
+            job_state=pickle.dumps(state, pickle.HIGHEST_PROTOCOL)))  # fmt: skip
+        conn.execute(db.scheduler_jobs.insert().values(
+            id="garbage", next_run_time=None, job_state=b"not a pickle"))  # fmt: skip
+    db.upgrade_database(engine)
+    store = SQLAlchemyJobStore(engine=engine, tablename="scheduler_jobs")
+    store.start(BlockingScheduler(timezone=UTC), "default")
+    restored = store.lookup_job("friday-send")
+    assert restored is not None and restored.func is scheduled_send
+    assert restored.next_run_time == planned
+    with engine.connect() as conn:  # what no scheduler could read is left as it was
+        left = conn.execute(sa.select(db.scheduler_jobs.c.job_state).where(
+            db.scheduler_jobs.c.id == "garbage")).scalar_one()  # fmt: skip
+    assert left == b"not a pickle"
+    engine.dispose()

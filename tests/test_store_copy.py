@@ -40,7 +40,7 @@ from newsletter.readers.subscribers import (
     unsubscribe,
 )
 from newsletter.schedule.alerts import Alert, alert_editors
-from newsletter.schedule.job import take_lease
+from newsletter.schedule.lease import take_lease
 from newsletter.store import tables as db
 from newsletter.store.copy import TableDigest, canonical, row_line, table_sums
 from newsletter.transport.base import MemoryTransport
