@@ -196,7 +196,8 @@ def generate(path: Path, rows: int, seed: int = 20261123) -> Generated:
 
 
 def clear_domain_cache() -> None:
-    """newsletter.addresses asks email-validator about each domain once; start each timing cold."""
+    """newsletter.readers.addresses asks email-validator about each domain once: each
+    timing starts cold."""
     _domain.cache_clear()
 
 

@@ -15,7 +15,6 @@ from newsletter.curation.issues import (
     issue_id_for_day,
     new_issue,
     pick,
-    send_day_on_or_after,
     set_fields,
 )
 from newsletter.delivery.send import SendReport, send_issue
@@ -70,8 +69,7 @@ def _seed_readers(conn: sa.Connection, now: datetime) -> None:
 
 
 def _this_weeks_issue(desk: Desk, conn: sa.Connection, now: datetime) -> Issue:
-    today = now.astimezone(desk.settings.timezone).date()
-    send_date = send_day_on_or_after(today, desk.settings.send_at.weekday)
+    send_date = desk.settings.send_day(now)
     existing = issue_id_for_day(conn, send_date)
     issue = get_issue(conn, existing) if existing else new_issue(conn, send_date, now)
     if issue.status != "draft":

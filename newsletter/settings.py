@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,10 @@ class SendAt:
     def __str__(self) -> str:
         at = f"{self.at:%H:%M:%S}" if self.at.second else f"{self.at:%H:%M}"
         return f"{WEEKDAYS[self.weekday]} {at}"
+
+    def day_on_or_after(self, day: date) -> date:
+        """The first date on or after `day` that falls on this weekday."""
+        return day + timedelta(days=(self.weekday - day.weekday()) % 7)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,19 @@ class Settings:
     worker_poll: timedelta = timedelta(seconds=5)
     clock: datetime | None = None
     older_secret_keys: tuple[str, ...] = ()  # still verify links: kept by `secret rotate`
+
+    def send_day(self, now: datetime) -> date:
+        """The send day of the week `now` is in: today's, if today is one, else the next
+        (the issue editors are working on)."""
+        return self.send_at.day_on_or_after(now.astimezone(self.timezone).date())
+
+    def next_send_day(self, now: datetime) -> date:
+        """The day of the next send still to come: after today's send time, next week's."""
+        local = now.astimezone(self.timezone)
+        day = self.send_day(now)
+        if day == local.date() and local.time() >= self.send_at.at:
+            day += timedelta(days=7)
+        return day
 
     def require_secret(self) -> str:
         """The signing key; refused when unset, because tokens signed without it are forgeable."""

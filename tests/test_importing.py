@@ -770,8 +770,8 @@ import os, sys, time
 from datetime import datetime
 from pathlib import Path
 import sqlalchemy as sa
-from newsletter.db import create_db_engine
-from newsletter.importing import import_csv
+from newsletter.store.tables import create_db_engine
+from newsletter.readers.importing import import_csv
 
 url, path, marker, now = sys.argv[1:]
 engine = create_db_engine(url)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -15,13 +16,13 @@ from newsletter.curation.issues import (
     move,
     new_issue,
     pick,
-    send_day_on_or_after,
     set_fields,
     set_item,
     unapprove,
     unpick,
 )
 from newsletter.errors import InputError, NotFound, StateError
+from newsletter.settings import SendAt, Settings
 
 from .conftest import NOW
 
@@ -54,7 +55,20 @@ def titles(conn: sa.Connection, issue_id: int) -> list[str]:
     ],
 )
 def test_the_send_day_on_or_after_a_date(day: date, friday: date) -> None:
-    assert send_day_on_or_after(day) == friday
+    assert SendAt(4, time(9, 0)).day_on_or_after(day) == friday
+    tuesday = SendAt(1, time(9, 0)).day_on_or_after(day)
+    assert tuesday.weekday() == 1 and 0 <= (tuesday - day).days < 7
+
+
+def test_the_send_day_of_a_moment_and_the_next_send_still_to_come() -> None:
+    """Friday 09:00 in Moscow: on Friday at 10:00 there the week's send day is still today
+    (the issue of the week), but the next send to come is next Friday's."""
+    settings = Settings(send_at=SendAt(4, time(9, 0)), timezone=ZoneInfo("Europe/Moscow"))
+    friday_10_moscow = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+    assert settings.send_day(friday_10_moscow) == date(2026, 11, 27)
+    assert settings.next_send_day(friday_10_moscow) == date(2026, 12, 4)
+    thursday_late_utc = datetime(2026, 11, 26, 22, 0, tzinfo=UTC)  # Friday 01:00 in Moscow
+    assert settings.next_send_day(thursday_late_utc) == date(2026, 11, 27)
 
 
 def test_one_issue_per_send_day(conn: sa.Connection) -> None:

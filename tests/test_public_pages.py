@@ -23,7 +23,6 @@ from flask.testing import FlaskClient
 
 from newsletter.app import Desk
 from newsletter.curation.issues import get_issue
-from newsletter.delivery.notices import next_send
 from newsletter.delivery.send import send_issue
 from newsletter.readers.consent import Evidence, Policy, publish_policy
 from newsletter.readers.subscribers import (
@@ -355,7 +354,7 @@ def test_a_reader_who_unsubscribes_during_a_send_gets_nothing_more(
 
 def send_day_sentences(settings: Settings, before: datetime) -> set[str]:
     """'The next issue arrives on …' as the page may say it (the clock moved meanwhile)."""
-    return {f"{next_send(settings, at):%A, %-d %B %Y}" for at in (before, real_now())}
+    return {f"{settings.next_send_day(at):%A, %-d %B %Y}" for at in (before, real_now())}
 
 
 def test_double_opt_in_through_the_pages(

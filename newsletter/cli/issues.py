@@ -78,13 +78,13 @@ def new(desk: Desk, day: datetime | None, as_json: bool) -> None:
         newsletter issue new
         newsletter issue new --date 2026-12-18
     """
-    moment, weekday = desk.now(), desk.settings.send_at.weekday
+    moment, send_at = desk.now(), desk.settings.send_at
     with desk.engine.begin() as conn:
         if day is not None:
-            send_date = library.send_day_on_or_after(day.date(), weekday)
+            send_date = send_at.day_on_or_after(day.date())
         else:
             today = moment.astimezone(desk.settings.timezone).date()
-            send_date = library.first_free_send_day(conn, today, weekday)
+            send_date = library.first_free_send_day(conn, today, send_at)
         issue = library.new_issue(conn, send_date, moment)
     emit(as_json, issue_document(issue), [str(issue.id)])
 

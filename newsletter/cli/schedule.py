@@ -11,7 +11,6 @@ from newsletter.app import Desk
 from newsletter.cli.common import DeskCommand, emit, json_option, pass_desk
 from newsletter.cli.progress import SendProgress, stop_on_signals
 from newsletter.cli.worker import run_worker
-from newsletter.curation.issues import send_day_on_or_after
 from newsletter.errors import ConfigError
 from newsletter.schedule.job import EXIT_CODES, FridayJob, FridayScheduler, run_once
 
@@ -91,8 +90,8 @@ def schedule(
         if once:
             result = run_once(job, desk.now(), dry_run)
         else:
-            today = desk.now().astimezone(desk.settings.timezone).date()
-            day = send_day_on_or_after(today, desk.settings.send_at.weekday)
+            now = desk.now()
+            today, day = now.astimezone(desk.settings.timezone).date(), desk.settings.send_day(now)
             # editors are alerted only on the send day itself: a run days before must not
             # use up the alert that the send time's own run would mail
             result = job.send(day, issue_ref=issue, dry_run=dry_run, alert=day == today)

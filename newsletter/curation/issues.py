@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from newsletter.curation.articles import get_article
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.models import Article, Issue, IssueItem
+from newsletter.settings import SendAt
 from newsletter.store import tables as db
 
 SUBJECT_MAX = 200
@@ -23,17 +24,12 @@ PREHEADER_MAX = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def send_day_on_or_after(day: date, weekday: int = 4) -> date:
-    """The first date on or after `day` that falls on `weekday` (Friday is 4)."""
-    return day + timedelta(days=(weekday - day.weekday()) % 7)
-
-
-def first_free_send_day(conn: sa.Connection, day: date, weekday: int = 4) -> date:
+def first_free_send_day(conn: sa.Connection, day: date, send_at: SendAt) -> date:
     """The first send day on or after `day` that has no issue yet."""
     taken = set(
         conn.execute(sa.select(db.issues.c.send_date).where(db.issues.c.send_date >= day)).scalars()
     )
-    send_date = send_day_on_or_after(day, weekday)
+    send_date = send_at.day_on_or_after(day)
     while send_date in taken:
         send_date += timedelta(days=7)
     return send_date

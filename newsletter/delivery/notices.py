@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,20 +36,11 @@ class NoticeReport:
     permanent: tuple[int, ...] = ()  # those of them the relay refused for good (5xx)
 
 
-def next_send(settings: Settings, now: datetime) -> date:
-    """The date of the next scheduled send, in the site's time zone."""
-    local = now.astimezone(settings.timezone)
-    day = local.date() + timedelta(days=(settings.send_at.weekday - local.weekday()) % 7)
-    if day == local.date() and local.time() >= settings.send_at.at:
-        day += timedelta(days=7)
-    return day
-
-
 def notice_context(conn: sa.Connection, settings: Settings, now: datetime) -> dict[str, Any]:
     return {
         "policy": current_policy(conn),
         "send_day": DAY_NAMES[settings.send_at.weekday],
-        "next_send": next_send(settings, now),
+        "next_send": settings.next_send_day(now),
         "confirm_days": settings.confirm_ttl.days or 1,
     }
 

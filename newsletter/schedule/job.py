@@ -40,7 +40,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.bounces.record import check_last_issue
-from newsletter.curation.issues import get_issue, issue_id_for_day, send_day_on_or_after
+from newsletter.curation.issues import get_issue, issue_id_for_day
 from newsletter.delivery.send import SendOptions, SendReport, send_issue
 from newsletter.delivery.workers import WorkerStop
 from newsletter.errors import LeaseHeld, NewsletterError, NotFound
@@ -300,8 +300,7 @@ class FridayJob:
     def remind(self, fire: datetime) -> JobResult:
         """The day before: tell the editors when the coming issue is not approved yet."""
         settings = self.settings
-        local = fire.astimezone(settings.timezone).date()
-        day = send_day_on_or_after(local, settings.send_at.weekday)
+        day = settings.send_day(fire)
         issue = issue_of_day(self.desk.engine, day)
         if issue is not None and issue.status != "draft":
             return JobResult("nothing", f"issue {issue.id} for {day} is {issue.status}")

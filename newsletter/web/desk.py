@@ -169,9 +169,7 @@ def logout() -> ResponseReturnValue:
 
 
 def _send_day() -> Any:
-    settings = _desk().settings
-    today = _now().astimezone(settings.timezone).date()
-    return library.send_day_on_or_after(today, settings.send_at.weekday)
+    return _desk().settings.send_day(_now())
 
 
 @bp.get("/")

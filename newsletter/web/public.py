@@ -16,7 +16,6 @@ from newsletter.compose.messages import Sender
 from newsletter.compose.rendering import Site, personalise, render_issue
 from newsletter.curation.issues import get_issue
 from newsletter.delivery.notice_queue import queue_mails
-from newsletter.delivery.notices import next_send
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.models import Reader
 from newsletter.readers.consent import Evidence, current_policy, get_policy
@@ -88,7 +87,7 @@ def confirm_click(token: str) -> tuple[str, int]:
     if welcome is None:
         return page("You are already subscribed", "Nothing has changed.")
     wake_notices_after_answer()
-    day = next_send(desk.settings, now)
+    day = desk.settings.next_send_day(now)
     return page("You are subscribed", f"The next issue arrives on {day:%A, %-d %B %Y}.")
 
 
