@@ -32,8 +32,23 @@ def focused_id(page: Any) -> str:
     return str(page.evaluate("document.activeElement.id"))
 
 
+def look_at_the_mail(page: Any, data: bytes, button: str, picture: Path) -> None:
+    """The mail's HTML as a mail client's browser shows it: its one button is there, white
+    on the site's red, and the picture is kept."""
+    html = parse(data).get_body(("html",))
+    assert html is not None
+    viewer = page.context.new_page()
+    viewer.set_content(html.get_content())
+    link = viewer.get_by_role("link", name=button)
+    assert link.is_visible()
+    colours = link.evaluate("a => [getComputedStyle(a).color, getComputedStyle(a).backgroundColor]")
+    assert colours == ["rgb(255, 255, 255)", "rgb(163, 22, 28)"]
+    viewer.screenshot(path=str(picture), full_page=True)
+    viewer.close()
+
+
 def test_a_reader_signs_up_with_the_keyboard_and_confirms_from_the_mail(
-    desk: Desk, live_server: LiveServer, smtp_server: SMTPServer, page: Any
+    desk: Desk, live_server: LiveServer, smtp_server: SMTPServer, page: Any, screenshots: Path
 ) -> None:
     page.goto(f"{live_server.url}/subscribe")
     assert page.locator("html").get_attribute("lang") == "en"
@@ -56,6 +71,9 @@ def test_a_reader_signs_up_with_the_keyboard_and_confirms_from_the_mail(
     text = parse(received.data).get_body(("plain",))
     assert text is not None
     (link,) = re.findall(rf"{re.escape(live_server.url)}/confirm/\S+", text.get_content())
+    look_at_the_mail(
+        page, received.data, "Yes, send me the newsletter", screenshots / "mail-confirm.png"
+    )
 
     page.goto(link)
     assert status_of(desk.engine, "lena@example.org") == "pending"  # opening is not confirming
@@ -64,6 +82,8 @@ def test_a_reader_signs_up_with_the_keyboard_and_confirms_from_the_mail(
     assert status_of(desk.engine, "lena@example.org") == "active"
     wait_for_mail(smtp_server, 2)  # and the welcome, sent by the notices' thread
     assert len(smtp_server.handler.received) == 2
+    welcome = smtp_server.handler.received[1].data
+    look_at_the_mail(page, welcome, "Unsubscribe", screenshots / "mail-welcome.png")
 
 
 def test_a_sign_up_without_the_tick_is_stopped_in_the_browser_and_stores_nothing(

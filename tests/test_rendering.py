@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import lxml.html
@@ -111,3 +112,92 @@ def test_preflight_warns_before_gmail_clips(templates: Path) -> None:
     report = check(rendered, html, text, SITE.privacy_url)
     assert "gmail-clipping" in {f.code for f in report.findings}
     assert report.encoded_html_bytes > 102 * 1024
+
+
+# ------------------------------------------------------------------ legible buttons
+
+NOTICE_CONTEXT = {"send_day": "Friday", "next_send": date(2026, 12, 4), "confirm_days": 7}
+
+
+def luminance(colour: str) -> float:
+    value = colour.lstrip("#")
+    if len(value) == 3:
+        value = "".join(c * 2 for c in value)
+    channels = [int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def style_value(element: lxml.html.HtmlElement, name: str) -> str | None:
+    for part in (element.get("style") or "").split(";"):
+        key, _, value = part.partition(":")
+        if key.strip().lower() == name:
+            return value.strip().split()[0]
+    return None
+
+
+def background_behind(element: lxml.html.HtmlElement) -> str:
+    """The background a reader sees behind the element: its own, or the nearest
+    ancestor's, as the inlined style or the bgcolor attribute says."""
+    for node in [element, *element.iterancestors()]:
+        found = style_value(node, "background-color") or node.get("bgcolor")
+        if found:
+            return found
+    return "#ffffff"
+
+
+@pytest.mark.parametrize("kind", ["confirm", "welcome", "reconsent"])
+def test_every_notice_button_is_legible_with_and_without_its_cell(kind: str) -> None:
+    """The confirmation mail's only button was white on white: its link had no background
+    of its own and its cell none either. Every button of every notice is measured the way
+    a mail client shows it, and again as a client that drops table cells' backgrounds."""
+    from newsletter.compose.rendering import render_mail
+    from newsletter.readers.consent import Policy
+
+    policy = Policy("2026-11-01", "text", "0" * 64, "I agree.", datetime(2026, 11, 1, tzinfo=UTC))
+    context = {**NOTICE_CONTEXT, "policy": policy}
+    rendered = render_mail(kind, context, SITE, ROOT / "templates")
+    page = lxml.html.fromstring(rendered.html)
+    buttons = page.cssselect("a.button")
+    assert buttons, f"{kind}: no button"
+    for button in buttons:
+        text = style_value(button, "color")
+        assert text is not None and button.text_content().strip()
+        assert contrast(text, background_behind(button)) >= 4.5, (kind, button.text_content())
+        own = style_value(button, "background-color")
+        assert own is not None and contrast(text, own) >= 4.5  # without the cell's
+
+
+@pytest.mark.parametrize("kind", ["confirm", "welcome", "reconsent", "issue"])
+def test_every_text_of_every_mail_meets_wcag_aa_contrast(kind: str) -> None:
+    """Each element that sets its own text colour, against the background a reader sees
+    behind it: at least 4.5:1 (WCAG AA for body text), the footer's grey included."""
+    from newsletter.compose.rendering import render_mail
+    from newsletter.readers.consent import Policy
+
+    if kind == "issue":
+        rendered = render_issue(an_issue(), SITE, ROOT / "templates")
+    else:
+        policy = Policy(
+            "2026-11-01", "text", "0" * 64, "I agree.", datetime(2026, 11, 1, tzinfo=UTC)
+        )
+        rendered = render_mail(kind, {**NOTICE_CONTEXT, "policy": policy}, SITE, ROOT / "templates")
+    page = lxml.html.fromstring(rendered.html)
+    low = []
+    for element in page.iter():
+        colour = style_value(element, "color") if isinstance(element.tag, str) else None
+        if not colour or not colour.startswith("#") or not element.text_content().strip():
+            continue
+        hidden = [n for n in [element, *element.iterancestors()]
+                  if style_value(n, "display") == "none"]  # fmt: skip
+        if hidden:  # the preheader: shown by the inbox's list, not in the mail
+            continue
+        ratio = contrast(colour, background_behind(element))
+        if ratio < 4.5:
+            low.append((element.text_content().strip()[:40], colour, round(ratio, 2)))
+    assert low == []
