@@ -200,3 +200,31 @@ def test_sending_without_a_secret_key_is_refused(settings) -> None:
 def test_header_address_encodes_non_ascii_names() -> None:
     encoded = header_address(Reader(1, "a@example.org", "Анна"))
     assert encoded.isascii() and encoded.endswith("<a@example.org>")
+
+
+def test_message_ids_repeat_within_a_desk_and_never_across_desks(settings) -> None:
+    """A resumed send builds a reader's copy again with the same Message-ID; another desk on
+    the same domain, or this desk's database made anew (a new key), never gives one of its
+    IDs, which Gmail would drop as a duplicate."""
+    from newsletter.compose.messages import message_id
+
+    here = a_sender(settings)
+    elsewhere = a_sender(replace(settings, secret_key="another desk's key, 32 chars or more!"))
+    assert here.domain == elsewhere.domain
+    assert message_id(7, 1, here) == message_id(7, 1, here)
+    ours = {message_id(issue, reader, here) for issue in range(1, 20) for reader in range(1, 50)}
+    theirs = {message_id(i, r, elsewhere) for i in range(1, 20) for r in range(1, 50)}
+    assert len(ours) == 19 * 49 and not ours & theirs
+    parsed = parse(b"Message-ID: " + message_id(7, 1, here).encode() + b"\r\n\r\nx")
+    assert not parsed["Message-ID"].defects
+
+
+def test_an_issue_is_bulk_mail_and_a_notice_is_auto_generated(settings) -> None:
+    sender = a_sender(settings)
+    reader = Reader(1, "a@example.org", "Ann")
+    issue, _ = build(PLAIN, sender, reader)
+    assert issue["Precedence"] == "bulk" and issue["Auto-Submitted"] is None
+    notice = prepare_message(PLAIN, sender, 0, NOW, list_headers=False, notice=True)
+    values = sender.reader_values(reader, 0)
+    mail = parse(build_message(notice, reader, values, "<n@example.org>"))
+    assert mail["Auto-Submitted"] == "auto-generated" and mail["Precedence"] is None

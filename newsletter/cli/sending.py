@@ -38,7 +38,7 @@ def render(desk: Desk, issue: str, out: Path, as_email: str | None, as_json: boo
     """
     copy = preview_copy(desk.engine, desk.settings, issue, as_email, desk.now())
     out.mkdir(parents=True, exist_ok=True)
-    msgid = message_id(copy.issue_id, copy.reader.id, copy.composed.sender.domain)
+    msgid = message_id(copy.issue_id, copy.reader.id, copy.composed.sender)
     eml = build_message(copy.composed.prepared, copy.reader, copy.values, msgid)
     (out / "issue.html").write_text(copy.html, encoding="utf-8")
     (out / "issue.txt").write_text(copy.text, encoding="utf-8")

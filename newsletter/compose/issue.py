@@ -8,11 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 
-from newsletter.compose.messages import (
-    PreparedMessage,
-    Sender,
-    prepare_message,
-)
+from newsletter.compose.messages import PreparedMessage, Sender, prepare_message
 from newsletter.compose.preflight import Report, check
 from newsletter.compose.rendering import RenderedIssue, Site, personalise, render_issue
 from newsletter.models import Issue, Reader

@@ -10,6 +10,8 @@ bytes that were ready, plus a few short encodings.
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -184,9 +186,15 @@ def encode_parts(split: list[str], stuffed: bool = False) -> tuple[bytes | str, 
     return tuple(parts)
 
 
-def message_id(issue_id: int, subscriber_id: int, domain: str) -> str:
-    """Deterministic per (issue, reader), so a resent copy is recognisably the same."""
-    return f"<newsletter.{issue_id}.{subscriber_id}@{domain}>"
+def message_id(issue_id: int, subscriber_id: int, sender: Sender) -> str:
+    """The same for a reader's copy of an issue however often it is built (a resumed send
+    repeats it), and unique to this desk: a tag keyed by the desk's signing key, so two
+    desks on one domain, or a database made anew, never repeat one another's (Gmail drops
+    a message whose Message-ID it has seen)."""
+    tag = hmac.new(
+        sender.secret.encode(), f"message-id {issue_id}.{subscriber_id}".encode(), hashlib.sha256
+    ).hexdigest()[:20]
+    return f"<newsletter.{issue_id}.{subscriber_id}.{tag}@{sender.domain}>"
 
 
 def _fold(name: str, value: str) -> bytes:
@@ -202,7 +210,11 @@ def prepare_message(
     *,
     test: bool = False,
     list_headers: bool = True,
+    notice: bool = False,
 ) -> PreparedMessage:
+    """The message's fixed part. An issue is bulk mail (`Precedence: bulk`); a notice is
+    sent by the desk on its own (`Auto-Submitted: auto-generated`, RFC 3834), so that no
+    vacation reply answers either."""
     boundary = ("=_" + secrets.token_hex(12)).encode("ascii")  # "=_" never occurs in QP
     subject = ("[TEST] " if test else "") + one_line(rendered.subject)
     head = [
@@ -214,6 +226,7 @@ def prepare_message(
         if list_headers
         else b"",
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if list_headers else b"",
+        b"Auto-Submitted: auto-generated\r\n" if notice else b"Precedence: bulk\r\n",
         b"X-Newsletter-Test: yes\r\n" if test else b"",
         b"MIME-Version: 1.0\r\n",
         b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n',

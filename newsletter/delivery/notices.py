@@ -70,7 +70,9 @@ def send_notices(
                 mail.kind, context, Site.from_settings(settings), settings.templates
             )
             lists = mail.kind != "confirm"  # a sign-up is not on the list yet
-            prepared[mail.kind] = prepare_message(rendered, sender, 0, now, list_headers=lists)
+            prepared[mail.kind] = prepare_message(
+                rendered, sender, 0, now, list_headers=lists, notice=True
+            )
         reader = Reader(mail.subscriber_id, mail.email, mail.name)
         values = sender.reader_values(reader, 0)
         if mail.kind == "confirm":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import random
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,10 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.compose.issue import Composed, compose, envelope_sender
-from newsletter.compose.messages import (
-    build_message,
-    message_id,
-)
+from newsletter.compose.messages import build_message, message_id
 from newsletter.compose.returnpath import return_paths
 from newsletter.curation.issues import get_issue
 from newsletter.delivery import ledger
@@ -145,7 +143,7 @@ def send_test(
         if "@" not in address:
             raise InputError(f"--test-to: {address!r} is not an email address")
         reader = Reader(id=0, email=address.strip(), name="")
-        msgid = f"<test.{issue.id}.{int(now.timestamp())}.{number}@{composed.sender.domain}>"
+        msgid = f"<test.{issue.id}.{number}.{secrets.token_hex(8)}@{composed.sender.domain}>"
         values = composed.sender.reader_values(reader, issue.id)
         data = build_message(composed.prepared, reader, values, msgid, transport.wants_stuffed)
         envelope = Envelope(
@@ -230,7 +228,7 @@ class Run:
             return Outcome(sid, "skipped", {"reply": f"reader is {due.status}"})
         claim = self.writer.request_claim(sid, previous)  # committed while MAIL/RCPT go out
         reader = Reader(sid, due.email, due.name)
-        msgid = message_id(issue_id, sid, self.composed.sender.domain)
+        msgid = message_id(issue_id, sid, self.composed.sender)
         values = self.composed.sender.reader_values(reader, issue_id)
         stuffed = transport.wants_stuffed
         data = build_message(self.composed.prepared, reader, values, msgid, stuffed)

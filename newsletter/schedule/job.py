@@ -46,11 +46,7 @@ from newsletter.delivery.workers import WorkerStop
 from newsletter.errors import LeaseHeld, NewsletterError, NotFound
 from newsletter.models import Issue
 from newsletter.schedule.alerts import Alert, alert_editors
-from newsletter.schedule.lease import (
-    LEASE_TTL,
-    SEND_LEASE,
-    holding,
-)
+from newsletter.schedule.lease import LEASE_TTL, SEND_LEASE, holding
 from newsletter.schedule.when import cron_trigger, describe, last_fire, next_fire
 from newsletter.settings import Settings
 from newsletter.store import tables as db

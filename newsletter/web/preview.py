@@ -108,7 +108,7 @@ def text(issue: str) -> Response:
 @bp.get("/<issue>/eml")
 def eml(issue: str) -> Response:
     copy = _copy(issue)
-    msgid = message_id(copy.issue_id, copy.reader.id, copy.composed.sender.domain)
+    msgid = message_id(copy.issue_id, copy.reader.id, copy.composed.sender)
     data = build_message(copy.composed.prepared, copy.reader, copy.values, msgid)
     return Response(
         data,
