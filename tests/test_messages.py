@@ -228,3 +228,18 @@ def test_an_issue_is_bulk_mail_and_a_notice_is_auto_generated(settings) -> None:
     values = sender.reader_values(reader, 0)
     mail = parse(build_message(notice, reader, values, "<n@example.org>"))
     assert mail["Auto-Submitted"] == "auto-generated" and mail["Precedence"] is None
+
+
+def test_a_line_that_starts_with_from_survives_mbox_storage(settings) -> None:
+    """An editor's note line "From the editor" would be stored as ">From the editor" by an
+    mbox and break the DKIM body hash: it travels as =46rom and reads as From."""
+    rendered = render_issue(an_issue(summary="From the editor: a note.\nFrom here on, news."),
+                            SITE, ROOT / "templates")  # fmt: skip
+    sender = a_sender(settings)
+    prepared = prepare_message(rendered, sender, 7, NOW)
+    reader = Reader(1, "a@example.org", "From Somewhere")
+    raw = build_message(prepared, reader, sender.reader_values(reader, 7), "<m@example.org>")
+    assert not any(line.startswith(b"From ") for line in raw.split(b"\r\n"))
+    message = parse(raw)
+    text = message.get_body(("plain",)).get_content()
+    assert "From the editor: a note." in text and "From here on, news." in text

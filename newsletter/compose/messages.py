@@ -158,9 +158,14 @@ def one_line(value: str) -> str:
 
 
 def qp(text: str) -> bytes:
-    """Quoted-printable (C speed), CRLF line ends, lines of at most 76 octets."""
+    """Quoted-printable (C speed), CRLF line ends, lines of at most 76 octets. A line that
+    would start with "From " starts with "=46rom " (RFC 2049): mbox storage would write
+    ">From " there and break the DKIM body hash. Every encoded stretch, and every value
+    filled in, starts a line, so its own start is one too."""
     normal = text.replace("\r\n", "\n").replace("\r", "\n")
-    return binascii.b2a_qp(normal.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    encoded = binascii.b2a_qp(normal.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    encoded = encoded.replace(b"\r\nFrom ", b"\r\n=46rom ")
+    return b"=46" + encoded[1:] if encoded.startswith(b"From ") else encoded
 
 
 def dot_stuff(encoded: bytes) -> bytes:
