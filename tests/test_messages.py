@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 from dataclasses import replace
 from datetime import date
 from email.message import EmailMessage
@@ -243,3 +244,27 @@ def test_a_line_that_starts_with_from_survives_mbox_storage(settings) -> None:
     message = parse(raw)
     text = message.get_body(("plain",)).get_content()
     assert "From the editor: a note." in text and "From here on, news." in text
+
+
+@pytest.mark.parametrize(
+    ("name", "longest"),
+    [("漢" * 300, 78), ("Анна " * 60, 78), ('Eve, "the" <x@y> ' * 15, 78), ("A" * 300, 78)],
+)  # a word of 300 letters too: encoded words break where the letters do not
+def test_a_long_name_gives_a_valid_folded_to_header(settings, name: str, longest: int) -> None:
+    """RFC 5322 caps a line at 998 octets (78 recommended), RFC 2047 an encoded word at 75
+    characters: a 300-character name is folded, and still names only its reader."""
+    reader = Reader(1, "a@example.org", name.strip())
+    sender = a_sender(settings)
+    prepared = prepare_message(PLAIN, sender, 7, NOW)
+    raw = build_message(prepared, reader, sender.reader_values(reader, 7), "<m@example.org>")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    to_lines = re.search(rb"\r\nTo: .*?\r\n(?=\S)", head, re.S)
+    assert to_lines and max(len(line) for line in to_lines.group(0).split(b"\r\n")) <= longest
+    words = re.findall(rb"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head)
+    assert all(len(w) <= 75 for w in words)
+    to = parse(raw)["To"]
+    assert not to.defects and [a.addr_spec for a in to.addresses] == ["a@example.org"]
+    # whitespace between encoded words is no part of the name (RFC 2047 6.2); Python's
+    # parser keeps it, mail clients drop it
+    assert to.addresses[0].display_name.replace(" ", "") == name.strip().replace(" ", "")

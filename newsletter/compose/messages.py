@@ -9,6 +9,7 @@ bytes that were ready, plus a few short encodings.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import hmac
@@ -281,6 +282,27 @@ def header_address(reader: Reader) -> str:
     return formataddr((one_line(reader.name), ascii_address(reader.email)), charset=_UTF8)
 
 
+def _to(reader: Reader) -> bytes:
+    """The To line: formatted at once for the usual name. A long one (300 CJK characters
+    made a 1,241-octet line; RFC 5322 allows 998) is written as encoded words of whole
+    characters, at most 75 characters each (RFC 2047), one per folded line: any character
+    may stand in an encoded word, so a comma or a quote in the name needs no quoting."""
+    line = b"To: " + header_address(reader).encode("ascii") + b"\r\n"
+    if len(line) <= 78:
+        return line
+    words, chunk = [], b""
+    for char in one_line(reader.name):
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:  # 45 octets: 60 of base64, a 72-character word
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    folded = [b"=?utf-8?b?" + base64.b64encode(w) + b"?=" for w in words if w]
+    address = b"<" + ascii_address(reader.email).encode("ascii") + b">"
+    return b"To: " + b"\r\n ".join([*folded, address]) + b"\r\n"
+
+
 def build_message(
     prepared: PreparedMessage,
     reader: Reader,
@@ -310,7 +332,7 @@ def _build(
     html = prepared.stuffed_html if stuffed else prepared.html_parts
     chunks = [
         prepared.head,
-        b"To: " + header_address(reader).encode("ascii") + b"\r\n",
+        _to(reader),
         b"Message-ID: " + msgid.encode("ascii") + b"\r\n",
         unsubscribe,
         b"\r\n",
