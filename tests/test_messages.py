@@ -268,3 +268,21 @@ def test_a_long_name_gives_a_valid_folded_to_header(settings, name: str, longest
     # whitespace between encoded words is no part of the name (RFC 2047 6.2); Python's
     # parser keeps it, mail clients drop it
     assert to.addresses[0].display_name.replace(" ", "") == name.strip().replace(" ", "")
+
+
+def test_one_click_unsubscribe_is_offered_over_https_only(settings) -> None:
+    """RFC 8058: the one-click POST needs an https URI; over http the issue keeps its
+    List-Unsubscribe (link and mailto) without List-Unsubscribe-Post, and preflight says why."""
+    from newsletter.compose.issue import render_checked
+
+    reader = Reader(1, "a@example.org", "Ann")
+    secure, _ = build(PLAIN, a_sender(settings), reader)
+    assert secure["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain_settings = replace(settings, base_url="http://news.example.org")
+    plain, _ = build(PLAIN, a_sender(plain_settings), reader)
+    assert plain["List-Unsubscribe-Post"] is None
+    assert "http://news.example.org/unsubscribe/" in str(plain["List-Unsubscribe"])
+    _, report = render_checked(an_issue(), plain_settings, a_sender(plain_settings))
+    assert "one-click-http" in {f.code for f in report.findings}
+    _, report = render_checked(an_issue(), settings, a_sender(settings))
+    assert "one-click-http" not in {f.code for f in report.findings}

@@ -4,12 +4,12 @@ MIME with a slot per reader, and the envelope sender its mail goes out with."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parseaddr
 
 from newsletter.compose.messages import PreparedMessage, Sender, prepare_message
-from newsletter.compose.preflight import Report, check
+from newsletter.compose.preflight import Finding, Report, check
 from newsletter.compose.rendering import RenderedIssue, Site, personalise, render_issue
 from newsletter.models import Issue, Reader
 from newsletter.settings import Settings
@@ -37,7 +37,16 @@ def render_checked(
     rendered = render_issue(issue, Site.from_settings(settings), settings.templates, is_test=test)
     sample = Reader(id=0, email="reader@example.org", name="")
     html, text = personalise(rendered, sender.reader_values(sample, issue.id))
-    return rendered, check(rendered, html, text, settings.privacy_link)
+    report = check(rendered, html, text, settings.privacy_link)
+    if not settings.base_url.startswith("https://"):
+        plain = Finding(
+            "warning",
+            "one-click-http",
+            "one-click unsubscribe (RFC 8058) needs an https NEWSLETTER_BASE_URL: "
+            "List-Unsubscribe-Post is left out",
+        )
+        report = replace(report, findings=(*report.findings, plain))
+    return rendered, report
 
 
 def compose(

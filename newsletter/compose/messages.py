@@ -231,7 +231,10 @@ def prepare_message(
         _fold("List-Id", f"{one_line(sender.site_name)} <{sender.list_id}>")
         if list_headers
         else b"",
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if list_headers else b"",
+        # RFC 8058 one-click needs an https link: over http the mailto and the link stay
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        if list_headers and sender.base_url.startswith("https://")
+        else b"",
         b"Auto-Submitted: auto-generated\r\n" if notice else b"Precedence: bulk\r\n",
         b"X-Newsletter-Test: yes\r\n" if test else b"",
         b"MIME-Version: 1.0\r\n",
