@@ -22,7 +22,9 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
+from newsletter.compose.note import render_note
 from newsletter.errors import TemplateError
 from newsletter.models import Issue, IssueItem
 from newsletter.settings import Settings
@@ -93,7 +95,8 @@ class IssueView:
     subject: str
     preheader: str
     send_date: date
-    note_paragraphs: tuple[str, ...]
+    note_paragraphs: tuple[str, ...]  # the note as plain-text blocks, for the text part
+    note_html: Markup  # the note's Markdown as HTML, for the HTML part
     appeal: bool
 
 
@@ -214,13 +217,15 @@ def template_context(
 ) -> dict[str, Any]:
     support = site.support_url
     joiner = "&" if "?" in support else "?"
+    note = render_note(issue.note)
     return {
         "issue": IssueView(
             id=issue.id,
             subject=issue.subject,
             preheader=issue.preheader,
             send_date=issue.send_date,
-            note_paragraphs=tuple(p.strip() for p in issue.note.split("\n\n") if p.strip()),
+            note_paragraphs=note.paragraphs,
+            note_html=note.html,
             appeal=issue.appeal,
         ),
         "sections": group_sections(issue.items),
