@@ -201,3 +201,28 @@ def test_every_text_of_every_mail_meets_wcag_aa_contrast(kind: str) -> None:
         if ratio < 4.5:
             low.append((element.text_content().strip()[:40], colour, round(ratio, 2)))
     assert low == []
+
+
+def test_the_mail_keeps_the_editors_order_with_a_heading_where_the_section_changes() -> None:
+    """News, News, Feature, News: the mail shows them in that order (News heading, two
+    stories; Features; News again), not with the third News story moved up."""
+    from newsletter.compose.rendering import group_sections
+    from newsletter.models import Article, IssueItem
+
+    def item(position: int, section: str) -> IssueItem:
+        article = Article(id=position, url=f"https://example.org/{position}", title=f"Story {position}",
+                          summary="", section=section)  # fmt: skip
+        return IssueItem(article=article, position=position)
+
+    picked = (item(1, "News"), item(2, "News"), item(3, "Features"), item(4, "News"))
+    sections = group_sections(picked)
+    assert [(s.name, [i.title for i in s.items]) for s in sections] == [
+        ("News", ["Story 1", "Story 2"]),
+        ("Features", ["Story 3"]),
+        ("News", ["Story 4"]),
+    ]
+    issue = an_issue()
+    rendered = render_issue(replace(issue, items=picked), SITE, ROOT / "templates")
+    for part in (rendered.text, rendered.html):
+        places = [part.index(f"Story {n}") for n in (1, 2, 3, 4)]
+        assert places == sorted(places)

@@ -205,11 +205,16 @@ def environments(folder: str) -> tuple[jinja2.Environment, jinja2.Environment]:
 
 
 def group_sections(items: tuple[IssueItem, ...]) -> tuple[Section, ...]:
-    """Items grouped by section, sections in the order their first item was picked."""
-    order: dict[str, list[ItemView]] = {}
+    """The items in the editor's order, a section heading where the section changes: two
+    News stories in a row share one heading, and a News story the editor put after a
+    Feature comes after it, under a heading of its own. The mail is never reordered."""
+    runs: list[tuple[str, list[ItemView]]] = []
     for item in items:
-        order.setdefault(item.article.section, []).append(ItemView.of(item))
-    return tuple(Section(name, tuple(group)) for name, group in order.items())
+        if runs and runs[-1][0] == item.article.section:
+            runs[-1][1].append(ItemView.of(item))
+        else:
+            runs.append((item.article.section, [ItemView.of(item)]))
+    return tuple(Section(name, tuple(group)) for name, group in runs)
 
 
 def template_context(
