@@ -156,7 +156,7 @@ def test_signing_up_again_changes_a_readers_name_only_when_they_confirm(
 ) -> None:
     _, tom, _ = seed_readers(desk.engine)
     with desk.engine.begin() as conn:
-        unsubscribe(conn, tom, Evidence(source="tests"), real_now())
+        unsubscribe(conn, tom, Evidence(source="tests"), real_now())  # clock: as the app does
     before = subscriber(desk.engine, "tom@example.org").name
     again = {"email": "tom@example.org", "name": "Someone Else", "consent": "yes"}
     assert client.post("/subscribe", data=again, **browser()).status_code == 200
@@ -197,7 +197,7 @@ def test_the_request_only_queues_the_mail_and_a_worker_sends_what_the_relay_refu
     assert row.next_try_at > row.queued_at and "Connection refused" in (row.last_error or "")
     assert smtp_server.handler.received == []
 
-    later = real_now() + timedelta(minutes=2)
+    later = real_now() + timedelta(minutes=2)  # clock: past the retry the web app scheduled
     from click.testing import CliRunner
 
     from newsletter.cli import cli
@@ -535,8 +535,10 @@ def test_a_template_that_fails_holds_back_its_mail_and_the_others_go(
     anna, tom, _ = seed_readers(desk.engine)
     with desk.engine.begin() as conn:
         queue_mails(conn, [Mail("welcome", anna, "anna@example.org", "Анна"),
-                           Mail("welcome", tom, "tom@example.org", "Tom")], real_now())  # fmt: skip
-        queue_mails(conn, [Mail("confirm", tom, "tom@example.org", "", "tok")], real_now())
+                           Mail("welcome", tom, "tom@example.org", "Tom")],
+                    real_now())  # clock: the drain below reads the wall clock  # fmt: skip
+        queue_mails(conn, [Mail("confirm", tom, "tom@example.org", "", "tok")],
+                    real_now())  # clock: the drain below reads the wall clock  # fmt: skip
     broken = replace(settings, templates=templates, smtp_url=smtp_server.url)
     desk_now = Desk(broken).use_kept_key()
     report = drain(desk_now.engine, desk_now.settings, desk_now.transport, desk_now.now)
