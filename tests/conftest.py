@@ -288,7 +288,7 @@ def client(app: Flask) -> FlaskClient:
 
 def real_now() -> datetime:
     """The wall clock, for what the web app stamps with its own now."""
-    return datetime.now(UTC)
+    return datetime.now(UTC)  # clock: the web app's own clock, which a live server reads
 
 
 # the live server and Chromium fixtures, for the browser tests

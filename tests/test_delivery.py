@@ -104,7 +104,7 @@ def recorders(tmp_path: Path) -> Iterator[list[Recorder]]:
 
 def seed_many(engine: sa.Engine, count: int) -> list[str]:
     """Active readers with evidence, inserted in bulk (the library path is tested elsewhere)."""
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # clock: the sends that follow stamp their rows with the wall clock
     addresses = [f"reader{n:05d}@example.org" for n in range(count)]
     with engine.begin() as conn:
         policy = current_policy(conn)
@@ -159,7 +159,7 @@ def send_through(engine: sa.Engine, settings: Settings, issue_id: int, **options
         engine,
         settings,
         lambda: open_transport(settings.smtp_url, settings.outbox),
-        lambda: datetime.now(UTC),
+        lambda: datetime.now(UTC),  # clock: a real relay's retries and rates run on it
         **options,
     )
 
@@ -310,7 +310,7 @@ def test_a_stop_request_finishes_in_flight_and_puts_the_rest_back(
         desk.engine,
         settings,
         factory,
-        lambda: datetime.now(UTC),
+        lambda: datetime.now(UTC),  # clock: the stop lands mid-send in real time
         options=SendOptions(concurrency=4),
         stop=stop,
     )
@@ -318,7 +318,8 @@ def test_a_stop_request_finishes_in_flight_and_puts_the_rest_back(
     with desk.engine.connect() as conn:
         left = counts(conn, issue.id)
     assert left == {"sent": first.sent, "pending": 1000 - first.sent}
-    second = send_issue(issue.id, desk.engine, settings, factory, lambda: datetime.now(UTC))
+    second = send_issue(issue.id, desk.engine, settings, factory,
+                        lambda: datetime.now(UTC))  # clock: after the first, in real time  # fmt: skip
     assert second.sent == 1000 - first.sent and second.status == "sent"
     assert set(recorder.recipients().values()) == {1}
     assert sum(recorder.recipients().values()) == 1000

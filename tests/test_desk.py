@@ -346,7 +346,7 @@ def test_editors_add_from_the_command_line(desk: Desk, monkeypatch: pytest.Monke
         ).one()
     assert row.password_hash.startswith(("scrypt:", "pbkdf2:"))
     assert "a long enough password" not in row.password_hash
-    assert datetime.now(UTC) >= row.created_at
+    assert datetime.now(UTC) >= row.created_at  # clock: the CLI stamps it with the wall clock
 
 
 def test_editors_sign_out_ends_every_session_of_that_editor_only(
@@ -384,7 +384,7 @@ def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
     smtp_server.handler.refuse["tom@example.org"] = "550 5.1.1 no such mailbox"
     settings = replace(desk.settings, smtp_url=smtp_server.url)
     send_issue(issue.id, desk.engine, settings, Desk(settings).transport,
-               lambda: datetime.now(UTC))  # fmt: skip
+               lambda: datetime.now(UTC))  # clock: a real relay's send  # fmt: skip
     document = client.get(f"/desk/issues/{issue.id}/status?format=json").get_json()
     assert document["counts"] == {"sent": 2, "failed": 1}
     assert document["status"] == "sent" and document["done"] == 3

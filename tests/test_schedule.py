@@ -123,7 +123,7 @@ def test_a_send_stands_by_while_another_process_holds_the_lease(
 ) -> None:
     seed_readers(desk.engine)
     issue = approved_issue(desk.engine)
-    take_lease(desk.engine, "send", "other-host:4242:ab", datetime.now(UTC), timedelta(minutes=5))
+    take_lease(desk.engine, "send", "other-host:4242:ab", datetime.now(UTC), timedelta(minutes=5))  # clock: against the live scheduler process  # fmt: skip
     result = run_send_py(tmp_path, database_url, smtp_server, "--now", "--issue", str(issue.id))
     assert result.returncode == 3, result.stderr
     assert "other-host:4242:ab holds the send lease" in result.stdout
@@ -209,7 +209,7 @@ def test_the_job_sends_an_approved_issue_and_then_has_nothing_to_do(
 ) -> None:
     seed_readers(job_desk.engine)
     issue = approved_issue(job_desk.engine)
-    job = FridayJob(job_desk, lambda: datetime.now(UTC))
+    job = FridayJob(job_desk, lambda: datetime.now(UTC))  # clock: the job runs against a live process  # fmt: skip
     sent = job.send(issue.send_date)
     assert (sent.outcome, sent.exit_code) == ("sent", 0)
     assert sent.report is not None and sent.report.sent == 3
@@ -287,7 +287,7 @@ def send_at(fire: datetime) -> str:
 
 
 def wait_until(moment: datetime) -> None:
-    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))  # clock: waits for a real fire time  # fmt: skip
 
 
 def wait_for_messages(smtp_server: SMTPServer, count: int, seconds: float = 60) -> None:
@@ -312,7 +312,7 @@ def dated(desk: Desk, issue_id: int, day: date) -> None:
 
 def due_soon(desk: Desk, issue_id: int) -> datetime:
     """A send time FIRE_AHEAD seconds from now, with the issue dated that day; returns it."""
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)  # clock: APScheduler fires on the system clock  # fmt: skip
     dated(desk, issue_id, fire.date())
     return fire
 
@@ -433,7 +433,7 @@ def test_a_scheduler_that_starts_after_the_grace_sends_nothing_and_alerts(
 def test_no_approved_issue_at_the_send_time_means_no_newsletter_and_one_alert(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=FIRE_AHEAD)  # clock: APScheduler fires on the system clock  # fmt: skip
     seed_readers(desk.engine)
     with desk.engine.begin() as conn:  # a draft with articles, never approved
         issue = new_issue(conn, fire.date(), NOW)
@@ -586,7 +586,7 @@ def test_once_sends_only_when_due_and_exit_codes_tell_outcomes_apart(
     desk: Desk, smtp_server: SMTPServer, tmp_path: Path, database_url: str
 ) -> None:
     issue_id = issue_for(desk, readers=4)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # clock: the process under test reads the system clock
     due = send_at(now - timedelta(minutes=5))  # five minutes ago: inside the grace
     dated(desk, issue_id, (now - timedelta(minutes=5)).date())
     not_due = run_send_py(
@@ -632,7 +632,7 @@ def test_a_paused_send_does_not_stop_the_scheduler_that_ran_it(desk: Desk) -> No
     issue = approved_issue(desk.engine)
     dead = Desk(replace(desk.settings, smtp_url="smtp://127.0.0.1:9", pause_after=2))
     stops = WorkerStop()
-    result = FridayJob(dead, lambda: datetime.now(UTC), stops).send(issue.send_date)
+    result = FridayJob(dead, lambda: datetime.now(UTC), stops).send(issue.send_date)  # clock: the lease is taken in real time  # fmt: skip
     assert (result.outcome, result.exit_code) == ("paused", 5)
     assert not stops.asked.is_set()
     with desk.engine.connect() as conn:
