@@ -20,6 +20,7 @@ from datetime import datetime
 from email import policy
 from email.charset import Charset
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 from html import escape
 
 from newsletter.compose.rendering import ReaderValues, RenderedIssue, value_for
@@ -194,13 +195,18 @@ def encode_parts(split: list[str], stuffed: bool = False) -> tuple[bytes | str, 
 
 def message_id(issue_id: int, subscriber_id: int, sender: Sender) -> str:
     """The same for a reader's copy of an issue however often it is built (a resumed send
-    repeats it), and unique to this desk: a tag keyed by the desk's signing key, so two
-    desks on one domain, or a database made anew, never repeat one another's (Gmail drops
-    a message whose Message-ID it has seen)."""
-    tag = hmac.new(
-        sender.secret.encode(), f"message-id {issue_id}.{subscriber_id}".encode(), hashlib.sha256
-    ).hexdigest()[:20]
+    repeats it), and unique to this desk: the issue's tag is keyed by the desk's signing
+    key, so two desks on one domain, or a database made anew, never repeat one another's
+    (Gmail drops a message whose Message-ID it has seen). The tag is made once per issue,
+    not per reader: the per-reader path stays a string format."""
+    tag = _issue_tag(sender.secret, issue_id)
     return f"<newsletter.{issue_id}.{subscriber_id}.{tag}@{sender.domain}>"
+
+
+@lru_cache(maxsize=64)
+def _issue_tag(secret: str, issue_id: int) -> str:
+    digest = hmac.new(secret.encode(), f"message-id {issue_id}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:20]
 
 
 def _fold(name: str, value: str) -> bytes:

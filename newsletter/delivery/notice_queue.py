@@ -84,38 +84,45 @@ def drain(
         # a factory opens a connection for the batch; a transport given is the caller's
         connection = transport() if callable(transport) else transport
         try:
-            for row_id, attempts, mail in claimed:
-                problem, final = _send_one(engine, settings, connection, mail, now())
-                if problem is None:
-                    sent += 1
-                else:
-                    failures.append(problem)
-                _settle(engine, row_id, attempts, problem, final, now())
+            for kind in dict.fromkeys(mail.kind for _, _, mail in claimed):
+                rows = [row for row in claimed if row[2].kind == kind]
+                outcomes = _send_kind(engine, settings, connection, [m for _, _, m in rows], now())
+                for (row_id, attempts, _mail), (problem, final) in zip(rows, outcomes, strict=True):
+                    if problem is None:
+                        sent += 1
+                    else:
+                        failures.append(problem)
+                    _settle(engine, row_id, attempts, problem, final, now())
         finally:
             if connection is not transport:
                 connection.close()
     return NoticeReport(sent, tuple(failures))
 
 
-def _send_one(
-    engine: sa.Engine, settings: Settings, connection: Transport, mail: Mail, now: datetime
-) -> tuple[str | None, bool]:
-    """(the problem, or None when sent; whether trying again is pointless). One mail at a
-    time: a failure of any kind (a template, the relay) holds back that row alone."""
+def _send_kind(
+    engine: sa.Engine, settings: Settings, connection: Transport, mails: list[Mail], now: datetime
+) -> list[tuple[str | None, bool]]:
+    """Each mail's (problem, or None when sent or no longer due; whether trying again is
+    pointless). The mails of one kind share one rendering; a failure to make it (a
+    template) holds back that kind's rows, and a relay's refusal only its own."""
     with engine.connect() as conn:  # erased (or changed) since it was queued: not sent
-        address = conn.execute(
-            sa.select(db.subscribers.c.email).where(db.subscribers.c.id == mail.subscriber_id)
-        ).scalar()
-    if address != mail.email:
-        return None, True
+        s = db.subscribers
+        ids = [mail.subscriber_id for mail in mails]
+        current = dict(conn.execute(sa.select(s.c.id, s.c.email).where(s.c.id.in_(ids))).all())
+    due = [m for m in mails if current.get(m.subscriber_id) == m.email]
+    made: dict[int, tuple[str | None, bool]]
     try:
-        report = send_notices([mail], engine, settings, connection, now)
+        report = send_notices(due, engine, settings, connection, now)
     except Exception as exc:
-        log.exception("notices: the %s mail to %s could not be made", mail.kind, mail.email)
-        return f"{mail.kind} mail to {mail.email}: {exc!r}", False
-    if report.failures:
-        return report.failures[0], bool(report.permanent)
-    return None, True
+        log.exception("notices: the %s mails could not be made", mails[0].kind)
+        made = {id(m): (f"{m.kind} mail to {m.email}: {exc!r}", False) for m in due}
+    else:
+        problems = dict(zip(report.failed, report.failures, strict=True))
+        made = {
+            id(m): (problems.get(i), i not in problems or i in report.permanent)
+            for i, m in enumerate(due)
+        }
+    return [made.get(id(m), (None, True)) for m in mails]
 
 
 def _settle(
