@@ -18,7 +18,7 @@ from pathlib import Path
 
 from newsletter.compose.messages import Sender, build_message, message_id, prepare_message
 from newsletter.compose.rendering import Site, personalise, render_issue
-from newsletter.curation.articles import parse_feed
+from newsletter.curation.feeds import parse_feed
 from newsletter.models import Article, Issue, IssueItem, Reader
 from newsletter.settings import Settings
 

@@ -38,7 +38,8 @@ from newsletter.compose.messages import build_message, message_id
 from newsletter.curation.articles import import_sources
 from newsletter.curation.issues import approve, new_issue, pick, set_fields
 from newsletter.delivery.ledger import snapshot_audience
-from newsletter.delivery.send import SendOptions, send_issue
+from newsletter.delivery.report import SendOptions
+from newsletter.delivery.send import send_issue
 from newsletter.models import Reader
 from newsletter.settings import Settings
 from newsletter.store import tables as db

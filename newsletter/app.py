@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from newsletter.readers.consent import Policy, load_policy_folder
 from newsletter.settings import Settings
+from newsletter.store.engine import create_db_engine, upgrade_database
 from newsletter.store.keys import ensure_key, kept_keys
-from newsletter.store.tables import create_db_engine, upgrade_database
 from newsletter.transport.base import Transport
 from newsletter.transport.pool import open_transport, open_transports
 

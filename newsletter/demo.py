@@ -17,7 +17,8 @@ from newsletter.curation.issues import (
     pick,
     set_fields,
 )
-from newsletter.delivery.send import SendReport, send_issue
+from newsletter.delivery.report import SendReport
+from newsletter.delivery.send import send_issue
 from newsletter.models import Issue
 from newsletter.readers.consent import Evidence, current_policy
 from newsletter.readers.subscribers import add_active_reader

@@ -18,21 +18,24 @@ from hypothesis import strategies as st
 
 from newsletter.curation.articles import (
     ImportReport,
-    Skipped,
     add_article,
-    clean_text,
     get_article,
-    html_to_text,
     import_feed,
     import_sources,
     list_articles,
+)
+from newsletter.curation.feeds import (
+    Skipped,
+    clean_text,
+    html_to_text,
     parse_feed,
     read_source,
     shorten,
 )
 from newsletter.curation.fetch import FetchLimits
 from newsletter.errors import FeedError, InputError, NotFound
-from newsletter.store.tables import articles, create_db_engine, upgrade_database
+from newsletter.store.engine import create_db_engine, upgrade_database
+from newsletter.store.tables import articles
 
 FEEDS = Path(__file__).parent / "feeds"
 BBC, LIGA, ONLINER = (

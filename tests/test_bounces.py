@@ -19,14 +19,9 @@ from newsletter.compose.returnpath import ReturnPath, ReturnPathReader, return_p
 from newsletter.curation.issues import approve, new_issue, pick, set_fields
 from newsletter.delivery.notices import send_notices
 from newsletter.readers.consent import Evidence, current_policy
-from newsletter.readers.subscribers import (
-    Limits,
-    SignUp,
-    add_active_reader,
-    get_subscriber,
-    is_suppressed,
-    sign_up,
-)
+from newsletter.readers.optin import Limits, SignUp, sign_up
+from newsletter.readers.subscribers import add_active_reader, get_subscriber
+from newsletter.readers.suppression import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store import tables as db
 from newsletter.transport.base import MemoryTransport

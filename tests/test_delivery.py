@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from newsletter.app import Desk
 from newsletter.delivery.ledger import counts
-from newsletter.delivery.send import SendOptions, send_issue
+from newsletter.delivery.report import SendOptions
+from newsletter.delivery.send import send_issue
 from newsletter.readers.consent import current_policy
 from newsletter.settings import Settings
 from newsletter.store import tables as db

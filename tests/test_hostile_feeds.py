@@ -19,12 +19,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from newsletter.app import Desk
-from newsletter.curation.articles import import_sources, parse_feed, read_source
+from newsletter.curation.articles import import_sources
+from newsletter.curation.feeds import parse_feed, read_source
 from newsletter.curation.fetch import FetchLimits
 from newsletter.editors import add_editor
 from newsletter.errors import FeedError
 from newsletter.settings import ConfigError, load_settings
 from newsletter.store import tables as db
+from newsletter.store.engine import create_db_engine, upgrade_database
 from newsletter.web import create_app
 
 from .conftest import FEEDS, NOW
@@ -77,8 +79,8 @@ def answer(body: bytes, head: str = "HTTP/1.0 200 OK\r\nContent-Type: applicatio
 
 @pytest.fixture
 def engine(tmp_path: Path) -> sa.Engine:
-    engine = db.create_db_engine(f"sqlite:///{tmp_path / 'n.db'}")
-    db.upgrade_database(engine)
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    upgrade_database(engine)
     return engine
 
 

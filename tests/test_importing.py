@@ -36,15 +36,8 @@ from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, get_policy, publish_policy
 from newsletter.readers.import_rows import canonical_ip
 from newsletter.readers.importing import ImportResult, Problem, import_csv
-from newsletter.readers.subscribers import (
-    Limits,
-    SignUp,
-    confirm,
-    get_subscriber,
-    record_complaint,
-    sign_up,
-    unsubscribe,
-)
+from newsletter.readers.optin import Limits, SignUp, confirm, sign_up
+from newsletter.readers.subscribers import get_subscriber, record_complaint, unsubscribe
 from newsletter.readers.tokens import CONFIRM, read_timed_token
 from newsletter.store import tables as db
 
@@ -770,7 +763,7 @@ import os, sys, time
 from datetime import datetime
 from pathlib import Path
 import sqlalchemy as sa
-from newsletter.store.tables import create_db_engine
+from newsletter.store.engine import create_db_engine
 from newsletter.readers.importing import import_csv
 
 url, path, marker, now = sys.argv[1:]

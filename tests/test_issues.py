@@ -22,7 +22,8 @@ from newsletter.curation.issues import (
     unpick,
 )
 from newsletter.errors import InputError, NotFound, StateError
-from newsletter.settings import SendAt, Settings
+from newsletter.settings import Settings
+from newsletter.settings.values import SendAt
 
 from .conftest import NOW
 

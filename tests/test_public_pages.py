@@ -25,14 +25,8 @@ from newsletter.app import Desk
 from newsletter.curation.issues import get_issue
 from newsletter.delivery.send import send_issue
 from newsletter.readers.consent import Evidence, Policy, publish_policy
-from newsletter.readers.subscribers import (
-    Limits,
-    Mail,
-    SignUp,
-    get_subscriber,
-    request_reconsent,
-    sign_up,
-)
+from newsletter.readers.optin import Limits, SignUp, sign_up
+from newsletter.readers.subscribers import Mail, get_subscriber, request_reconsent
 from newsletter.readers.tokens import (
     CONFIRM,
     RECONSENT,

@@ -14,7 +14,7 @@ from flask import Flask
 from newsletter.app import Desk
 from newsletter.editors import add_editor
 from newsletter.readers.consent import Evidence, current_policy
-from newsletter.readers.subscribers import Limits, SignUp, sign_up
+from newsletter.readers.optin import Limits, SignUp, sign_up
 from newsletter.readers.tokens import RECONSENT, reader_token, timed_token
 from newsletter.store import tables as db
 from newsletter.store.copy import table_sums

@@ -24,8 +24,10 @@ from newsletter.errors import ConfigError, LeaseHeld
 from newsletter.schedule.job import FridayJob
 from newsletter.schedule.lease import renew_lease, take_lease
 from newsletter.schedule.when import last_fire, next_fire
-from newsletter.settings import WEEKDAYS, SendAt, load_settings, parse_send_at
+from newsletter.settings import load_settings
+from newsletter.settings.values import WEEKDAYS, SendAt, parse_send_at
 from newsletter.store import tables as db
+from newsletter.store.engine import create_db_engine, upgrade_database
 
 from .conftest import NOW, ROOT, SECRET, SMTPServer, approved_issue, seed_readers
 
@@ -676,8 +678,8 @@ def test_a_job_stored_before_the_move_is_restored_with_its_next_run_time(
     from newsletter.schedule.job import scheduled_send
     from newsletter.schedule.when import cron_trigger
 
-    engine = db.create_db_engine(database_url)
-    db.upgrade_database(engine, to="0009")
+    engine = create_db_engine(database_url)
+    upgrade_database(engine, to="0009")
     planned = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
     job = Job(BlockingScheduler(timezone=UTC), id="friday-send", func=scheduled_send,
               trigger=cron_trigger(SendAt(4, NOW.time()), ZoneInfo("UTC")), executor="default",
@@ -692,7 +694,7 @@ def test_a_job_stored_before_the_move_is_restored_with_its_next_run_time(
             job_state=pickle.dumps(state, pickle.HIGHEST_PROTOCOL)))  # fmt: skip
         conn.execute(db.scheduler_jobs.insert().values(
             id="garbage", next_run_time=None, job_state=b"not a pickle"))  # fmt: skip
-    db.upgrade_database(engine)
+    upgrade_database(engine)
     store = SQLAlchemyJobStore(engine=engine, tablename="scheduler_jobs")
     store.start(BlockingScheduler(timezone=UTC), "default")
     restored = store.lookup_job("friday-send")

@@ -30,15 +30,9 @@ from newsletter.delivery.send import send_issue
 from newsletter.editors import LoginRefused, add_editor, get_editor, log_in, open_session
 from newsletter.readers.access import export_subscriber, forget
 from newsletter.readers.consent import Evidence, current_policy, get_policy, publish_policy
-from newsletter.readers.subscribers import (
-    Limits,
-    SignUp,
-    add_active_reader,
-    desk_key,
-    is_suppressed,
-    sign_up,
-    unsubscribe,
-)
+from newsletter.readers.optin import Limits, SignUp, sign_up
+from newsletter.readers.subscribers import add_active_reader, unsubscribe
+from newsletter.readers.suppression import desk_key, is_suppressed
 from newsletter.schedule.alerts import Alert, alert_editors
 from newsletter.schedule.lease import take_lease
 from newsletter.store import tables as db

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from newsletter.store.tables import MIGRATIONS, create_db_engine, metadata, upgrade_database
+from newsletter.store.engine import MIGRATIONS, create_db_engine, upgrade_database
+from newsletter.store.tables import metadata
 
 HEAD = sorted(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("0*.py"))[-1]
 

@@ -14,18 +14,14 @@ from newsletter.errors import InputError, NotFound, StateError
 from newsletter.readers.access import export_csv, export_subscriber, forget
 from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, current_policy, publish_policy
+from newsletter.readers.optin import Limits, RateLimited, SignUp, confirm, sign_up
 from newsletter.readers.subscribers import (
-    Limits,
-    RateLimited,
-    SignUp,
     add_active_reader,
-    confirm,
     get_subscriber,
     reconsent,
     record_complaint,
     record_permanent_failure,
     request_reconsent,
-    sign_up,
     unsubscribe,
 )
 from newsletter.readers.tokens import (

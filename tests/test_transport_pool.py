@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from newsletter.app import Desk
-from newsletter.delivery.send import SendOptions, SendReport, send_issue
+from newsletter.delivery.report import SendOptions, SendReport
+from newsletter.delivery.send import send_issue
 from newsletter.errors import ConfigError, RelayUnavailable
-from newsletter.settings import load_settings, parse_relays
+from newsletter.settings import load_settings
+from newsletter.settings.relays import parse_relays
 from newsletter.transport.base import Envelope
 from newsletter.transport.pool import RelayPool, open_transports
 

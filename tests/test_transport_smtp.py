@@ -12,7 +12,7 @@ import trustme
 from aiosmtpd.controller import Controller
 
 from newsletter.errors import Cancelled, ConfigError, PermanentDeliveryError, TemporaryDeliveryError
-from newsletter.settings import RelayAddress
+from newsletter.settings.relays import RelayAddress
 from newsletter.transport.base import Envelope
 from newsletter.transport.outbox import OutboxTransport
 from newsletter.transport.pool import open_transport

@@ -16,7 +16,7 @@ from newsletter.bounces.mailboxes import BounceProcessor, BounceReport
 from newsletter.compose.returnpath import ReturnPathReader
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import Settings
-from newsletter.store.tables import now_utc
+from newsletter.store.engine import now_utc
 
 log = logging.getLogger(__name__)
 

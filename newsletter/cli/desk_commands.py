@@ -10,7 +10,7 @@ import click
 from newsletter.app import Desk, init_desk
 from newsletter.cli.common import emit, json_option, pass_desk
 from newsletter.demo import run_demo
-from newsletter.settings import parse_duration
+from newsletter.settings.values import parse_duration
 from newsletter.store.keys import kept_keys, rotate_key
 
 

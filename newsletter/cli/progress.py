@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from newsletter.delivery.send import SendReport
+from newsletter.delivery.report import SendReport
 
 
 @contextmanager

@@ -14,16 +14,14 @@ from newsletter.delivery.notices import NoticeReport, send_notices
 from newsletter.readers.access import export_csv, export_subscriber, forget
 from newsletter.readers.consent import Evidence, publish_policy
 from newsletter.readers.importing import import_csv
+from newsletter.readers.optin import Limits, SignUp, sign_up
 from newsletter.readers.subscribers import (
     STATUSES,
-    Limits,
     Mail,
-    SignUp,
     count_by_status,
     get_subscriber,
     list_subscribers,
     request_reconsent,
-    sign_up,
     unsubscribe,
 )
 from newsletter.transport.base import opened

@@ -12,7 +12,9 @@ from newsletter.cli.common import DeskCommand, emit, json_option, pass_desk
 from newsletter.cli.progress import SendProgress, stop_on_signals
 from newsletter.cli.worker import run_worker
 from newsletter.errors import ConfigError
-from newsletter.schedule.job import EXIT_CODES, FridayJob, FridayScheduler, run_once
+from newsletter.schedule.job import FridayJob, run_once
+from newsletter.schedule.outcome import EXIT_CODES, JobResult
+from newsletter.schedule.scheduler import FridayScheduler
 
 EXITS = "exit codes: 0 sent, 3 nothing to do, 1 failed (editors alerted where it applies), 5 paused"
 
@@ -65,19 +67,11 @@ def schedule(
         python send.py --now --dry-run   # what would go out now
         python send.py --worker          # on other hosts: help send what was started
     """
+    _check_options(now_, issue, once, dry_run, as_worker)
+    log_to_stderr()
     if as_worker:
-        if now_ or issue or dry_run:
-            raise click.UsageError("--worker goes alone or with --once")
-        log_to_stderr()
         run_worker(desk, once, as_json)
         return
-    if issue and not now_:
-        raise click.UsageError("--issue goes with --now")
-    if now_ and once:
-        raise click.UsageError("--now and --once exclude each other")
-    if dry_run and not (now_ or once):
-        raise click.UsageError("--dry-run goes with --now or --once")
-    log_to_stderr()
     if not dry_run:
         desk.settings.require_secret()  # refuse at start, not on Friday morning
     if not (now_ or once):
@@ -85,16 +79,33 @@ def schedule(
             raise ConfigError("NEWSLETTER_CLOCK", "goes with --now or --once, not the scheduler")
         FridayScheduler(desk, desk.now).run()
         return
-    with stop_on_signals() as stop, SendProgress() as progress:
-        job = FridayJob(desk, desk.now, stop, progress)
-        if once:
-            result = run_once(job, desk.now(), dry_run)
-        else:
-            now = desk.now()
-            today, day = now.astimezone(desk.settings.timezone).date(), desk.settings.send_day(now)
-            # editors are alerted only on the send day itself: a run days before must not
-            # use up the alert that the send time's own run would mail
-            result = job.send(day, issue_ref=issue, dry_run=dry_run, alert=day == today)
+    result = _run_now_or_once(desk, issue, once, dry_run)
     emit(as_json, result.as_dict(), result.lines())
     if EXIT_CODES[result.outcome]:
         raise SystemExit(result.exit_code)
+
+
+def _check_options(
+    now_: bool, issue: str | None, once: bool, dry_run: bool, as_worker: bool
+) -> None:
+    if as_worker and (now_ or issue or dry_run):
+        raise click.UsageError("--worker goes alone or with --once")
+    if issue and not now_:
+        raise click.UsageError("--issue goes with --now")
+    if now_ and once:
+        raise click.UsageError("--now and --once exclude each other")
+    if dry_run and not (now_ or once):
+        raise click.UsageError("--dry-run goes with --now or --once")
+
+
+def _run_now_or_once(desk: Desk, issue: str | None, once: bool, dry_run: bool) -> JobResult:
+    """One run in the foreground: --once as cron would (only when due), or --now."""
+    with stop_on_signals() as stop, SendProgress() as progress:
+        job = FridayJob(desk, desk.now, stop, progress)
+        if once:
+            return run_once(job, desk.now(), dry_run)
+        now = desk.now()
+        today, day = now.astimezone(desk.settings.timezone).date(), desk.settings.send_day(now)
+        # editors are alerted only on the send day itself: a run days before must not
+        # use up the alert that the send time's own run would mail
+        return job.send(day, issue_ref=issue, dry_run=dry_run, alert=day == today)

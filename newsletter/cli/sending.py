@@ -17,9 +17,10 @@ from newsletter.cli.progress import SendProgress, stop_on_signals
 from newsletter.compose.copies import preview_copy
 from newsletter.compose.messages import build_message, message_id
 from newsletter.curation.issues import get_issue
-from newsletter.delivery.send import SendOptions, send_issue, send_test, start_send
+from newsletter.delivery.report import SendOptions
+from newsletter.delivery.send import send_issue, send_test, start_send
 from newsletter.reports import send_status
-from newsletter.settings import parse_duration
+from newsletter.settings.values import parse_duration
 from newsletter.transport.base import opened
 
 
@@ -147,23 +148,15 @@ def send(
         newsletter send 3 --start-only   # then `newsletter worker` on each host
     """
     if test_to:
-        with opened(desk.transport) as transport:
-            ids = send_test(issue, test_to, desk.engine, desk.settings, transport, desk.now())
-        emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(test_to)}"])
+        _send_tests(desk, issue, test_to, as_json)
         return
-    try:
-        patience = parse_duration(wait) if wait.strip() != "0" else timedelta(0)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--wait") from None
-    options = replace(SendOptions.from_settings(desk.settings), wait_for_retries=patience)
+    options = replace(SendOptions.from_settings(desk.settings), wait_for_retries=_patience(wait))
     with desk.engine.connect() as conn:
         found = get_issue(conn, issue)
         if not force and not dry_run and found.status == "approved":
             check_last_issue(conn, found.id)  # a send under way is resumed regardless
     if start_only and not dry_run:
-        started, readers = start_send(desk.engine, found.id, desk.now(), allow_empty=allow_empty)
-        line = f"issue {started.id} is {started.status}: {readers} readers; workers send it"
-        emit(as_json, {"issue": started.id, "status": started.status, "audience": readers}, [line])
+        _start_only(desk, found.id, allow_empty, as_json)
         return
     with stop_on_signals() as stop, SendProgress() as progress:
         report = send_issue(
@@ -182,6 +175,26 @@ def send(
     emit(as_json, report.as_dict(), report.lines())
     if report.paused:
         raise SystemExit(5)
+
+
+def _send_tests(desk: Desk, issue: str, addresses: tuple[str, ...], as_json: bool) -> None:
+    with opened(desk.transport) as transport:
+        ids = send_test(issue, addresses, desk.engine, desk.settings, transport, desk.now())
+    emit(as_json, {"test_message_ids": ids}, [f"test sent to {', '.join(addresses)}"])
+
+
+def _patience(wait: str) -> timedelta:
+    """--wait: how long the send stays for deferred readers to come due."""
+    try:
+        return parse_duration(wait) if wait.strip() != "0" else timedelta(0)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wait") from None
+
+
+def _start_only(desk: Desk, issue_id: int, allow_empty: bool, as_json: bool) -> None:
+    started, readers = start_send(desk.engine, issue_id, desk.now(), allow_empty=allow_empty)
+    line = f"issue {started.id} is {started.status}: {readers} readers; workers send it"
+    emit(as_json, {"issue": started.id, "status": started.status, "audience": readers}, [line])
 
 
 @click.command("status")

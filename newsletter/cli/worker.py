@@ -7,9 +7,9 @@ import click
 from newsletter.app import Desk
 from newsletter.cli.common import emit, json_option, pass_desk
 from newsletter.cli.progress import SendProgress, stop_on_signals
-from newsletter.delivery.send import SendReport
+from newsletter.delivery.report import SendReport
 from newsletter.delivery.workers import Worker, WorkerStop
-from newsletter.schedule.job import EXIT_CODES
+from newsletter.schedule.outcome import EXIT_CODES
 
 
 def run_worker(desk: Desk, once: bool, as_json: bool) -> None:

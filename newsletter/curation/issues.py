@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from newsletter.curation.articles import get_article
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.models import Article, Issue, IssueItem
-from newsletter.settings import SendAt
+from newsletter.settings.values import SendAt
 from newsletter.store import tables as db
 
 SUBJECT_MAX = 200

@@ -10,120 +10,34 @@ one message per connection uncertain, and a rerun continues where it stopped.
 from __future__ import annotations
 
 import queue
-import random
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from time import monotonic
-from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.compose.issue import Composed, compose, envelope_sender
-from newsletter.compose.messages import build_message, message_id
-from newsletter.compose.returnpath import return_paths
+from newsletter.compose.issue import compose, envelope_sender
+from newsletter.compose.messages import build_message
 from newsletter.curation.issues import get_issue
 from newsletter.delivery import ledger
-from newsletter.delivery.writer import LedgerWriter, Outcome
+from newsletter.delivery.report import SendOptions, SendReport
+from newsletter.delivery.run import HANDFUL, Run, Work
 from newsletter.errors import (
-    Cancelled,
     InputError,
-    PermanentDeliveryError,
-    RelayUnavailable,
     StateError,
-    TemporaryDeliveryError,
-    UncertainDelivery,
 )
 from newsletter.models import Issue, Reader
 from newsletter.settings import Settings
 from newsletter.store import tables as db
 from newsletter.transport.base import Envelope, Transport
 from newsletter.transport.pool import RelayPool
-from newsletter.transport.rate import RateLimit
 
 Clock = Callable[[], datetime]
 
 
 Transports = Transport | Callable[[], Transport]
-
-
-Work = queue.Queue[list[ledger.Due] | None]  # reserved rows for the connections, or the end
-
-
-HANDFUL = 16  # rows a connection takes from the queue at once: one queue operation, not 16
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    # the settings' own defaults, not a second copy of them
-    concurrency: int = Settings.concurrency
-    rate: float = Settings.rate  # messages per second, 0 for no cap
-    rate_per_hour: int = Settings.rate_per_hour
-    pause_after: int = Settings.pause_after  # consecutive relay failures that pause the send
-    max_attempts: int = 5
-    retry_base: timedelta = timedelta(minutes=1)
-    wait_for_retries: timedelta = timedelta(0)  # stay this long for deferred rows to come due
-    batch: int = 500
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SendOptions:
-        return cls(
-            concurrency=settings.concurrency,
-            rate=settings.rate,
-            rate_per_hour=settings.rate_per_hour,
-            pause_after=settings.pause_after,
-        )
-
-
-@dataclass
-class SendReport:
-    issue_id: int
-    audience: int = 0
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    already_sent: int = 0
-    uncertain: int = 0
-    dry_run: bool = False
-    seconds: float = 0.0
-    status: str = ""
-    failures: list[str] = field(default_factory=list)
-    paused: str | None = None
-    stopped: bool = False
-    preflight: dict[str, Any] | None = None
-    uncertain_readers: list[str] = field(default_factory=list)
-    relays: list[str] = field(default_factory=list)  # relays taken out during the send
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds else 0.0
-
-    def lines(self) -> list[str]:
-        head = "dry run: nothing sent" if self.dry_run else f"issue {self.issue_id}: {self.status}"
-        out = [
-            head,
-            f"audience {self.audience}: sent now {self.sent}, sent before {self.already_sent}, "
-            f"failed {self.failed}, deferred {self.deferred}, skipped {self.skipped}, "
-            f"uncertain {self.uncertain}",
-            f"{self.seconds:.2f} s, {self.rate:.0f} messages/s",
-        ]
-        out += [f"failure: {f}" for f in self.failures[:5]]
-        out += [
-            f"uncertain: {r} (not re-sent; --resend-uncertain sends)"
-            for r in self.uncertain_readers[:20]
-        ]
-        out += self.relays
-        if self.paused:
-            out.append(f"paused: {self.paused} (run send again to resume)")
-        if self.stopped:
-            out.append("stopped on request; run send again to resume")
-        return out
 
 
 def send_test(
@@ -152,162 +66,6 @@ def send_test(
         transport.send(envelope)
         ids.append(msgid)
     return ids
-
-
-class Run:
-    """One send of one issue by this process: shared counters and the stop signals."""
-
-    def __init__(
-        self,
-        engine: sa.Engine,
-        settings: Settings,
-        composed: Composed,
-        options: SendOptions,
-        clock: Clock,
-        report: SendReport,
-        connections: int,
-    ) -> None:
-        self.engine, self.settings, self.composed = engine, settings, composed
-        self.options, self.clock, self.report = options, clock, report
-        self.worker = ledger.worker_name()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()  # SIGINT/SIGTERM or a pause: finish in-flight, take no more
-        self.relay_failures = 0
-        self.defects = 0
-        self.rate = RateLimit(options.rate, options.rate_per_hour)
-        self.bounce_to = envelope_sender(settings)
-        self.return_path = return_paths(
-            composed.sender.secret, settings.bounce_address, composed.issue.id, self.bounce_to
-        )
-        self.writer = LedgerWriter(
-            engine, composed.issue.id, self.worker, clock, settings.bounce_limit, connections
-        )
-
-    def count(self, outcome: str, failure: str | None = None) -> None:
-        with self.lock:
-            setattr(self.report, outcome, getattr(self.report, outcome) + 1)
-            if failure and len(self.report.failures) < 100:
-                self.report.failures.append(failure)
-
-    def relay_trouble(self, error: RelayUnavailable) -> None:
-        with self.lock:
-            self.relay_failures += 1
-            if self.relay_failures >= self.options.pause_after and not self.report.paused:
-                self.report.paused = f"{self.relay_failures} relay failures in a row: {error}"
-                self.stop.set()
-
-    def defect(self, error: Exception) -> None:
-        """An error that is not a delivery outcome (a bug, bad data): the reader's row becomes
-        uncertain; several in a row pause the send rather than repeat it for every reader."""
-        with self.lock:
-            self.defects += 1
-            if self.defects >= self.options.pause_after and not self.report.paused:
-                self.report.paused = f"{self.defects} unexpected errors in a row: {error!r}"
-                self.stop.set()
-
-    def relay_ok(self) -> None:
-        if self.relay_failures or self.defects:
-            with self.lock:
-                self.relay_failures = self.defects = 0
-
-    def retry_at(self, attempts: int) -> datetime:
-        """Exponential backoff with jitter, so deferred readers do not return in a herd."""
-        delay = self.options.retry_base.total_seconds() * 2 ** min(attempts, 10)
-        return self.clock() + timedelta(seconds=delay * random.uniform(0.75, 1.25))
-
-    def deliver(
-        self, due: ledger.Due, transport: Transport, previous: Outcome | None
-    ) -> Outcome | None:
-        """One reader: claim (settling the connection's previous message in the same commit),
-        send, and return the outcome, which the next claim or the end of the run commits."""
-        issue_id, sid = self.composed.issue.id, due.subscriber_id
-        if due.status != "active":  # withdrew after the snapshot: nothing more is sent
-            if previous is not None:
-                self.writer.settle(previous)
-            self.count("skipped")
-            return Outcome(sid, "skipped", {"reply": f"reader is {due.status}"})
-        claim = self.writer.request_claim(sid, previous)  # committed while MAIL/RCPT go out
-        reader = Reader(sid, due.email, due.name)
-        msgid = message_id(issue_id, sid, self.composed.sender)
-        values = self.composed.sender.reader_values(reader, issue_id)
-        stuffed = transport.wants_stuffed
-        data = build_message(self.composed.prepared, reader, values, msgid, stuffed)
-        attempts = due.attempts + 1
-
-        def ready() -> bool:  # the body goes only once the claim is committed
-            return self.writer.wait(claim) == "claimed"
-
-        envelope = Envelope(self.return_path(sid), due.email, msgid, data, stuffed, ready)
-        try:
-            reply = transport.send(envelope)
-        except Cancelled:
-            if claim.result == "withdrawn":  # unsubscribed since the batch was reserved
-                self.count("skipped")
-            return None
-        except RelayUnavailable as exc:  # nothing was tried: the reader waits for the relay
-            self.relay_trouble(exc)
-            return Outcome(sid, "pending", {"worker": None, "lease_until": None, "reply": str(exc)})
-        except TemporaryDeliveryError as exc:
-            self.relay_ok()
-            final = attempts >= self.options.max_attempts
-            if self.writer.wait(claim) == "claimed":
-                self.count("failed" if final else "deferred", f"{due.email}: {exc}")
-            return Outcome(
-                sid,
-                "failed" if final else "deferred",
-                {
-                    "reply": str(exc),
-                    "attempts": attempts,
-                    "next_attempt_at": self.retry_at(due.attempts),
-                },
-            )
-        except PermanentDeliveryError as exc:
-            self.relay_ok()
-            if self.writer.wait(claim) != "claimed":
-                return None
-            self.count("failed", f"{due.email}: {exc}")
-            return Outcome(sid, "failed", {"reply": str(exc), "attempts": attempts}, str(exc))
-        except (UncertainDelivery, Exception) as exc:  # the body may have gone: never re-send
-            if not isinstance(exc, UncertainDelivery):
-                self.defect(exc)
-            if self.writer.wait(claim) != "claimed":
-                return None
-            self.count("uncertain", f"{due.email}: {exc!r}")
-            return Outcome(sid, "uncertain", {"reply": repr(exc), "attempts": attempts})
-        self.relay_ok()
-        self.count("sent")
-        return Outcome(sid, "sent", {"reply": reply, "message_id": msgid, "attempts": attempts})
-
-    def connection(self, work: Work, transport: Transport) -> None:
-        """The loop of one connection thread."""
-        previous: Outcome | None = None
-        try:
-            while True:
-                try:
-                    rows = work.get_nowait()
-                except queue.Empty:  # idle: commit the last outcome rather than hold it
-                    if previous is not None:
-                        self.writer.settle(previous)
-                        previous = None
-                    rows = work.get()
-                if rows is None:
-                    break
-                for due in rows:
-                    self.rate.wait(self.stop)
-                    if self.stop.is_set():
-                        break  # drain: reserved rows are released by the main thread
-                    handed, previous = previous, None  # deliver commits it with its claim
-                    previous = self.deliver(due, transport, handed)
-        except Exception as exc:  # a defect, not a delivery outcome: stop the whole send
-            with self.lock:
-                self.report.paused = f"unexpected error in a connection: {exc!r}"
-            self.stop.set()
-            while work.get() is not None:  # let the feeder finish its puts
-                pass
-        finally:
-            if previous is not None:
-                self.writer.settle(previous)
-            transport.close()
 
 
 def _begin(
@@ -398,13 +156,7 @@ def send_issue(
         before = ledger.counts(conn, issue.id)
     report.audience, report.already_sent = sum(before.values()), before.get("sent", 0)
     events = len(transports.events) if isinstance(transports, RelayPool) else 0
-    if callable(transports):
-        count = options.concurrency
-        if isinstance(transports, RelayPool) and transports.capacity is not None:
-            count = min(count, transports.capacity)  # more would only find every relay full
-        connections = [transports() for _ in range(count)]
-    else:
-        connections = [transports]
+    connections = _connections(transports, options.concurrency)
     run = Run(engine, settings, composed, options, clock, report, len(connections))
     if stop is not None:
         run.stop = stop  # the caller's signal handlers set it
@@ -413,6 +165,16 @@ def send_issue(
         report.relays = transports.events[events:]  # a worker's pool outlives one send
     report.stopped = run.stop.is_set() and not report.paused
     return _finish(engine, issue.id, report, clock(), started)
+
+
+def _connections(transports: Transports, concurrency: int) -> list[Transport]:
+    """One transport for each connection thread: the one given, or `concurrency` of the
+    factory's, no more than a relay pool has room for (more would only find it full)."""
+    if not callable(transports):
+        return [transports]
+    if isinstance(transports, RelayPool) and transports.capacity is not None:
+        concurrency = min(concurrency, transports.capacity)
+    return [transports() for _ in range(concurrency)]
 
 
 def _feed(

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from newsletter.delivery import ledger
 from newsletter.delivery.notice_queue import drain as drain_notices
-from newsletter.delivery.send import SendOptions, SendReport, Transports, send_issue
+from newsletter.delivery.report import SendOptions, SendReport
+from newsletter.delivery.send import Transports, send_issue
 from newsletter.errors import StateError
 from newsletter.settings import Settings
 from newsletter.store import tables as db

@@ -1,5 +1,6 @@
 """Readers and their consent: addresses, signed tokens, the append-only consent ledger,
-subscriptions (sign-up, confirmation, withdrawal), imports, export and erasure.
+the readers' statuses (subscribers), sign-up and the double opt-in (optin), the keyed
+hashes of suppressed addresses, imports, export and erasure.
 
 Imports curation (a field's checks), the store and the foundation.
 """

@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.readers.consent import Evidence, record_consent
-from newsletter.readers.subscribers import get_subscriber, set_status, suppress
+from newsletter.readers.subscribers import get_subscriber, set_status
+from newsletter.readers.suppression import suppress
 from newsletter.store import tables as db
 
 EXPORT_COLUMNS = ("email", "name", "status", "consented_at", "source", "ip", "policy_version")

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from newsletter.errors import InputError
 from newsletter.readers.import_rows import ImportResult, Problem, StagedRow, Staging, check_file
-from newsletter.readers.subscribers import Mail, keyed_hasher
+from newsletter.readers.subscribers import Mail
+from newsletter.readers.suppression import keyed_hasher
 from newsletter.readers.tokens import CONFIRM, timed_token
 from newsletter.store import tables as db
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter.settings import WEEKDAYS, SendAt
+from newsletter.settings.values import WEEKDAYS, SendAt
 
 
 def cron_trigger(at: SendAt, zone: ZoneInfo) -> CronTrigger:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from newsletter.errors import ConfigError, CopyRefused, StateError
 from newsletter.store import tables as db
+from newsletter.store.engine import MIGRATIONS, create_db_engine, upgrade_connection
 
 BATCH = 2000
 
@@ -158,7 +159,7 @@ def check_source_current(conn: sa.Connection) -> None:
     from alembic.script import ScriptDirectory
 
     current = MigrationContext.configure(conn).get_current_revision()
-    head = ScriptDirectory(str(db.MIGRATIONS)).get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     if current != head:
         raise StateError(
             f"the desk's database is at migration {current or 'none'}, not {head}: "
@@ -178,7 +179,7 @@ def _prepare(dst: sa.Connection, replace: bool) -> None:
     from alembic.util import CommandError
 
     try:
-        db.upgrade_connection(dst)
+        upgrade_connection(dst)
     except (sa.exc.DBAPIError, CommandError) as exc:
         raise CopyRefused("target schema", _first_line(exc)) from None
     tables = db.metadata.sorted_tables
@@ -243,6 +244,6 @@ def _first_line(exc: Exception) -> str:
 def open_target(url: str) -> Engine:
     """An engine for the `--to` URL; a malformed one is named as the option it came from."""
     try:
-        return db.create_db_engine(url)
+        return create_db_engine(url)
     except ConfigError as exc:
         raise ConfigError("--to", str(exc).removeprefix(f"{exc.name}: ")) from None

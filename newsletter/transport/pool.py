@@ -22,7 +22,7 @@ from pathlib import Path
 from time import monotonic
 
 from newsletter.errors import RelayUnavailable
-from newsletter.settings import RelayAddress, RelaySpec, relay_specs
+from newsletter.settings.relays import RelayAddress, RelaySpec, relay_specs
 from newsletter.transport.base import Envelope, Transport
 from newsletter.transport.outbox import OutboxTransport
 from newsletter.transport.rate import RateLimit

@@ -18,7 +18,7 @@ from newsletter.errors import (
     TemporaryDeliveryError,
     UncertainDelivery,
 )
-from newsletter.settings import RelayAddress
+from newsletter.settings.relays import RelayAddress
 from newsletter.transport.base import Envelope, ascii_address
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]")

@@ -19,14 +19,8 @@ from newsletter.delivery.notice_queue import queue_mails
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.models import Reader
 from newsletter.readers.consent import Evidence, current_policy, get_policy
-from newsletter.readers.subscribers import (
-    confirm,
-    confirm_target,
-    get_subscriber,
-    reconsent,
-    reconsent_target,
-    unsubscribe,
-)
+from newsletter.readers.optin import confirm, confirm_target
+from newsletter.readers.subscribers import get_subscriber, reconsent, reconsent_target, unsubscribe
 from newsletter.readers.tokens import TokenError, read_reader_token
 from newsletter.web import MAIL_CSP
 from newsletter.web.error_pages import reader_error

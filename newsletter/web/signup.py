@@ -31,7 +31,8 @@ from newsletter.delivery.notice_queue import Drainer, queue_mails
 from newsletter.errors import InputError, NewsletterError
 from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, Policy, current_policy
-from newsletter.readers.subscribers import NAME_MAX, Limits, RateLimited, SignUp, sign_up
+from newsletter.readers.optin import Limits, RateLimited, SignUp, sign_up
+from newsletter.readers.subscribers import NAME_MAX
 from newsletter.settings import Settings
 from newsletter.web.error_pages import reader_error
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection newsletter.store.tables.upgrade_database
+"""Alembic environment: runs on the connection newsletter.store.engine.upgrade_database
 hands over."""
 
 from alembic import context

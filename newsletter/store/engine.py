@@ -1,0 +1,78 @@
+"""The engine for a database URL, Alembic's migrations run on it, and the clock.
+
+The tables are `tables`; a database gets them by `upgrade_database`, never by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+
+from newsletter.errors import ConfigError
+from newsletter.store.tables import metadata
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite files get their folder, WAL and foreign keys."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError("NEWSLETTER_DATABASE_URL", f"not a database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # one connection per sending thread and a few for the rest
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, pool_size=20, max_overflow=20)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise ConfigError("NEWSLETTER_DATABASE_URL", str(exc)) from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def upgrade_database(engine: Engine, *, replay: bool = False, to: str = "head") -> None:
+    """Create or upgrade every table to the newest migration (or the one named, for the
+    tests of a migration); harmless to run twice."""
+    with engine.begin() as connection:
+        upgrade_connection(connection, replay=replay, to=to)
+
+
+def upgrade_connection(
+    connection: sa.Connection, *, replay: bool = False, to: str = "head"
+) -> None:
+    """The migrations inside the caller's transaction: on PostgreSQL a failure later in
+    it takes the new tables back too. An empty database gets the declared tables at once
+    and is stamped with the newest migration (Alembic's "building from scratch"; a test
+    replays every migration and compares); `replay` runs them one by one anyway."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    if not replay and to == "head" and not sa.inspect(connection).get_table_names():
+        metadata.create_all(connection)
+        command.stamp(config, "head")
+    else:
+        command.upgrade(config, to)
+
+
+def now_utc() -> datetime:
+    """The clock, read only at the edges (CLI, web, workers) and passed in from there."""
+    return datetime.now(UTC)
