@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+if TYPE_CHECKING:
+    from newsletter.curation.articles import ImportReport
 from newsletter.readers.consent import Policy, load_policy_folder
 from newsletter.settings import Settings
 from newsletter.store.engine import create_db_engine, upgrade_database
@@ -58,6 +61,16 @@ class Desk:
 
     def transport(self) -> Transport:
         return open_transport(self.settings.smtp_url, self.settings.outbox)
+
+    def import_feeds(self, sources: Sequence[str]) -> list[ImportReport]:
+        """Import feeds within the settings' limits, their images measured as they allow."""
+        from newsletter.curation.articles import import_sources  # feedparser: when used
+        from newsletter.curation.fetch import FetchLimits
+
+        limits = FetchLimits.from_settings(self.settings)
+        return import_sources(
+            self.engine, sources, self.now(), limits, self.settings.feed_image_sizes
+        )
 
     def transports(self) -> Callable[[], Transport]:
         """The connections of one send: several relays share one pool (weights, cool-downs)."""

@@ -20,6 +20,8 @@ class ArticleDraft:
     published_at: datetime | None = None
     image_url: str | None = None
     image_alt: str = ""
+    image_width: int | None = None  # pixels, when known (the feed's media attributes, or
+    image_height: int | None = None  # a look at the image's first bytes at import)
     source: str = "hand"
 
 
@@ -40,10 +42,17 @@ class IssueItem:
     position: int
     title_override: str | None = None
     summary_override: str | None = None
+    alt_override: str | None = None
 
     @property
     def title(self) -> str:
         return self.title_override or self.article.title
+
+    @property
+    def image_alt(self) -> str:
+        """The editor's alt text; else the feed's; else, since the image is a link to the
+        article, the title: a linked image needs words saying where it goes."""
+        return self.alt_override or self.article.image_alt or self.title
 
     @property
     def summary(self) -> str:
@@ -59,6 +68,7 @@ class Issue:
     preheader: str = ""
     note: str = ""
     appeal: bool = True
+    by_section: bool = False  # items grouped by section, else in the editor's order
     items: tuple[IssueItem, ...] = ()
     approved_at: datetime | None = None
     sent_at: datetime | None = None

@@ -83,9 +83,12 @@ def test_a_week_at_the_desk(site: Path) -> None:
     note.write_text("Первый абзац.\n\nВторой абзац.")
     ok("issue", "set", "2026-11-27", "--subject", "Неделя", "--preheader", "Пять историй недели",
        "--note-file", str(note), "--no-appeal")  # fmt: skip
-    ok("issue", "set", "2026-11-27", "--item", ids[0], "--title", "Короче")
+    ok("issue", "set", "2026-11-27", "--item", ids[0], "--title", "Короче", "--alt", "Стадион")
+    ok("issue", "set", "2026-11-27", "--by-section")
     shown = as_json("issue", "show", "2026-11-27")
     assert shown["appeal"] is False and shown["items"][1]["title"] == "Короче"
+    assert shown["items"][1]["alt_override"] == "Стадион" and shown["by_section"] is True
+    ok("issue", "set", "2026-11-27", "--in-order")
     out = site / "rendered"
     ok("render", "2026-11-27", "--out", str(out), env=env)
     assert {p.name for p in out.iterdir()} == {

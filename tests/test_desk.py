@@ -241,14 +241,16 @@ def test_an_editor_builds_approves_and_tests_the_issue_in_the_browser_forms(
         post(client, f"/desk/issues/{issue_id}/pick", token, article=str(article))
     post(client, f"/desk/issues/{issue_id}/move", token, article=str(ids[2]), direction="up")
     post(client, f"/desk/issues/{issue_id}/item", token, article=str(ids[0]),
-         title="Заголовок для рассылки", summary="")  # fmt: skip
+         title="Заголовок для рассылки", summary="", alt="Трамвай на новой линии")  # fmt: skip
     post(client, f"/desk/issues/{issue_id}/fields", token, subject="Неделя в трёх историях",
          preheader="Выбор редакции", note="Здравствуйте!", appeal="on")  # fmt: skip
     with desk.engine.connect() as conn:
         issue = get_issue(conn, issue_id)
     assert [i.article.id for i in issue.items] == [ids[0], ids[2], ids[1]]
     assert issue.items[0].title == "Заголовок для рассылки"
-    assert issue.subject == "Неделя в трёх историях" and issue.appeal
+    assert issue.items[0].alt_override == "Трамвай на новой линии"
+    assert issue.subject == "Неделя в трёх историях" and issue.appeal and not issue.by_section
+    assert 'value="Трамвай на новой линии"' in issue_page(client, issue_id)  # the field shows it
 
     page = issue_page(client, issue_id)
     assert f'src="/preview/{issue_id}/html"' in page and 'width="375"' in page

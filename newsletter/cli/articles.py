@@ -10,7 +10,6 @@ import click
 from newsletter.app import Desk
 from newsletter.cli.common import emit, json_option, pass_desk
 from newsletter.curation import articles as library
-from newsletter.curation.fetch import FetchLimits
 from newsletter.models import Article
 
 
@@ -36,8 +35,7 @@ def import_(desk: Desk, sources: tuple[str, ...], as_json: bool) -> None:
     Example:
         newsletter articles import https://example.org/feed.xml
     """
-    limits = FetchLimits.from_settings(desk.settings)
-    reports = library.import_sources(desk.engine, sources, desk.now(), limits)
+    reports = desk.import_feeds(sources)
     lines = []
     for report in reports:
         lines.append(

@@ -32,6 +32,9 @@ def issue_document(issue: Issue) -> dict[str, Any]:
             "section": item.article.section,
             "title_override": item.title_override,
             "summary_override": item.summary_override,
+            "image_url": item.article.image_url,
+            "image_alt": item.image_alt if item.article.image_url else None,
+            "alt_override": item.alt_override,
         }
         for item in issue.items
     ]
@@ -44,6 +47,7 @@ def issue_lines(issue: Issue) -> list[str]:
         f"subject:   {issue.subject or '(none)'}",
         f"preheader: {issue.preheader or '(none)'}",
         f"appeal:    {'on' if issue.appeal else 'off'}",
+        f"order:     {'by section' if issue.by_section else 'as picked'}",
     ]
     if issue.note:
         lines.append("note:      " + issue.note.replace("\n", "\n           "))
@@ -151,9 +155,15 @@ def move(desk: Desk, issue: str, article: str, position: int, as_json: bool) -> 
     help="The editor's note, from a text file ('-' is not accepted).",
 )
 @click.option("--appeal/--no-appeal", default=None, help="The support appeal block.")
+@click.option(
+    "--by-section/--in-order",
+    default=None,
+    help="Group the articles by section, or keep the order they were put in (the default).",
+)
 @click.option("--item", "item", help="Article (id or url) whose title or summary to override.")
 @click.option("--title", help="With --item: the title in this issue ('' restores).")
 @click.option("--summary", help="With --item: the summary in this issue ('' restores).")
+@click.option("--alt", help="With --item: the image's text for who does not see it ('' restores).")
 @json_option
 @pass_desk
 def set_(
@@ -163,9 +173,11 @@ def set_(
     preheader: str | None,
     note_file: Path | None,
     appeal: bool | None,
+    by_section: bool | None,
     item: str | None,
     title: str | None,
     summary: str | None,
+    alt: str | None,
     as_json: bool,
 ) -> None:
     """Set the subject, preheader, editor's note, appeal, or one item's overrides.
@@ -175,16 +187,16 @@ def set_(
         newsletter issue set 3 --subject "The week in five stories" --note-file note.md
         newsletter issue set 3 --item 12 --title "A shorter headline"
     """
-    if (title is not None or summary is not None) and item is None:
-        raise click.UsageError("--title and --summary need --item ARTICLE")
+    if (title is not None or summary is not None or alt is not None) and item is None:
+        raise click.UsageError("--title, --summary and --alt need --item ARTICLE")
     note = note_file.read_text(encoding="utf-8") if note_file else None
     with desk.engine.begin() as conn:
         now = desk.now()
-        result = library.set_fields(
-            conn, issue, now, subject=subject, preheader=preheader, note=note, appeal=appeal
-        )
+        result = library.set_fields(conn, issue, now, subject=subject, preheader=preheader,
+                                    note=note, appeal=appeal, by_section=by_section)  # fmt: skip
         if item is not None:
-            result = library.set_item(conn, issue, item, now, title=title, summary=summary)
+            result = library.set_item(conn, issue, item, now, title=title, summary=summary,
+                                      alt=alt)  # fmt: skip
     _show(as_json, result)
 
 

@@ -55,9 +55,15 @@ class Site:
         )
 
 
+COLUMN = 560  # pixels of the content column an image may fill
+THUMBNAIL_BELOW = 400  # an image narrower than this sits beside the text, not above it
+THUMBNAIL = 140  # pixels a thumbnail takes at most
+
+
 @dataclass(frozen=True)
 class ItemView:
-    """An issue item as templates see it: the editor's overrides already applied."""
+    """An issue item as templates see it: the editor's overrides already applied, and its
+    image's size in the mail (never more than its own: a small image is not stretched)."""
 
     title: str
     summary: str
@@ -67,20 +73,38 @@ class ItemView:
     author: str
     section: str
     published_at: datetime | None
+    image_width: int | None = None  # as shown; None when the image's size is unknown
+    image_height: int | None = None
+    thumbnail: bool = False  # small: beside the text
 
     @classmethod
     def of(cls, item: IssueItem) -> ItemView:
         a = item.article
+        width, height, thumbnail = shown_size(a.image_width, a.image_height)
         return cls(
             item.title,
             item.summary,
             a.url,
             a.image_url,
-            a.image_alt,
+            item.image_alt if a.image_url else "",
             a.author,
             a.section,
             a.published_at,
+            width,
+            height,
+            thumbnail,
         )
+
+
+def shown_size(width: int | None, height: int | None) -> tuple[int | None, int | None, bool]:
+    """The width and height an image is shown at, and whether it is a thumbnail: the
+    column's width at most, a thumbnail's at most for a small one, never more than its
+    own. Unknown sizes stay unknown: the mail then lets the image be its own size."""
+    if not width or not height:
+        return None, None, False
+    thumbnail = width < THUMBNAIL_BELOW
+    shown = min(width, THUMBNAIL if thumbnail else COLUMN)
+    return shown, max(1, round(height * shown / width)), thumbnail
 
 
 @dataclass(frozen=True)
@@ -204,10 +228,17 @@ def environments(folder: str) -> tuple[jinja2.Environment, jinja2.Environment]:
     )
 
 
-def group_sections(items: tuple[IssueItem, ...]) -> tuple[Section, ...]:
+def group_sections(items: tuple[IssueItem, ...], by_section: bool = False) -> tuple[Section, ...]:
     """The items in the editor's order, a section heading where the section changes: two
     News stories in a row share one heading, and a News story the editor put after a
-    Feature comes after it, under a heading of its own. The mail is never reordered."""
+    Feature comes after it, under a heading of its own. With `by_section` (the issue's
+    choice) each section's items come together, the sections in the order the editor
+    first used them, the items in the editor's order within each."""
+    if by_section:
+        first: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first.setdefault(item.article.section, index)
+        items = tuple(sorted(items, key=lambda i: first[i.article.section]))  # stable
     runs: list[tuple[str, list[ItemView]]] = []
     for item in items:
         if runs and runs[-1][0] == item.article.section:
@@ -233,7 +264,7 @@ def template_context(
             note_html=note.html,
             appeal=issue.appeal,
         ),
-        "sections": group_sections(issue.items),
+        "sections": group_sections(issue.items, issue.by_section),
         "site": site,
         "reader": reader,
         "links": {
@@ -324,6 +355,9 @@ def inline_css(html: str) -> str:
                 allow_network=False,
                 strip_important=False,
                 disable_validation=True,
+                # height: auto keeps an image's proportions in CSS; as an attribute it
+                # would replace the image's real height, which Outlook needs
+                disable_basic_attributes=["height"],
                 cssutils_logging_level=logging.CRITICAL,
             ).transform(pretty_print=False)
         )

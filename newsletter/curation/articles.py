@@ -21,6 +21,7 @@ from newsletter.curation.feeds import (
     read_source,
 )
 from newsletter.curation.fetch import FetchLimits
+from newsletter.curation.images import with_sizes
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Article, ArticleDraft
 from newsletter.store.tables import articles
@@ -35,13 +36,25 @@ class ImportReport:
     skipped: tuple[Skipped, ...]
 
 
-_CONTENT = ("title", "summary", "section", "author", "published_at", "image_url", "image_alt")
+_CONTENT = (
+    "title",
+    "summary",
+    "section",
+    "author",
+    "published_at",
+    "image_url",
+    "image_alt",
+    "image_width",
+    "image_height",
+)
 
 
 def _upsert(conn: sa.Connection, draft: ArticleDraft, now: datetime) -> str:
     """Insert or update the article with the draft's url: "added", "updated" or "unchanged"."""
     row = conn.execute(sa.select(articles).where(articles.c.url == draft.url)).mappings().first()
     values = {name: getattr(draft, name) for name in _CONTENT}
+    if row is not None and draft.image_width is None and row["image_url"] == draft.image_url:
+        values["image_width"], values["image_height"] = row["image_width"], row["image_height"]
     if row is None:
         conn.execute(
             articles.insert().values(
@@ -70,9 +83,14 @@ def import_sources(
     sources: Sequence[str],
     now: datetime,
     limits: FetchLimits | None = None,
+    image_sizes: int = 0,
 ) -> list[ImportReport]:
-    """Read and parse every source, then import them all in one transaction, or none."""
+    """Read and parse every source, measure up to `image_sizes` images the feeds give no
+    size for, then import them all in one transaction, or none."""
     parsed = [parse_feed(read_source(source, limits), source) for source in sources]
+    if image_sizes:
+        with engine.connect() as conn:
+            parsed = with_sizes(conn, parsed, limits or FetchLimits(), image_sizes)
     with engine.begin() as conn:
         return [import_feed(conn, feed, now) for feed in parsed]
 

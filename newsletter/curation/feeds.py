@@ -191,24 +191,40 @@ def _text_of(detail: Any, value: Any) -> tuple[str, tuple[str, str] | None]:
     return html_to_text(text)
 
 
-def _image(entry: Any, body_image: tuple[str, str] | None) -> tuple[str | None, str]:
-    candidates: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class FeedImage:
+    url: str | None
+    alt: str = ""
+    width: int | None = None  # pixels, when the feed says (media:content, media:thumbnail)
+    height: int | None = None
+
+
+def _pixels(value: Any) -> int | None:
+    text = str(value or "").strip().removesuffix("px")
+    return int(text) if text.isdigit() and 0 < int(text) <= 20000 else None
+
+
+def _image(entry: Any, body_image: tuple[str, str] | None) -> FeedImage:
+    candidates: list[tuple[str, str, Any]] = []
     for media in entry.get("media_content") or []:
         kind = str(media.get("type") or "")
         if media.get("medium") == "image" or kind.startswith("image/"):
-            candidates.append((media.get("url") or "", media.get("description") or ""))
+            candidates.append((media.get("url") or "", media.get("description") or "", media))
     for thumb in entry.get("media_thumbnail") or []:
-        candidates.append((thumb.get("url") or "", thumb.get("description") or ""))
+        candidates.append((thumb.get("url") or "", thumb.get("description") or "", thumb))
     for enclosure in entry.get("enclosures") or []:
         if str(enclosure.get("type") or "").lower().startswith("image/"):
-            candidates.append((enclosure.get("href") or "", ""))
-    for raw, alt in candidates:
+            candidates.append((enclosure.get("href") or "", "", {}))
+    for raw, alt, media in candidates:
         url = http_url(str(raw))
         if url and len(url) <= FIELD_LIMITS["image_url"]:
             if not alt and body_image and body_image[0] == url:
                 alt = body_image[1]
-            return url, clean_text(str(alt))
-    return body_image if body_image else (None, "")
+            width, height = _pixels(media.get("width")), _pixels(media.get("height"))
+            if width is None or height is None:
+                width = height = None  # half a size is no size
+            return FeedImage(url, clean_text(str(alt)), width, height)
+    return FeedImage(*body_image) if body_image else FeedImage(None)
 
 
 def _published(entry: Any) -> datetime | None:
@@ -288,7 +304,7 @@ def parse_feed(data: bytes, source: str) -> FeedParse:
         if not body and entry.get("content"):
             body, detail = entry.content[0].get("value"), entry.content[0]
         summary, body_image = _text_of(detail, body)
-        image_url, image_alt = _image(entry, body_image)
+        image = _image(entry, body_image)
         section = (entry.get("tags") or [{}])[0].get("term") or ""
         author = (entry.get("author_detail") or {}).get("name") or entry.get("author") or ""
         drafts.append(
@@ -299,8 +315,10 @@ def parse_feed(data: bytes, source: str) -> FeedParse:
                 section=clean_text(str(section))[: FIELD_LIMITS["section"]],
                 author=clean_text(str(author))[: FIELD_LIMITS["author"]],
                 published_at=_published(entry),
-                image_url=image_url,
-                image_alt=image_alt,
+                image_url=image.url,
+                image_alt=image.alt,
+                image_width=image.width,
+                image_height=image.height,
                 source=source,
             )
         )

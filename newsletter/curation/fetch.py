@@ -34,6 +34,8 @@ class FetchLimits:
     max_bytes: int = MAX_FEED_BYTES
     private_hosts: frozenset[str] = frozenset()  # may be on loopback, private, link-local
     redirects: int = 5
+    head_only: bool = False  # the first max_bytes and no more (an image's header), no error
+    accept: str = ACCEPT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchLimits:
@@ -131,6 +133,13 @@ class _Fetch:
             )
         raise self.fail(f"cannot fetch: {problem or 'no address to connect to'}")
 
+    def headers(self) -> dict[str, str]:
+        found = {"User-Agent": USER_AGENT, "Accept": self.limits.accept}
+        found["Accept-Encoding"] = "identity"
+        if self.limits.head_only:
+            found["Range"] = f"bytes=0-{self.limits.max_bytes - 1}"
+        return found
+
     def hop(self, url: str) -> tuple[int, str, str | None, bytes]:
         """(status, reason, Location, body) of one request."""
         parts = urlsplit(url)
@@ -162,19 +171,23 @@ class _Fetch:
             conn.request(
                 "GET",
                 target,
-                headers={"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "identity"},
+                headers=self.headers(),
             )
             response = conn.getresponse()
             if response.status in _REDIRECTS:
                 return response.status, response.reason, response.getheader("Location"), b""
             declared = response.getheader("Content-Length") or ""
-            if declared.isdigit() and int(declared) > self.limits.max_bytes:
-                raise self.fail(f"larger than {_size(self.limits.max_bytes)}")
+            cap, head_only = self.limits.max_bytes, self.limits.head_only
+            if declared.isdigit() and int(declared) > cap and not head_only:
+                raise self.fail(f"larger than {_size(cap)}")
             chunks, size = [], 0
             while chunk := response.read1(65536):
                 size += len(chunk)
-                if size > self.limits.max_bytes:
-                    raise self.fail(f"larger than {_size(self.limits.max_bytes)}")
+                if size > cap and head_only:
+                    chunks.append(chunk[: len(chunk) - (size - cap)])
+                    break
+                if size > cap:
+                    raise self.fail(f"larger than {_size(cap)}")
                 chunks.append(chunk)
             if self.expired.is_set():
                 raise self.late()

@@ -19,6 +19,7 @@ from newsletter.models import Article, Issue, IssueItem
 from newsletter.settings.values import SendAt
 from newsletter.store import tables as db
 
+ALT_MAX = 300
 SUBJECT_MAX = 200
 PREHEADER_MAX = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -76,6 +77,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
             db.articles,
             db.issue_items.c.title.label("title_override"),
             db.issue_items.c.summary.label("summary_override"),
+            db.issue_items.c.image_alt.label("alt_override"),
         )
         .join(db.issue_items, db.articles.c.id == db.issue_items.c.article_id)
         .where(db.issue_items.c.issue_id == issue_id)
@@ -89,6 +91,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
         preheader=row["preheader"],
         note=row["note"],
         appeal=bool(row["appeal"]),
+        by_section=bool(row["by_section"]),
         approved_at=row["approved_at"],
         sent_at=row["sent_at"],
         items=tuple(
@@ -97,6 +100,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
                 position=index,
                 title_override=item["title_override"],
                 summary_override=item["summary_override"],
+                alt_override=item["alt_override"],
             )
             for index, item in enumerate(items, start=1)
         ),
@@ -216,6 +220,7 @@ def set_fields(
     preheader: str | None = None,
     note: str | None = None,
     appeal: bool | None = None,
+    by_section: bool | None = None,
 ) -> Issue:
     issue = _editable(conn, ref)
     values: dict[str, Any] = {}
@@ -227,6 +232,8 @@ def set_fields(
         values["note"] = note.replace("\r\n", "\n").strip()
     if appeal is not None:
         values["appeal"] = appeal
+    if by_section is not None:
+        values["by_section"] = by_section
     _touch(conn, issue.id, now, **values)
     return get_issue(conn, issue.id)
 
@@ -239,8 +246,10 @@ def set_item(
     *,
     title: str | None = None,
     summary: str | None = None,
+    alt: str | None = None,
 ) -> Issue:
-    """Override an item's title or summary here; an empty string restores the article's."""
+    """Override an item's title, summary or image text here; an empty string restores
+    the article's."""
     issue = _editable(conn, ref)
     article_id = _in_issue(conn, issue, article)
     values: dict[str, str | None] = {}
@@ -248,6 +257,8 @@ def set_item(
         values["title"] = check_line("title", title, SUBJECT_MAX * 2) or None
     if summary is not None:
         values["summary"] = summary.strip() or None
+    if alt is not None:
+        values["image_alt"] = check_line("alt", alt, ALT_MAX) or None
     conn.execute(
         db.issue_items.update()
         .where(db.issue_items.c.issue_id == issue.id)

@@ -51,6 +51,7 @@ class Settings:
     feed_url: str | None = declared("feed_url")
     feed_deadline: timedelta = declared("feed_deadline")
     feed_private_hosts: tuple[str, ...] = declared("feed_private_hosts")
+    feed_image_sizes: int = declared("feed_image_sizes")
     confirm_ttl: timedelta = declared("confirm_ttl")
     confirm_mails_per_day: int = declared("confirm_mails_per_day")
     signups_per_hour: int = declared("signups_per_hour")

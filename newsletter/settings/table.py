@@ -80,6 +80,14 @@ SETTINGS: tuple[Setting, ...] = (
         v.hosts,
     ),
     Setting(
+        "feed_image_sizes",
+        "40",
+        "how many of an import's images whose size the feed does not give are measured "
+        "(their first 64 KB fetched, as a feed is), so the mail shows each at its own size "
+        "and never stretched; 0: none",
+        v.how_many,
+    ),
+    Setting(
         "support_url",
         "https://example.org/support",
         "where the support appeal's once / monthly / annual links go",

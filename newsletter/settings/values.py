@@ -174,6 +174,13 @@ def count(value: str) -> int:
     return number
 
 
+def how_many(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (none) or more, got {value!r}")
+    return number
+
+
 def positive_int(value: str) -> int:
     number = int(value)
     if number < 1:

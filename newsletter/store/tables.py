@@ -41,6 +41,8 @@ articles = sa.Table(
     sa.Column("published_at", UTCDateTime, nullable=True),
     sa.Column("image_url", sa.String(2000), nullable=True),
     sa.Column("image_alt", sa.Text, nullable=False, server_default=""),
+    sa.Column("image_width", sa.Integer, nullable=True),  # pixels, when the feed or a
+    sa.Column("image_height", sa.Integer, nullable=True),  # look at the image told
     sa.Column("source", sa.String(2000), nullable=False, server_default="hand"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -56,6 +58,7 @@ issues = sa.Table(
     sa.Column("preheader", sa.Text, nullable=False, server_default=""),
     sa.Column("note", sa.Text, nullable=False, server_default=""),
     sa.Column("appeal", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("by_section", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("approved_at", UTCDateTime, nullable=True),
@@ -70,6 +73,7 @@ issue_items = sa.Table(
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("title", sa.Text, nullable=True),
     sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("image_alt", sa.Text, nullable=True),  # the editor's, over the article's
 )
 
 policy_versions = sa.Table(

@@ -20,8 +20,7 @@ from flask.typing import ResponseReturnValue
 
 from newsletter.compose.copies import preview_copy
 from newsletter.curation import issues as library
-from newsletter.curation.articles import import_sources, list_articles, list_sections
-from newsletter.curation.fetch import FetchLimits
+from newsletter.curation.articles import list_articles, list_sections
 from newsletter.delivery.ledger import counts as ledger_counts
 from newsletter.delivery.send import send_test
 from newsletter.errors import InputError, NewsletterError, NotFound
@@ -159,7 +158,8 @@ def item(issue_id: int) -> str:
     with desk_of_app().engine.begin() as conn:
         library.set_item(conn, issue_id, _article_id(), desk_now(),
                          title=request.form.get("title", ""),
-                         summary=request.form.get("summary", ""))  # fmt: skip
+                         summary=request.form.get("summary", ""),
+                         alt=request.form.get("alt"))  # fmt: skip
     return "article text saved"
 
 
@@ -170,7 +170,8 @@ def fields(issue_id: int) -> str:
     with desk_of_app().engine.begin() as conn:
         library.set_fields(conn, issue_id, desk_now(), subject=form.get("subject", ""),
                            preheader=form.get("preheader", ""), note=form.get("note", ""),
-                           appeal=form.get("appeal") == "on")  # fmt: skip
+                           appeal=form.get("appeal") == "on",
+                           by_section=form.get("by_section") == "on")  # fmt: skip
     return "saved"
 
 
@@ -205,9 +206,7 @@ def import_feed(issue_id: int) -> str:
     desk = desk_of_app()
     if not desk.settings.feed_url:
         raise InputError("NEWSLETTER_FEED_URL is not set: the desk does not know the feed")
-    reports = import_sources(
-        desk.engine, [desk.settings.feed_url], desk_now(), FetchLimits.from_settings(desk.settings)
-    )
+    reports = desk.import_feeds([desk.settings.feed_url])
     return "; ".join(
         f"feed: {r.added} added, {r.updated} updated, {len(r.skipped)} skipped" for r in reports
     )
