@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 if TYPE_CHECKING:
     from newsletter.curation.articles import ImportReport
+    from newsletter.models import Issue
+from newsletter.errors import StateError
 from newsletter.readers.consent import Policy, load_policy_folder
 from newsletter.settings import Settings
 from newsletter.store.engine import create_db_engine, upgrade_database
@@ -71,6 +73,21 @@ class Desk:
         return import_sources(
             self.engine, sources, self.now(), limits, self.settings.feed_image_sizes
         )
+
+    def approve(self, ref: str | int, *, force: bool = False) -> Issue:
+        """Approve an issue that passes preflight (rendered as it will go out): a missing
+        unsubscribe or privacy link refuses it always, Gmail's clipping unless `force`."""
+        from newsletter.compose.copies import composed_for_preview  # rendering: when used
+        from newsletter.curation.issues import approve, get_issue
+
+        with self.engine.begin() as conn:
+            issue = get_issue(conn, ref)
+            if issue.status == "draft" and issue.items:  # else approve says what is wrong
+                report = composed_for_preview(issue, self.settings, self.now()).preflight
+                refusal = report.refusal(f"issue {issue.id}", force)
+                if refusal:
+                    raise StateError(f"{refusal}: it stays a draft")
+            return approve(conn, issue.id, self.now())
 
     def transports(self) -> Callable[[], Transport]:
         """The connections of one send: several relays share one pool (weights, cool-downs)."""

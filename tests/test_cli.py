@@ -197,3 +197,35 @@ def test_each_commands_line_in_the_help_is_its_own_and_the_help_imports_none_of_
                            check=True).stdout.splitlines()  # fmt: skip
     assert "  worker       Join every send under way" in "\n".join(shown)
     assert shown[-1] == "['newsletter.cli.common']"
+
+
+def test_an_issue_gmail_would_clip_is_approved_only_when_forced(site: Path) -> None:
+    ok("init")
+    ok("issue", "new", "--date", "2026-11-27")
+    long = "Очень длинный текст о бюджете города, трамваях и библиотеках. " * 300
+    for n in range(6):
+        ok(
+            "articles",
+            "add",
+            f"https://example.org/{n}",
+            "--title",
+            f"История {n}",
+            "--summary",
+            long,
+        )
+    ok("issue", "pick", "2026-11-27", *(str(n) for n in range(1, 7)))
+    ok(
+        "issue",
+        "set",
+        "2026-11-27",
+        "--subject",
+        "Неделя",
+        "--preheader",
+        "Шесть длинных историй недели",
+    )
+    refused = run("issue", "approve", "2026-11-27")
+    assert refused.exit_code == 4
+    assert "Gmail clips messages above 104,448" in refused.stderr
+    assert "--force goes ahead anyway" in refused.stderr and "it stays a draft" in refused.stderr
+    assert as_json("issue", "show", "2026-11-27")["status"] == "draft"
+    assert as_json("issue", "approve", "2026-11-27", "--force")["status"] == "approved"

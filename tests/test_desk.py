@@ -441,3 +441,31 @@ def test_a_burst_of_wrong_passwords_at_once_gets_no_more_checks_than_the_limit(
     late = post(clients[0], "/desk/login", tokens[0], email=EDITOR, password=PASSWORD)
     full = codes.count(401) == editors.FAILURES_ALLOWED
     assert late.status_code == (429 if full else 303)
+
+
+def test_an_issue_gmail_would_clip_is_approved_from_the_desk_only_when_ticked(
+    desk: Desk, client: FlaskClient
+) -> None:
+    from newsletter.curation.articles import add_article
+    from newsletter.curation.issues import new_issue, pick, set_fields
+
+    long = "Очень длинный текст о бюджете города, трамваях и библиотеках. " * 300
+    with desk.engine.begin() as conn:
+        issue = new_issue(conn, NOW.date(), NOW)
+        ids = [
+            add_article(conn, url=f"https://example.org/{n}", title=f"История {n}",
+                        summary=long, now=NOW).id
+            for n in range(6)
+        ]  # fmt: skip
+        pick(conn, issue.id, ids, NOW)
+        set_fields(conn, issue.id, NOW, subject="Неделя", preheader="Шесть длинных историй недели")
+    token = logged_in(client)
+    page = issue_page(client, issue.id)
+    assert "Approve anyway: Gmail will clip it" in page
+    refused = post(client, f"/desk/issues/{issue.id}/approve", token)
+    assert "Gmail clips" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    with desk.engine.connect() as conn:
+        assert get_issue(conn, issue.id).status == "draft"
+    post(client, f"/desk/issues/{issue.id}/approve", token, force="on")
+    with desk.engine.connect() as conn:
+        assert get_issue(conn, issue.id).status == "approved"

@@ -13,7 +13,12 @@ from pathlib import Path
 from .conftest import ROOT
 
 PACKAGE = ROOT / "newsletter"
-FOUNDATION = {"errors", "models", "settings"}  # importable by all, importing only each other
+FOUNDATION = {
+    "errors",
+    "models",
+    "settings",
+    "language",
+}  # importable by all, importing only each other
 LAYERS = [  # bottom to top
     "store",
     "transport",

@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from newsletter.app import Desk
 from newsletter.curation.issues import get_issue
 from newsletter.delivery.send import send_issue
+from newsletter.language import long_date
 from newsletter.readers.consent import Evidence, Policy, publish_policy
 from newsletter.readers.optin import Limits, SignUp, sign_up
 from newsletter.readers.subscribers import Mail, get_subscriber, request_reconsent
@@ -348,7 +349,7 @@ def test_a_reader_who_unsubscribes_during_a_send_gets_nothing_more(
 
 def send_day_sentences(settings: Settings, before: datetime) -> set[str]:
     """'The next issue arrives on …' as the page may say it (the clock moved meanwhile)."""
-    return {f"{settings.next_send_day(at):%A, %-d %B %Y}" for at in (before, real_now())}
+    return {long_date(settings.next_send_day(at), settings.language) for at in (before, real_now())}
 
 
 def test_double_opt_in_through_the_pages(

@@ -105,18 +105,46 @@ def test_preflight_catches_what_editors_must_fix(templates: Path) -> None:
     assert codes["image-alt"] == codes["insecure-image"] == "warning"
 
 
-def test_preflight_warns_before_gmail_clips(templates: Path) -> None:
+def test_gmail_clipping_blocks_unless_forced_and_a_missing_link_blocks_always(
+    templates: Path,
+) -> None:
     issue = an_issue(summary="Очень длинный текст. " * 4000)
     rendered = render_issue(issue, SITE, templates)
     html, text = personalise(rendered, VALUES)
     report = check(rendered, html, text, SITE.privacy_url)
-    assert "gmail-clipping" in {f.code for f in report.findings}
+    assert {f.code: f.level for f in report.findings}["gmail-clipping"] == "error"
     assert report.encoded_html_bytes > 102 * 1024
+    refusal = report.refusal("issue 7")
+    assert refusal is not None and "Gmail clips" in refusal and "--force goes ahead" in refusal
+    assert report.refusal("issue 7", force=True) is None
+    (templates / "issue.html").write_text(
+        (templates / "issue.html").read_text().replace("{{ reader.unsubscribe_url }}", "#")
+    )
+    rendered = render_issue(issue, SITE, templates)
+    html, text = personalise(rendered, VALUES)
+    report = check(rendered, html, text, SITE.privacy_url)
+    refusal = report.refusal("issue 7", force=True)
+    assert refusal is not None and "no unsubscribe link" in refusal and "--force" not in refusal
+
+
+def test_a_finding_an_editor_can_fix_names_the_field(templates: Path) -> None:
+    issue = replace(an_issue(title="", subject="S" * 90), preheader="")
+    rendered = render_issue(issue, SITE, templates)
+    html, text = personalise(rendered, VALUES)
+    fields = {
+        f.code: f.field for f in check(rendered, html, text, SITE.privacy_url, issue.items).findings
+    }
+    assert fields["subject-long"] == "subject" and fields["preheader-missing"] == "preheader"
 
 
 # ------------------------------------------------------------------ legible buttons
 
-NOTICE_CONTEXT = {"send_day": "Friday", "next_send": date(2026, 12, 4), "confirm_days": 7}
+NOTICE_CONTEXT = {
+    "send_day": "Friday",
+    "send_weekday": 4,
+    "next_send": date(2026, 12, 4),
+    "confirm_days": 7,
+}
 
 
 def luminance(colour: str) -> float:

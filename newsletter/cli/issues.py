@@ -247,12 +247,25 @@ def _state_command(name: str, action: Any, help_text: str) -> click.Command:
     return group.command(name)(command)
 
 
-_state_command(
-    "approve",
-    library.approve,
-    "Approve an issue for sending; it is frozen until "
-    "unapproved.\n\n\b\nExample:\n    newsletter issue approve 3",
+@group.command("approve")
+@click.argument("issue")
+@click.option(
+    "--force", is_flag=True, help="Approve although Gmail would clip it (a larger issue)."
 )
+@json_option
+@pass_desk
+def approve(desk: Desk, issue: str, force: bool, as_json: bool) -> None:
+    """Approve an issue for sending once it passes preflight; it is frozen until
+    unapproved. A missing unsubscribe or privacy link refuses it; so does an HTML part
+    Gmail would clip, unless --force.
+
+    \b
+    Example:
+        newsletter issue approve 3
+    """
+    _show(as_json, desk.approve(issue, force=force))
+
+
 _state_command(
     "unapprove",
     library.unapprove,

@@ -37,7 +37,7 @@ def render_checked(
     rendered = render_issue(issue, Site.from_settings(settings), settings.templates, is_test=test)
     sample = Reader(id=0, email="reader@example.org", name="")
     html, text = personalise(rendered, sender.reader_values(sample, issue.id))
-    report = check(rendered, html, text, settings.privacy_link)
+    report = check(rendered, html, text, settings.privacy_link, issue.items)
     if not settings.base_url.startswith("https://"):
         plain = Finding(
             "warning",

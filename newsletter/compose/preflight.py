@@ -1,11 +1,15 @@
 """Preflight: what an editor should know before an issue goes out.
 
-Errors stop a send (no unsubscribe or privacy link, no subject); warnings are shown
-(Gmail clipping, images without alt text, plain-http links, long subject lines).
+Errors block approval and the send: no unsubscribe or privacy link, no subject, and an
+HTML part Gmail would clip (which hides the footer's unsubscribe link); only the last
+can be overridden (`--force`, the desk's "approve anyway"). Warnings are shown, each
+naming the field that fixes it where the editor can fix it (images' text, long lines,
+plain-http links).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,10 +17,14 @@ import lxml.html
 
 from newsletter.compose.messages import qp
 from newsletter.compose.rendering import RenderedIssue
+from newsletter.models import IssueItem
 
 GMAIL_CLIP_BYTES = 102 * 1024
 SUBJECT_ADVISED = 78
 PREHEADER_RANGE = (40, 140)
+
+
+FORCIBLE = frozenset({"gmail-clipping"})  # errors an editor may choose to send anyway
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Finding:
     level: str  # "error" or "warning"
     code: str
     message: str
+    field: str = ""  # what fixes it: "subject", "preheader", "item-12" (an item's editor)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,19 @@ class Report:
     @property
     def errors(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.level == "error")
+
+    def blocking(self, force: bool = False) -> tuple[Finding, ...]:
+        """The errors that stop approval and the send; `force` lets the forcible pass."""
+        return tuple(f for f in self.errors if not (force and f.code in FORCIBLE))
+
+    def refusal(self, what: str, force: bool = False) -> str | None:
+        """Why `what` ("issue 3") may not go, or None."""
+        blocking = self.blocking(force)
+        if not blocking:
+            return None
+        reasons = "; ".join(f.message for f in blocking)
+        hint = " (--force goes ahead anyway)" if all(f.code in FORCIBLE for f in blocking) else ""
+        return f"{what} fails preflight: {reasons}{hint}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,9 +76,16 @@ class Report:
         return out
 
 
-def check(rendered: RenderedIssue, html: str, text: str, privacy_url: str) -> Report:
-    """Check one reader's filled copy of a rendered issue."""
-    findings = [*_check_lines(rendered), *_check_html(rendered, html, privacy_url)]
+def check(
+    rendered: RenderedIssue,
+    html: str,
+    text: str,
+    privacy_url: str,
+    items: Sequence[IssueItem] = (),
+) -> Report:
+    """Check one reader's filled copy of a rendered issue; `items` name the field that
+    fixes an article's finding."""
+    findings = [*_check_lines(rendered), *_check_html(rendered, html, privacy_url, items)]
     if rendered.split_text().count("UNSUBSCRIBEURL0") == 0:
         findings.append(
             Finding("error", "text-unsubscribe", "the text part has no unsubscribe link")
@@ -65,10 +94,11 @@ def check(rendered: RenderedIssue, html: str, text: str, privacy_url: str) -> Re
     if encoded > GMAIL_CLIP_BYTES:
         findings.append(
             Finding(
-                "warning",
+                "error",
                 "gmail-clipping",
                 f"the HTML is {encoded:,} bytes encoded: Gmail clips messages above "
-                f"{GMAIL_CLIP_BYTES:,} and hides the footer with the unsubscribe link",
+                f"{GMAIL_CLIP_BYTES:,} and hides the footer with the unsubscribe link; "
+                "remove articles or shorten their summaries",
             )
         )
     unique = tuple(dict.fromkeys(findings))  # one line per problem, not per occurrence
@@ -79,19 +109,26 @@ def _check_lines(rendered: RenderedIssue) -> list[Finding]:
     found = []
     subject, preheader = rendered.subject, rendered.preheader
     if not subject:
-        found.append(Finding("error", "subject-missing", "the subject is empty"))
+        found.append(Finding("error", "subject-missing", "the subject is empty", "subject"))
     elif len(subject) > SUBJECT_ADVISED:
         found.append(
             Finding(
                 "warning",
                 "subject-long",
-                f"the subject is {len(subject)} characters: inboxes cut it near 60-80",
+                f"the subject is {len(subject)} characters: inboxes cut it near 60-80; "
+                "shorten the subject",
+                "subject",
             )
         )
     low, high = PREHEADER_RANGE
     if not preheader:
         found.append(
-            Finding("warning", "preheader-missing", "no preheader: inboxes will show body text")
+            Finding(
+                "warning",
+                "preheader-missing",
+                "no preheader: inboxes will show body text; write a preheader",
+                "preheader",
+            )
         )
     elif not low <= len(preheader) <= high:
         found.append(
@@ -99,13 +136,21 @@ def _check_lines(rendered: RenderedIssue) -> list[Finding]:
                 "warning",
                 "preheader-length",
                 f"the preheader is {len(preheader)} characters; {low}-{high} shows best",
+                "preheader",
             )
         )
     return found
 
 
-def _check_html(rendered: RenderedIssue, html: str, privacy_url: str) -> list[Finding]:
+def _check_html(
+    rendered: RenderedIssue, html: str, privacy_url: str, items: Sequence[IssueItem]
+) -> list[Finding]:
     found: list[Finding] = []
+    owner = {}  # an image's or a link's address: the item's editor that changes it
+    for item in items:
+        owner[item.article.url] = f"item-{item.article.id}"
+        if item.article.image_url:
+            owner[item.article.image_url] = f"item-{item.article.id}"
     marked = lxml.html.document_fromstring(rendered.html)
     hrefs = [a.get("href", "") for a in marked.iter("a")]
     if not any(h.endswith("UNSUBSCRIBEURL0E") for h in hrefs):
@@ -121,12 +166,22 @@ def _check_html(rendered: RenderedIssue, html: str, privacy_url: str) -> list[Fi
     document = lxml.html.document_fromstring(html)
     for img in document.iter("img"):
         src = img.get("src", "")
+        field = owner.get(src, "")
         if not (img.get("alt") or "").strip():
-            found.append(Finding("warning", "image-alt", f"image without alt text: {src}"))
+            what = "; give it an image text" if field else ""
+            found.append(
+                Finding("warning", "image-alt", f"image without alt text: {src}{what}", field)
+            )
         if src.startswith("http:"):
-            found.append(Finding("warning", "insecure-image", f"image over plain http: {src}"))
+            found.append(
+                Finding("warning", "insecure-image", f"image over plain http: {src}", field)
+            )
     for a in document.iter("a"):
         href = a.get("href", "")
         if href.startswith("http:"):
-            found.append(Finding("warning", "insecure-link", f"link over plain http: {href}"))
+            found.append(
+                Finding(
+                    "warning", "insecure-link", f"link over plain http: {href}", owner.get(href, "")
+                )
+            )
     return found

@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from newsletter.compose.note import render_note
 from newsletter.errors import TemplateError
+from newsletter.language import every_weekday, long_date, medium_date, translations
 from newsletter.models import Issue, IssueItem
 from newsletter.settings import Settings
 
@@ -52,6 +53,7 @@ class Site:
             support_url=settings.support_url,
             privacy_url=settings.privacy_link,
             postal_address=settings.postal_address,
+            language=settings.language,
         )
 
 
@@ -213,19 +215,34 @@ def personalise(rendered: RenderedIssue, values: ReaderValues) -> tuple[str, str
 
 
 @lru_cache(maxsize=16)
-def environments(folder: str) -> tuple[jinja2.Environment, jinja2.Environment]:
-    """HTML (autoescaped) and text environments over one templates folder."""
+def environments(
+    folder: str, language: str = "en"
+) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """HTML (autoescaped) and text environments over one templates folder, speaking
+    `language`: `_()` and `ngettext()` from its catalogue, its dates as filters."""
     loader = jinja2.FileSystemLoader(folder)
     common: dict[str, Any] = {
         "loader": loader,
         "undefined": jinja2.StrictUndefined,
         "auto_reload": True,
         "keep_trailing_newline": True,
+        "extensions": ["jinja2.ext.i18n"],
     }
-    return (
+    made = (
         jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), **common),
         jinja2.Environment(autoescape=False, **common),  # the plain-text part
     )
+    for env in made:
+        speak(env, language)
+    return made
+
+
+def speak(env: jinja2.Environment, language: str) -> None:
+    """Give a Jinja2 environment the site's language: its catalogue and its dates."""
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["long_date"] = lambda day: long_date(day, language)
+    env.filters["medium_date"] = lambda day: medium_date(day, language)
+    env.globals["every_weekday"] = lambda weekday: every_weekday(weekday, language)
 
 
 def group_sections(items: tuple[IssueItem, ...], by_section: bool = False) -> tuple[Section, ...]:
@@ -291,7 +308,7 @@ def render_mail(
     """A mail of its own (confirmation, welcome, …) from NAME.html, NAME.txt, NAME_subject.txt."""
     reader = MarkerReader(_nonce())
     full = {**context, "site": site, "reader": reader}
-    _, text_env = environments(str(templates.resolve()))
+    _, text_env = environments(str(templates.resolve()), site.language)
     subject = " ".join(_render(text_env, f"{name}_subject.txt", full).split())
     return _render_pair(name, full, templates, reader, subject, "")
 
@@ -308,7 +325,7 @@ def _render_pair(
     subject: str,
     preheader: str,
 ) -> RenderedIssue:
-    html_env, text_env = environments(str(templates.resolve()))
+    html_env, text_env = environments(str(templates.resolve()), context["site"].language)
     html = _render(html_env, f"{name}.html", context)
     text = _render(text_env, f"{name}.txt", context)
     return RenderedIssue(
@@ -355,9 +372,9 @@ def inline_css(html: str) -> str:
                 allow_network=False,
                 strip_important=False,
                 disable_validation=True,
-                # height: auto keeps an image's proportions in CSS; as an attribute it
-                # would replace the image's real height, which Outlook needs
-                disable_basic_attributes=["height"],
+                # an image's width: 100% and height: auto are for the browsers; as
+                # attributes they would replace the real size, which Outlook needs
+                disable_basic_attributes=["width", "height"],
                 cssutils_logging_level=logging.CRITICAL,
             ).transform(pretty_print=False)
         )

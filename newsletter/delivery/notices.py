@@ -19,13 +19,12 @@ from newsletter.compose.messages import PreparedMessage, Sender, build_message, 
 from newsletter.compose.rendering import Site, render_mail
 from newsletter.compose.returnpath import NO_ISSUE, return_paths
 from newsletter.errors import DeliveryError, PermanentDeliveryError
+from newsletter.language import weekday_name
 from newsletter.models import Reader
 from newsletter.readers.consent import current_policy
 from newsletter.readers.subscribers import Mail
 from newsletter.settings import Settings
 from newsletter.transport.base import Envelope, Transport
-
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,8 @@ class NoticeReport:
 def notice_context(conn: sa.Connection, settings: Settings, now: datetime) -> dict[str, Any]:
     return {
         "policy": current_policy(conn),
-        "send_day": DAY_NAMES[settings.send_at.weekday],
+        "send_weekday": settings.send_at.weekday,  # every_weekday(send_weekday): "every Friday"
+        "send_day": weekday_name(settings.send_at.weekday, settings.language),  # "Friday"
         "next_send": settings.next_send_day(now),
         "confirm_days": settings.confirm_ttl.days or 1,
     }

@@ -143,9 +143,10 @@ def send_issue(
         issue = get_issue(conn, issue_ref)
     composed = compose(issue, settings, clock())
     report = SendReport(issue.id, dry_run=dry_run, preflight=composed.preflight.as_dict())
-    if composed.preflight.errors:
-        reasons = "; ".join(f.message for f in composed.preflight.errors)
-        raise StateError(f"issue {issue.id} fails preflight: {reasons}")
+    # what an editor may force (Gmail's clipping) was decided at approval
+    refusal = composed.preflight.refusal(f"issue {issue.id}", force=True)
+    if refusal:
+        raise StateError(refusal)
     if dry_run:
         return _dry_run(engine, issue, report, started)
     if join:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from newsletter.curation.issues import check_line
 from newsletter.errors import InputError
+from newsletter.language import N_
 from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, Policy, current_policy, get_policy, record_consent
 from newsletter.readers.subscribers import (
@@ -152,7 +153,7 @@ def confirm_target(
         .first()
     )
     if found is None or found.email is None or given is None:
-        raise TokenError("this link is no longer valid")
+        raise TokenError(N_("this link is no longer valid"))
     later = conn.execute(
         sa.select(sa.func.count()).where(
             e.c.subscriber_id == subscriber_id,
@@ -161,7 +162,7 @@ def confirm_target(
         )
     ).scalar_one()
     if later:
-        raise TokenError("this link is no longer valid: the subscription was ended since")
+        raise TokenError(N_("this link is no longer valid: the subscription was ended since"))
     # an import without evidence offered today's policy in its opt-in mail
     version = given["policy_version"]
     return found, get_policy(conn, version) if version else current_policy(conn)

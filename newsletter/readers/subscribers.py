@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from newsletter.curation.issues import check_line
 from newsletter.errors import InputError, NotFound, StateError
+from newsletter.language import N_
 from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, Policy, current_policy, record_consent
 from newsletter.readers.suppression import is_suppressed, suppress
@@ -172,7 +173,7 @@ def reconsent_target(
     policy = current_policy(conn)
     if version != policy.version:
         raise TokenError(
-            "a newer privacy policy has been published: use the link in the latest notice"
+            N_("a newer privacy policy has been published: use the link in the latest notice")
         )
     found = find_subscriber(conn, db.subscribers.c.id == subscriber_id)
     return (found if found is not None and found.status == "reconsent" else None), policy

@@ -20,6 +20,7 @@ from typing import Any
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
 from newsletter.errors import InputError
+from newsletter.language import N_
 
 READER = "reader"  # unsubscribe and view-online links
 CONFIRM = "confirm"  # double opt-in
@@ -65,7 +66,7 @@ def _load(keys: Keys, purpose: str, token: str) -> Any:
             continue
         if serializer.dumps(value) == token:  # base64 decoding skips stray characters
             return value
-    raise TokenError("this link is not valid: it may be incomplete or altered")
+    raise TokenError(N_("this link is not valid: it may be incomplete or altered"))
 
 
 def read_reader_token(keys: Keys, token: str) -> int:
@@ -76,7 +77,7 @@ def read_reader_token(keys: Keys, token: str) -> int:
             continue
         if value.isdigit() and reader_token(secret, int(value)) == token:
             return int(value)
-    raise TokenError("this link is not valid: it may be incomplete or altered")
+    raise TokenError(N_("this link is not valid: it may be incomplete or altered"))
 
 
 def timed_token(secret: str, purpose: str, subscriber_id: int, ref: str, now: datetime) -> str:
@@ -95,8 +96,8 @@ def read_timed_token(
         and isinstance(value[1], str)
         and isinstance(value[2], int)
     ):
-        raise TokenError("this link is not valid")
+        raise TokenError(N_("this link is not valid"))
     issued = datetime.fromtimestamp(value[2], UTC)
     if now - issued > max_age:
-        raise TokenError("this link has expired: please sign up again to get a new one")
+        raise TokenError(N_("this link has expired: please sign up again to get a new one"))
     return value[0], value[1]

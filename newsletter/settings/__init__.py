@@ -35,6 +35,7 @@ class Settings:
     base_url: str = declared("base_url")
     secret_key: str | None = declared("secret_key")
     site_name: str = declared("site_name")
+    language: str = declared("language")
     site_url: str = declared("site_url")
     support_url: str = declared("support_url")
     privacy_url: str = declared("privacy_url")

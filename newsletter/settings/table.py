@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from newsletter.language import parse_language
 from newsletter.settings import values as v
 from newsletter.settings.values import PREFIX
 
@@ -57,6 +58,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "site_name", "The Weekly", "the newsletter's name in the masthead and From", v.one_line
+    ),
+    Setting(
+        "language",
+        "en",
+        "the language of every mail and reader page, a BCP 47 tag: its fixed words (the "
+        "catalogue in newsletter/locale) and its dates (en: Friday, December 4, 2026; "
+        "en-GB: Friday, 4 December 2026; ru: пятница, 4 декабря 2026 г.); shipped: en, ru",
+        parse_language,
     ),
     Setting("site_url", "https://example.org", "the news site the articles live on", v.url),
     Setting(

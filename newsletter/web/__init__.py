@@ -64,6 +64,7 @@ def preview_app(settings: Settings, port: int) -> Flask:
 
 def _app(settings: Settings, **config: Any) -> Flask:
     """What every app of ours has: the desk, the session key, the body cap, the headers."""
+    from newsletter.compose.rendering import speak
     from newsletter.web import error_pages
 
     the_desk = Desk(settings).use_kept_key()
@@ -80,6 +81,8 @@ def _app(settings: Settings, **config: Any) -> Flask:
         **config,
     )
     error_pages.register(app)
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    speak(app.jinja_env, the_desk.settings.language)  # the reader pages' words and dates
     form_to = " ".join(sorted({"'self'", _origin(settings.base_url)}))
 
     @app.before_request

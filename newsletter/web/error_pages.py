@@ -12,20 +12,23 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from newsletter.compose.rendering import Site
 from newsletter.errors import NewsletterError
+from newsletter.language import N_
+from newsletter.web.words import _
 
 API = "/api/"
-SORRY = "Something went wrong on our side. Please try again in a few minutes."
+SOMETHING = N_("Something went wrong")
+SORRY = N_("Something went wrong on our side. Please try again in a few minutes.")
 TITLES = {
-    400: "That request did not work",
-    404: "Page not found",
-    405: "That does not work here",
-    413: "That was too much",
-    429: "Too many requests",
+    400: N_("That request did not work"),
+    404: N_("Page not found"),
+    405: N_("That does not work here"),
+    413: N_("That was too much"),
+    429: N_("Too many requests"),
 }
 EXPLAIN = {
-    404: "There is no page at this address. Check the link, or start from the front page.",
-    405: "This address does not take that kind of request.",
-    413: "The request was larger than any form of this site sends.",
+    404: N_("There is no page at this address. Check the link, or start from the front page."),
+    405: N_("This address does not take that kind of request."),
+    413: N_("The request was larger than any form of this site sends."),
 }
 
 
@@ -36,8 +39,8 @@ def error_answer(status: int, message: str) -> Response:
         return response
     html = render_template(
         "public.html",
-        title=TITLES.get(status, "Something went wrong"),
-        paragraphs=[message],
+        title=_(TITLES.get(status, SOMETHING)),
+        paragraphs=[_(message)],
         problem=True,
         site=Site.from_settings(current_app.config["DESK"].settings),
     )

@@ -17,6 +17,7 @@ from newsletter.compose.rendering import Site, personalise, render_issue
 from newsletter.curation.issues import get_issue
 from newsletter.delivery.notice_queue import queue_mails
 from newsletter.errors import NewsletterError, NotFound
+from newsletter.language import long_date
 from newsletter.models import Reader
 from newsletter.readers.consent import Evidence, current_policy, get_policy
 from newsletter.readers.optin import confirm, confirm_target
@@ -25,6 +26,7 @@ from newsletter.readers.tokens import TokenError, read_reader_token
 from newsletter.web import MAIL_CSP
 from newsletter.web.error_pages import reader_error
 from newsletter.web.signup import wake_notices_after_answer
+from newsletter.web.words import _
 
 bp = Blueprint("public", __name__, template_folder="templates")
 bp.register_error_handler(NewsletterError, reader_error)
@@ -49,7 +51,7 @@ def _evidence(source: str) -> Evidence:
 
 @bp.errorhandler(TokenError)
 def bad_token(error: TokenError) -> tuple[str, int]:
-    return page("This link does not work", str(error), status=400, problem=True)
+    return page(_("This link does not work"), _(str(error)), status=400, problem=True)
 
 
 # Opening a link (GET, and HEAD, which mail scanners send) only ever shows a page; the
@@ -60,13 +62,13 @@ def bad_token(error: TokenError) -> tuple[str, int]:
 def confirm_page(token: str) -> tuple[str, int]:
     desk = _desk()
     with desk.engine.connect() as conn:
-        found, _ = confirm_target(
+        found, _policy = confirm_target(
             conn, token, desk.settings.verify_keys(), desk.settings.confirm_ttl, desk.now()
         )
     if found.status != "pending":
-        return page("You are already subscribed", "Nothing has changed.")
-    return page("Confirm your subscription", "One click and the newsletter is on its way.",
-                button="Yes, send me the newsletter")  # fmt: skip
+        return page(_("You are already subscribed"), _("Nothing has changed."))
+    return page(_("Confirm your subscription"), _("One click and the newsletter is on its way."),
+                button=_("Yes, send me the newsletter"))  # fmt: skip
 
 
 @bp.post("/confirm/<token>")
@@ -79,17 +81,21 @@ def confirm_click(token: str) -> tuple[str, int]:
                           desk.settings.confirm_ttl, now)  # fmt: skip
         queue_mails(conn, [welcome] if welcome else [], now)
     if welcome is None:
-        return page("You are already subscribed", "Nothing has changed.")
+        return page(_("You are already subscribed"), _("Nothing has changed."))
     wake_notices_after_answer()
     day = desk.settings.next_send_day(now)
-    return page("You are subscribed", f"The next issue arrives on {day:%A, %-d %B %Y}.")
+    language = desk.settings.language
+    return page(
+        _("You are subscribed"),
+        _("The next issue arrives on %(date)s.", date=long_date(day, language)),
+    )
 
 
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> tuple[str, int]:
     read_reader_token(_desk().settings.verify_keys(), token)  # a bad link says so at once
-    return page("Unsubscribe", "You will get no more newsletters at this address.",
-                button="Unsubscribe")  # fmt: skip
+    return page(_("Unsubscribe"), _("You will get no more newsletters at this address."),
+                button=_("Unsubscribe"))  # fmt: skip
 
 
 @bp.post("/unsubscribe/<token>")
@@ -103,7 +109,7 @@ def unsubscribe_click(token: str) -> tuple[str, int] | Response:
         unsubscribe(conn, subscriber_id, _evidence(source), desk.now())
     if one_click:  # RFC 8058: a plain 200, no redirect, no cookie
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
-    return page("You are unsubscribed", "You will get no more newsletters at this address.")
+    return page(_("You are unsubscribed"), _("You will get no more newsletters at this address."))
 
 
 @bp.get("/reconsent/<token>")
@@ -112,10 +118,11 @@ def reconsent_page(token: str) -> tuple[str, int]:
     with desk.engine.connect() as conn:
         waiting, policy = reconsent_target(conn, token, desk.settings.verify_keys(), desk.now())
     if waiting is None:
-        return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
-    return page("Our privacy policy has changed",
-                f"To keep receiving the newsletter, agree to version {policy.version}:",
-                policy.wording, button="I agree, keep sending it")  # fmt: skip
+        return page(_("Nothing to confirm"), _("Your subscription does not wait for an agreement."))
+    return page(_("Our privacy policy has changed"),
+                _("To keep receiving the newsletter, agree to version %(version)s:",
+                  version=policy.version),
+                policy.wording, button=_("I agree, keep sending it"))  # fmt: skip
 
 
 @bp.post("/reconsent/<token>")
@@ -126,8 +133,8 @@ def reconsent_click(token: str) -> tuple[str, int]:
             conn, token, _evidence(request.url), desk.settings.verify_keys(), desk.now()
         )
     if not changed:
-        return page("Nothing to confirm", "Your subscription does not wait for an agreement.")
-    return page("Thank you", "You will keep receiving the newsletter.")
+        return page(_("Nothing to confirm"), _("Your subscription does not wait for an agreement."))
+    return page(_("Thank you"), _("You will keep receiving the newsletter."))
 
 
 @bp.get("/view/<int:issue_id>/<token>")
@@ -142,7 +149,7 @@ def view_online(issue_id: int, token: str) -> Response:
     sender = Sender.from_settings(desk.settings)
     reader = Reader(found.id, found.email or "", found.name)
     rendered = render_issue(issue, Site.from_settings(desk.settings), desk.settings.templates)
-    html, _ = personalise(rendered, sender.reader_values(reader, issue.id))
+    html, _text = personalise(rendered, sender.reader_values(reader, issue.id))
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = MAIL_CSP
     return response
@@ -154,4 +161,4 @@ def privacy(version: str | None = None) -> tuple[str, int]:
     with _desk().engine.connect() as conn:
         policy = get_policy(conn, version) if version else current_policy(conn)
     body = Markup(MarkdownIt("commonmark", {"html": False}).render(policy.text))
-    return page(f"Privacy policy, version {policy.version}", body_html=body)
+    return page(_("Privacy policy, version %(version)s", version=policy.version), body_html=body)

@@ -29,18 +29,20 @@ from newsletter.compose.rendering import Site
 from newsletter.curation.issues import check_line
 from newsletter.delivery.notice_queue import Drainer, queue_mails
 from newsletter.errors import InputError, NewsletterError
+from newsletter.language import N_
 from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, Policy, current_policy
 from newsletter.readers.optin import Limits, RateLimited, SignUp, sign_up
 from newsletter.readers.subscribers import NAME_MAX
 from newsletter.settings import Settings
 from newsletter.web.error_pages import reader_error
+from newsletter.web.words import _
 
 bp = Blueprint("signup", __name__, template_folder="templates")
 bp.register_error_handler(NewsletterError, reader_error)
 
 SOURCE_MAX = 2000
-PITCH = (
+PITCH = N_(
     "A hand-picked selection of news, features and analysis, in your mailbox every week. "
     "We send a link to confirm your address first."
 )
@@ -77,7 +79,7 @@ def check_form(form: Form, policy: Policy) -> dict[str, str]:
     """What is wrong with a sign-up, by field, in the words shown beside it."""
     problems: dict[str, str] = {}
     if not form.email.strip():
-        problems["email"] = "Enter your email address."
+        problems["email"] = _("Enter your email address.")
     else:
         try:
             normalise_address(form.email)
@@ -89,12 +91,14 @@ def check_form(form: Form, policy: Policy) -> dict[str, str]:
         except InputError as exc:
             problems[field] = _message(exc, field)
     if form.policy_version not in (None, policy.version):
-        problems["consent"] = (
+        problems["consent"] = _(
             "Our privacy policy has changed since this form was made: "
             "read the wording below and tick the box again."
         )
     elif form.consent is not True:
-        problems["consent"] = "Tick the box to agree to the privacy policy, or we cannot send it."
+        problems["consent"] = _(
+            "Tick the box to agree to the privacy policy, or we cannot send it."
+        )
     return problems
 
 
@@ -167,9 +171,9 @@ def _signup_page(
         policy = current_policy(conn)
     html = render_template(
         "signup.html",
-        title=f"Sign up for {settings.site_name}",
+        title=_("Sign up for %(site)s", site=settings.site_name),
         site=_site(),
-        pitch=PITCH,
+        pitch=_(PITCH),
         action=url_for("signup.subscribe_page"),
         policy=policy,
         policy_url=policy_url(settings, policy),
@@ -203,19 +207,21 @@ def subscribe_form() -> tuple[str, int] | Response:
         return _signup_page(form, exc.problems, status=400)
     except RateLimited:
         response = _answer_page(
-            "Too many sign-ups",
-            "Too many sign-ups came from your network in the last hour.",
-            "Please try again in an hour. Nothing was stored.",
+            _("Too many sign-ups"),
+            _("Too many sign-ups came from your network in the last hour."),
+            _("Please try again in an hour. Nothing was stored."),
             status=429,
             problem=True,
         )
         response.headers["Retry-After"] = RETRY_AFTER
         return response
     answer = _answer_page(
-        "Check your inbox",
-        "If this address can receive the newsletter, a message with a link to confirm it "
-        "is on its way. Open the link to start your subscription.",
-        "No message within a few minutes? Look in the spam folder, or sign up again later.",
+        _("Check your inbox"),
+        _(
+            "If this address can receive the newsletter, a message with a link to confirm it "
+            "is on its way. Open the link to start your subscription."
+        ),
+        _("No message within a few minutes? Look in the spam folder, or sign up again later."),
     )
     return mail_after(answer)
 

@@ -178,8 +178,7 @@ def fields(issue_id: int) -> str:
 @bp.post("/issues/<int:issue_id>/approve")
 @_action
 def approve(issue_id: int) -> str:
-    with desk_of_app().engine.begin() as conn:
-        library.approve(conn, issue_id, desk_now())
+    desk_of_app().approve(issue_id, force=request.form.get("force") == "on")
     return "approved: it goes out at the next send time"
 
 

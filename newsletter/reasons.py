@@ -1,0 +1,152 @@
+"""Why a message was not delivered, in one vocabulary for a relay's refusal during a send
+and for mail that comes back later: the reasons of the field's reference classifier
+(Sisimai). A reason says whose fault it is, and so what it may change:
+
+- the reader's address (userunknown, hostunknown, hasmoved, notaccept): a hard bounce,
+  counted toward the reader's bounce limit;
+- the reader's mailbox for now (mailboxfull, suspend, exceedlimit): a soft bounce;
+- the sender's side (blocked, spamdetected, policyviolation, securityerror, rejected,
+  ratelimited, speeding, toomanyconn, contenterror, mesgtoobig, virusdetected): our
+  address, reputation, authentication or content, never the reader's; a send meeting
+  it pauses instead of failing reader after reader;
+- the way there (networkerror, systemerror, mailererror, expired, undefined): tried
+  again, nobody's bounce.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+REASONS = (
+    "userunknown", "hostunknown", "hasmoved", "notaccept", "suspend", "mailboxfull",
+    "exceedlimit", "mesgtoobig", "contenterror", "spamdetected", "virusdetected",
+    "policyviolation", "blocked", "rejected", "securityerror", "toomanyconn", "speeding",
+    "ratelimited", "expired", "networkerror", "systemerror", "mailererror", "feedback",
+    "vacation", "delivered", "undefined",
+)  # fmt: skip
+HARD = frozenset({"userunknown", "hostunknown", "hasmoved", "notaccept"})
+SOFT = frozenset({"mailboxfull", "suspend", "exceedlimit"})
+SENDER = frozenset(
+    {"blocked", "spamdetected", "policyviolation", "securityerror", "rejected", "ratelimited",
+     "speeding", "toomanyconn", "contenterror", "mesgtoobig", "virusdetected"}
+)  # fmt: skip
+PHASES = ("connect", "greeting", "tls", "auth", "MAIL", "RCPT", "DATA", "end of DATA")
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+# Words in a reply that name a reason, most specific first: a reply's words beat its code
+# when they are more specific ("550 5.1.1 ... blacklisted" is our listing, not a user).
+_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE))
+    for reason, pattern in (
+        ("blocked", r"black\s?list|block\s?list|blocked|spamhaus|spamcop|barracuda|\bsorbs\b|"
+                    r"\brbl\b|dnsbl|listed (?:at|in|on|by)|poor reputation|ip reputation|"
+                    r"client host .* rejected|not allowed to send from|banned"),
+        ("securityerror", r"\bspf\b|\bdkim\b|\bdmarc\b|authenticat|not authorized|"
+                          r"sender (?:address )?(?:rejected|denied|not permitted)|"
+                          r"relay(?:ing)? (?:access )?denied|not owned by|"
+                          r"sender .*not (?:allowed|owned)|unauthenticated"),
+        ("ratelimited", r"rate limit|too many (?:messages|recipients|mails|emails)|"
+                        r"(?:hourly|daily) (?:sending )?(?:quota|limit)|try again later|"
+                        r"throttl|sending limit|exceeded .*quota for sending"),
+        ("toomanyconn", r"too many (?:connections|concurrent|sessions)"),
+        ("spamdetected", r"\bspam\b|junk mail|unsolicited|bulk mail|content rejected"),
+        ("virusdetected", r"virus|malware|infected"),
+        ("policyviolation", r"policy|prohibited|not accepted here|message refused"),
+        ("mesgtoobig", r"message (?:is )?too (?:large|big)|size (?:limit|exceed)|"
+                       r"exceeds (?:the )?(?:maximum )?(?:message )?size"),
+        ("mailboxfull", r"mailbox (?:is )?full|over ?quota|quota exceeded|insufficient "
+                        r"(?:system )?storage|mailbox size limit|exceeded storage"),
+        ("suspend", r"suspend|disabled|inactive|deactivated|not active|account .*closed"),
+        ("hasmoved", r"has moved|no longer (?:on server|valid|with)|address .* replaced"),
+        ("hostunknown", r"host (?:not found|unknown)|domain (?:not found|does not exist|"
+                        r"unknown)|no such domain|unrouteable|nxdomain|no mx"),
+        ("notaccept", r"does not accept (?:e-?)?mail|null mx|accepts no mail"),
+        ("userunknown", r"user unknown|unknown user|no such (?:user|mailbox|recipient|"
+                        r"address)|(?:recipient|mailbox|address|user) (?:\S+ )?(?:does not exist|"
+                        r"not found|unavailable|unknown|rejected)|invalid (?:recipient|"
+                        r"mailbox)|not (?:a )?valid (?:recipient|mailbox)|"
+                        r"mailbox not found|unknown or illegal alias|no mailbox here"),
+        ("expired", r"delivery time expired|expired|too long in queue|retry timeout"),
+        ("networkerror", r"connection (?:timed out|refused|reset)|network|dns|timeout"),
+    )
+)  # fmt: skip
+
+# RFC 3463's subject and detail digits, where the code alone says enough
+_BY_CODE = {
+    "1.1": "userunknown", "1.2": "hostunknown", "1.3": "userunknown", "1.6": "hasmoved",
+    "1.10": "notaccept", "2.1": "suspend", "2.2": "mailboxfull", "2.3": "exceedlimit",
+    "2.4": "systemerror", "3.1": "systemerror", "3.4": "mesgtoobig", "4.1": "networkerror",
+    "4.2": "networkerror", "4.4": "hostunknown", "4.6": "networkerror",
+    "4.7": "expired", "5.3": "ratelimited", "6.0": "contenterror", "7.0": "policyviolation",
+    "7.1": "rejected", "7.7": "contenterror", "7.8": "securityerror", "7.9": "securityerror",
+    "7.23": "securityerror", "7.24": "securityerror", "7.25": "securityerror",
+    "7.26": "securityerror", "7.27": "notaccept",
+}  # fmt: skip
+# a sender-side subject: 5.1.7 and 5.1.8 are our own address; 5.7.x is policy
+_SENDER_ADDRESS = {"1.7", "1.8"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A refusal read: the reason, and whose fault it is."""
+
+    reason: str
+    enhanced: str = ""  # RFC 3463, "5.1.1"; "" when the reply carried none
+    phase: str = ""  # for a refusal during a send: where in the transaction
+
+    @property
+    def hard(self) -> bool:
+        return self.reason in HARD
+
+    @property
+    def soft(self) -> bool:
+        return self.reason in SOFT
+
+    @property
+    def senders(self) -> bool:
+        """Our address, reputation, authentication or content: not the reader's fault."""
+        return self.reason in SENDER
+
+
+def enhanced_code(text: str) -> str:
+    """The first RFC 3463 status code in a reply or diagnostic, or ""."""
+    found = _ENHANCED.search(text)
+    return ".".join(found.groups()) if found else ""
+
+
+def read(code: int | None, text: str, phase: str = "", status: str = "") -> Verdict:
+    """The reason of a reply (`code` and `text`, with `status` from a DSN when known):
+    where the words are more specific than the code they win, so a "5.1.1" that says
+    "IP blacklisted" is a block of ours, not an unknown user."""
+    enhanced = status or enhanced_code(text)
+    if phase in ("MAIL", "connect", "greeting", "tls", "auth"):
+        # a refusal before any recipient was named cannot be about the reader
+        words = _from_words(text)
+        return Verdict(words if words in SENDER else "rejected", enhanced, phase)
+    words = _from_words(text)
+    subject = enhanced.split(".", 1)[1] if enhanced.count(".") == 2 else ""
+    by_code = _BY_CODE.get(subject, "")
+    if subject in _SENDER_ADDRESS:
+        by_code = "rejected"
+    if words and (not by_code or words in SENDER or by_code in ("rejected", "policyviolation")):
+        reason = words
+    elif by_code:
+        reason = by_code
+    elif words:
+        reason = words
+    elif code is not None and 500 <= code < 600 and phase in ("RCPT", ""):
+        reason = "userunknown" if code in (550, 551, 553) and not subject else "undefined"
+    else:
+        reason = "undefined"
+    if reason == "expired" and phase:
+        reason = "networkerror"  # a live refusal does not expire
+    return Verdict(reason, enhanced, phase)
+
+
+def _from_words(text: str) -> str:
+    for reason, pattern in _WORDS:
+        if pattern.search(text):
+            return reason
+    return ""
