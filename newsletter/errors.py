@@ -96,8 +96,12 @@ class Cancelled(NewsletterError):
 class DeliveryError(NewsletterError):
     exit_code = 5
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, code: int | None = None, *, reason: str = "", phase: str = ""
+    ) -> None:
         self.code = code
+        self.reason = reason  # newsletter.reasons' word for it, when a reply was read
+        self.phase = phase  # where in the SMTP transaction: MAIL, RCPT, DATA, end of DATA
         super().__init__(message)
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from newsletter.bounces.record import Hygiene, hygiene
 from newsletter.curation.issues import get_issue
 from newsletter.delivery.ledger import counts as ledger_counts
+from newsletter.delivery.ledger import reasons as ledger_reasons
 from newsletter.delivery.ledger import uncertain_readers
 from newsletter.models import Issue
 from newsletter.store import tables as db
@@ -38,7 +39,7 @@ def send_status(conn: sa.Connection, issue_ref: str | int) -> SendStatus:
         )
     ).one()
     failures = conn.execute(
-        sa.select(s.c.email, d.c.reply)
+        sa.select(s.c.email, d.c.reply, d.c.reason)
         .join(s, s.c.id == d.c.subscriber_id)
         .where(d.c.issue_id == found.id, d.c.status == "failed")
         .order_by(d.c.updated_at)
@@ -55,7 +56,8 @@ def send_status(conn: sa.Connection, issue_ref: str | int) -> SendStatus:
         "total": sum(counts.values()),
         "done": sum(counts.get(k, 0) for k in ("sent", "failed", "skipped")),
         "messages_per_second": round(rate, 1) if rate else None,
-        "failures": [{"reader": f.email, "reply": f.reply} for f in failures],
+        "failures": [{"reader": f.email, "reply": f.reply, "reason": f.reason} for f in failures],
+        "reasons": ledger_reasons(conn, found.id),  # the readers not reached, by reason
         "hygiene": later.as_dict(),
         "uncertain": uncertain_readers(conn, found.id),
     }

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from newsletter.app import Desk
+from newsletter.bounces.classify import classify
 from newsletter.bounces.mailboxes import process_sources
 from newsletter.cli import cli
 from newsletter.compose.returnpath import ReturnPath, ReturnPathReader, return_paths
@@ -35,10 +36,10 @@ BOUNCE_ADDRESS = "bounces@news.example.org"
 SAMPLES = [
     ("dsn_01.txt", ["userx@example.com"], "hard"),  # 5.0.0: counts toward the limit
     ("dsn_02.txt", ["zzzzz@example.uk"], "soft"),  # failed, but 4.4.7
-    ("dsn_05.txt", ["userx@example.cz"], "soft"),  # delayed 4.4.1
+    ("dsn_05.txt", ["userx@example.cz"], "delayed"),  # Action: delayed 4.4.1: no bounce
     ("dsn_09.txt", ["userx@example.com"], "hard"),
     ("dsn_12.txt", ["userx@example.jp"], "gone"),  # 5.1.1
-    ("dsn_17.txt", ["userx@example.fi"], "soft"),  # delayed 4.3.0
+    ("dsn_17.txt", ["userx@example.fi"], "delayed"),  # Action: delayed 4.3.0
     ("postfix_01.txt", ["xxxxx@local.ie"], "gone"),  # 550 5.1.1
     ("exim_01.txt", ["userx@its.example.nl"], "gone"),  # 553 5.1.1
     ("qmail_01.txt", ["userx@example.de"], "hard"),
@@ -48,7 +49,7 @@ SAMPLES = [
     ("yahoo_01.txt", ["userx@example.com"], "hard"),
     ("smtp32_01.txt", ["userx@example.ph"], "hard"),
     ("groupwise_01.txt", ["userx@example.EDU"], "hard"),
-    ("simple_03.txt", ["userx@example.za"], "soft"),  # a delay warning
+    ("simple_03.txt", ["userx@example.za"], "delayed"),  # "will keep trying": a warning
     ("llnl_01.txt", ["user1@example.gov"], "hard"),
     ("dumbass_01.txt", [], "unrecognised"),  # no bounce flufl.bounce can read
 ]
@@ -212,7 +213,10 @@ def test_real_bounces_from_a_maildir_change_the_readers_they_name(
     box = maildir(tmp_path / "Maildir", messages)
     result = run(bdesk, "bounces", "process", str(box))
     assert result.exit_code == 0, result.output
-    expected = {"gone": "bounced", "hard": "active", "soft": "active", "unrecognised": "active"}
+    expected = {
+        "gone": "bounced", "hard": "active", "soft": "active", "delayed": "active",
+        "unrecognised": "active",
+    }  # fmt: skip
     for (name, _addresses, kind), sid in zip(SAMPLES, ids, strict=True):
         found = reader(bdesk.engine, sid)
         assert found.status == expected[kind], name
@@ -220,7 +224,7 @@ def test_real_bounces_from_a_maildir_change_the_readers_they_name(
         if kind == "gone":
             assert events(bdesk.engine, sid)[-1]["kind"] == "bounced"
             assert "5.1.1" in events(bdesk.engine, sid)[-1]["detail"]
-    assert "hard 13, soft 4, unrecognised 1" in result.output
+    assert "delayed 3, hard 13, soft 1, unrecognised 1" in result.output
     assert (
         "kept aside: " in result.output
         and "changed: reader4@readers.example.org: bounced" in result.output
@@ -305,15 +309,17 @@ def test_the_same_messages_twice_change_nothing(bdesk: Desk, tmp_path: Path) -> 
 def test_soft_bounces_change_a_reader_only_after_five_within_thirty_days(
     bdesk: Desk, tmp_path: Path
 ) -> None:
+    """Soft: a delivery given up on with a temporary code (a "failed" 4.2.2); a "delayed"
+    warning is no bounce at all."""
     [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
     path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
-    old = [dsn(path, "anna@example.org", "4.2.2", "delayed", n) for n in range(4)]
+    old = [dsn(path, "anna@example.org", "4.2.2", "failed", n) for n in range(4)]
     process_sources(bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "a", old))], NOW)
     later = NOW + timedelta(days=31)  # the four are out of the window now
-    new = [dsn(path, "anna@example.org", "4.2.2", "delayed", n) for n in range(10, 14)]
+    new = [dsn(path, "anna@example.org", "4.2.2", "failed", n) for n in range(10, 14)]
     process_sources(bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "b", new))], later)
     assert reader(bdesk.engine, sid).status == "active"
-    fifth = [dsn(path, "anna@example.org", "4.2.2", "delayed", 14)]
+    fifth = [dsn(path, "anna@example.org", "4.2.2", "failed", 14)]
     process_sources(bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "c", fifth))], later)
     assert reader(bdesk.engine, sid).status == "bounced"
     assert events(bdesk.engine, sid)[-1]["detail"].startswith("5 temporary failures in 30 days")
@@ -568,3 +574,65 @@ def test_with_signed_return_paths_a_report_naming_none_is_kept_for_a_person(
         claims = " ".join(kept)
     assert "a hard report naming no return path of ours (tom@example.org)" in claims
     assert "a complaint report naming no return path of ours" in claims
+
+
+def dsn_saying(status: str, diagnostic: str, action: str = "failed") -> bytes:
+    return dsn("bounces@news.example.org", "anna@example.org", status, action).replace(
+        f"550 {status} <anna@example.org>: Recipient address rejected: User unknown".encode(),
+        diagnostic.encode(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "action", "kind", "reason"),
+    [
+        ("5.1.1", "550 5.1.1 <anna@example.org>: User unknown", "failed", "hard", "userunknown"),
+        ("5.1.1", "550 5.7.1 IP address blacklisted", "failed", "ours", "blocked"),
+        ("5.1.0", "550 5.1.0 <bounce@news.example.org> sender rejected", "failed", "ours",
+         "securityerror"),
+        ("5.1.0", "550 5.1.0 SPF check failed for 192.0.2.7", "failed", "ours", "securityerror"),
+        ("5.1.3", "550 5.1.3 listed at zen.spamhaus.org", "failed", "ours", "blocked"),
+        ("5.1.1", "550 5.1.1 too many recipients this hour", "failed", "ours", "ratelimited"),
+        ("5.2.2", "552 5.2.2 Mailbox full", "failed", "soft", "mailboxfull"),
+        ("5.1.1", "550 5.1.1 User unknown", "delayed", "delayed", ""),
+        ("4.4.7", "Delivery time expired", "failed", "soft", "expired"),
+    ],
+)  # fmt: skip
+def test_a_bounce_is_judged_by_its_words_where_they_say_more_than_its_code(
+    status: str, diagnostic: str, action: str, kind: str, reason: str
+) -> None:
+    verdict = classify(dsn_saying(status, diagnostic, action), None)
+    assert (verdict.kind, verdict.reason) == (kind, reason)
+
+
+def test_a_plain_text_delay_warning_is_no_bounce() -> None:
+    warning = (
+        b"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
+        b"To: bounces@news.example.org\nSubject: Delayed Mail (still being retried)\n"
+        b"Message-ID: <w.1@mx.example.net>\n\n"
+        b"This is the mail system at host mx.example.net.\n\n"
+        b"####################################################################\n"
+        b"# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n"
+        b"####################################################################\n\n"
+        b"Your message could not be delivered for more than 4 hour(s).\n"
+        b"It will be retried until it is 5 day(s) old.\n\n"
+        b"<anna@example.org>: host mx.example.org[192.0.2.1] said: 450 4.2.0 try later\n"
+    )
+    assert classify(warning, None).kind == "delayed"
+
+
+def test_a_bounce_for_a_reason_of_ours_leaves_the_reader_alone(bdesk: Desk, tmp_path: Path) -> None:
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    path = return_paths(SECRET, BOUNCE_ADDRESS, 1, "")(sid)
+    blocked = [
+        dsn(path, "anna@example.org", "5.1.1", n=n).replace(
+            b"Recipient address rejected: User unknown", b"client IP blacklisted by Spamhaus"
+        )
+        for n in range(5)
+    ]
+    report = process_sources(
+        bdesk.engine, bdesk.settings, [str(maildir(tmp_path / "m", blocked))], NOW
+    )
+    assert report.kinds == {"ours": 5}
+    found = reader(bdesk.engine, sid)
+    assert (found.status, found.bounce_count) == ("active", 0)

@@ -394,8 +394,10 @@ def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
                                  "complaints": 0, "hard_rate": 0.0, "soft_rate": 0.0,
                                  "complaint_rate": 0.0}  # fmt: skip
     assert document["failures"] == [
-        {"reader": "tom@example.org", "reply": document["failures"][0]["reply"]}
-    ]
+        {"reader": "tom@example.org", "reply": document["failures"][0]["reply"],
+         "reason": "userunknown"}
+    ]  # fmt: skip
+    assert document["reasons"] == {"userunknown": 1}
     assert "550" in document["failures"][0]["reply"]
     page = client.get(f"/desk/issues/{issue.id}/status").get_data(as_text=True)
     assert "3 of 3 done" in page and "tom@example.org" in page

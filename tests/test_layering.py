@@ -18,6 +18,7 @@ FOUNDATION = {
     "models",
     "settings",
     "language",
+    "reasons",
 }  # importable by all, importing only each other
 LAYERS = [  # bottom to top
     "store",

@@ -3,6 +3,12 @@
 hard / soft    a bounce (RFC 3464 DSN, or one of the formats flufl.bounce knows): the
                DSN status code decides (5.x.x hard, 4.x.x soft), else flufl.bounce's
                permanent or temporary failures
+               where the words are more specific than the code, they decide (newsletter.
+               reasons): a full mailbox is soft whatever its code
+ours           a bounce for a reason on our side (a block list, SPF, a rate limit, our
+               content): recorded, and no reader's bounce
+delayed        a warning that delivery is delayed (Action: delayed, "THIS IS A WARNING
+               ONLY"): no bounce at all
 complaint      a feedback-loop report (ARF, RFC 5965): the reader pressed "spam"
 autoreply      an out-of-office or other auto-reply (RFC 3834): ignored
 forged         names one of our return paths, but its signature is wrong: ignored, counted
@@ -29,9 +35,17 @@ from email.utils import getaddresses, parseaddr
 from flufl.bounce import all_failures
 
 from newsletter.compose.returnpath import ReturnPath, ReturnPathReader
+from newsletter.reasons import SENDER, read
+from newsletter.reasons import SOFT as SOFT_REASONS
 
 HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
 AUTOREPLY, FORGED, UNRECOGNISED = "autoreply", "forged", "unrecognised"
+OURS, DELAYED = "ours", "delayed"
+_WARNING_ONLY = re.compile(
+    r"delayed mail|delivery (?:status notification \()?delay|warning only|"
+    r"will (?:continue|keep) (?:trying|to try)|not yet been delivered|still trying",
+    re.IGNORECASE,
+)
 ACTIONABLE = (HARD, SOFT, COMPLAINT)
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -54,6 +68,7 @@ class Verdict:
     addresses: tuple[str, ...] = ()  # failing or reported addresses, when no return path
     code: str | None = None  # the status code, e.g. 5.1.1
     diagnostic: str = ""
+    reason: str = ""  # newsletter.reasons' word for it
 
 
 _UNSUBSCRIBE = re.compile(r"^\s*unsubscribe\s+(\S+)\s*$", re.IGNORECASE)
@@ -85,7 +100,9 @@ def classify(
     for token in tokens:
         target = reader.check(token)
         if target is not None:
-            return Verdict(verdict.kind, target, (), verdict.code, verdict.diagnostic)
+            return Verdict(
+                verdict.kind, target, (), verdict.code, verdict.diagnostic, verdict.reason
+            )
     if tokens:
         return Verdict(FORGED, None, (), verdict.code, f"return path {tokens[0]!r} is not ours")
     # Everything we send carries a signed return path, and bounces come back to it: one
@@ -103,14 +120,30 @@ def _nature(message: email.message.Message) -> Verdict:
     if _report_type(message) == "feedback-report":
         return _complaint(message)
     statuses = list(_dsn_statuses(message))
-    if statuses:
-        code, detail = max(statuses, key=lambda s: s[0][0])  # the worst: 5 before 4
+    failed = [(code, detail) for action, code, detail in statuses if action != "delayed"]
+    if failed:
+        code, detail = max(failed, key=lambda s: s[0][0])  # the worst: 5 before 4
         kind = HARD if code.startswith("5") else SOFT if code.startswith("4") else None
         if kind is not None:
-            return Verdict(kind, None, _failures(message), code, detail)
+            return _judged(kind, _failures(message), code, detail)
+    if statuses:  # every recipient only delayed: a warning, no bounce
+        return Verdict(DELAYED, diagnostic=statuses[0][2])
     if _is_autoreply(message):
         return Verdict(AUTOREPLY, diagnostic=_subject(message))
+    if _WARNING_ONLY.search(_subject(message)) or _WARNING_ONLY.search(_text(message)[:3000]):
+        return Verdict(DELAYED, diagnostic=_subject(message))
     return _heuristic(message)
+
+
+def _judged(kind: str, addresses: tuple[str, ...], code: str | None, detail: str) -> Verdict:
+    """A bounce with its reason: ours when the reason is on our side, soft when it is the
+    mailbox for now, else as its code says."""
+    reason = read(None, detail, "", code or "").reason
+    if reason in SENDER:
+        kind = OURS
+    elif kind == HARD and reason in SOFT_REASONS:
+        kind = SOFT
+    return Verdict(kind, None, addresses, code, detail, reason)
 
 
 def _heuristic(message: email.message.Message) -> Verdict:
@@ -129,7 +162,7 @@ def _heuristic(message: email.message.Message) -> Verdict:
         code = None  # a code that contradicts the detector is noise in the prose
     line = next((ln.strip() for ln in text.splitlines() if code and code in ln), "")
     detail = f"{_subject(message)}: {line}" if line else _subject(message)
-    return Verdict(kind, None, _decode(permanent or temporary), code, detail[:DIAGNOSTIC_MAX])
+    return _judged(kind, _decode(permanent or temporary), code, detail[:DIAGNOSTIC_MAX])
 
 
 def _complaint(message: email.message.Message) -> Verdict:
@@ -178,9 +211,9 @@ def _report_type(message: email.message.Message) -> str:
     return str(message.get_param("report-type") or "").lower()
 
 
-def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str]]:
-    """(status code, diagnostic) for every recipient a delivery-status part reports failed or
-    delayed."""
+def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str, str]]:
+    """(action, status code, diagnostic) for every recipient a delivery-status part
+    reports failed or delayed."""
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -191,10 +224,11 @@ def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str]]:
             found = _STATUS.search(str(block.get("Status", "")))
             action = (str(block.get("Action", "")).lower().split() or [""])[0]  # "failed (why)"
             if found is None or action not in ("failed", "delayed", ""):
-                continue
+                continue  # relayed, delivered, expanded: never a bounce
             code = found.group(0)
             diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
-            yield code, (f"{code} {diagnostic}" if diagnostic else code)[:DIAGNOSTIC_MAX]
+            detail = (f"{code} {diagnostic}" if diagnostic else code)[:DIAGNOSTIC_MAX]
+            yield action, code, detail
 
 
 def _failures(message: email.message.Message) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from newsletter.readers.subscribers import (
     record_permanent_failure,
     unsubscribe,
 )
+from newsletter.reasons import HARD as HARD_REASONS
 from newsletter.settings import Settings
 from newsletter.store import tables as db
 
@@ -172,7 +173,10 @@ def _apply(
     if verdict.kind == COMPLAINT:
         return record_complaint(conn, subscriber_id, detail, now)
     if verdict.kind == HARD:
-        limit = 1 if verdict.code in policy.at_once else policy.bounce_limit
+        # at once only where the reason is the address itself: a 5.1.1 that says our IP is
+        # listed was judged ours already; one that says nothing more is taken at its code
+        at_once = verdict.code in policy.at_once and verdict.reason in ("", *HARD_REASONS)
+        limit = 1 if at_once else policy.bounce_limit
         return record_permanent_failure(conn, subscriber_id, detail, limit, now, "bounce mail")
     b = db.bounce_mail
     recent = conn.execute(

@@ -20,6 +20,8 @@ from newsletter.curation.issues import get_issue
 from newsletter.delivery.report import SendOptions
 from newsletter.delivery.send import send_issue, send_test, start_send
 from newsletter.reports import send_status
+from newsletter.schedule.alerts import Alert, alert_editors
+from newsletter.schedule.outcome import trouble_alert
 from newsletter.settings.values import parse_duration
 from newsletter.transport.base import opened
 
@@ -173,8 +175,14 @@ def send(
             progress=progress,
         )
     emit(as_json, report.as_dict(), report.lines())
+    trouble = trouble_alert(found, report)
+    if trouble is not None:  # the editors hear of it as from the scheduler
+        alert_editors(Alert("failures", found.send_date, *trouble), desk.engine, desk.settings,
+                      desk.transport, desk.now())  # fmt: skip
     if report.paused:
         raise SystemExit(5)
+    if report.with_failures:
+        raise SystemExit(1)
 
 
 def _send_tests(desk: Desk, issue: str, addresses: tuple[str, ...], as_json: bool) -> None:
@@ -213,6 +221,11 @@ def status(desk: Desk, issue: str, as_json: bool) -> None:
     found, document, later = report.issue, report.document, report.hygiene
     lines = [f"issue {found.id} for {found.send_date}: {found.status}"]
     lines += [f"{name:>10}: {count}" for name, count in sorted(document["counts"].items())]
+    if document["reasons"]:
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(document["reasons"].items()))
+        lines.append(f"not reached, by reason: {reasons}")
+    lines += [f"failed: {f['reader']} ({f['reason'] or 'no reason'}): {f['reply']}"
+              for f in document["failures"]]  # fmt: skip
     lines += ["later, by bounce mail:", *later.lines()]
     if later.problem():
         lines.append(f"warning: {later.problem()}; the next send waits for --force")

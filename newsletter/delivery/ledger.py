@@ -168,6 +168,17 @@ def counts(conn: sa.Connection, issue_id: int) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+def reasons(conn: sa.Connection, issue_id: int) -> dict[str, int]:
+    """The readers not (yet) reached, by the reason their last refusal gave."""
+    d = db.deliveries
+    rows = conn.execute(
+        sa.select(d.c.reason, sa.func.count())
+        .where(d.c.issue_id == issue_id, d.c.reason.is_not(None), d.c.status != "sent")
+        .group_by(d.c.reason)
+    )
+    return {reason: int(count) for reason, count in rows}
+
+
 def uncertain_readers(conn: sa.Connection, issue_id: int) -> list[str]:
     d, s = db.deliveries, db.subscribers
     return [

@@ -17,6 +17,7 @@ class SendOptions:
     rate: float = Settings.rate  # messages per second, 0 for no cap
     rate_per_hour: int = Settings.rate_per_hour
     pause_after: int = Settings.pause_after  # consecutive relay failures that pause the send
+    failure_alert: float = Settings.failure_alert  # per cent failed that makes a send troubled
     max_attempts: int = 5
     retry_base: timedelta = timedelta(minutes=1)
     wait_for_retries: timedelta = timedelta(0)  # stay this long for deferred rows to come due
@@ -29,6 +30,7 @@ class SendOptions:
             rate=settings.rate,
             rate_per_hour=settings.rate_per_hour,
             pause_after=settings.pause_after,
+            failure_alert=settings.failure_alert,
         )
 
 
@@ -51,9 +53,17 @@ class SendReport:
     preflight: dict[str, Any] | None = None
     uncertain_readers: list[str] = field(default_factory=list)
     relays: list[str] = field(default_factory=list)  # relays taken out during the send
+    failure_alert: float = 0.0  # per cent: above it a finished send "finished with failures"
+    reasons: dict[str, int] = field(default_factory=dict)  # failed and deferred, by reason
+
+    @property
+    def with_failures(self) -> bool:
+        """Finished, but more of the audience failed than NEWSLETTER_FAILURE_ALERT allows."""
+        share = 100 * self.failed / self.audience if self.audience else 0.0
+        return bool(self.failure_alert) and share > self.failure_alert
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "rate": self.rate, "with_failures": self.with_failures}
 
     @property
     def rate(self) -> float:
@@ -68,6 +78,8 @@ class SendReport:
             f"uncertain {self.uncertain}",
             f"{self.seconds:.2f} s, {self.rate:.0f} messages/s",
         ]
+        if self.reasons:
+            out.append("reasons: " + ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items())))
         out += [f"failure: {f}" for f in self.failures[:5]]
         out += [
             f"uncertain: {r} (not re-sent; --resend-uncertain sends)"
@@ -78,4 +90,10 @@ class SendReport:
             out.append(f"paused: {self.paused} (run send again to resume)")
         if self.stopped:
             out.append("stopped on request; run send again to resume")
+        if self.with_failures:
+            share = 100 * self.failed / self.audience
+            out.append(
+                f"finished with failures: {self.failed} of {self.audience} readers failed "
+                f"({share:.1f} %, more than NEWSLETTER_FAILURE_ALERT {self.failure_alert:g} %)"
+            )
         return out

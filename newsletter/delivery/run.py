@@ -21,12 +21,14 @@ from newsletter.delivery.report import SendOptions, SendReport
 from newsletter.delivery.writer import Claim, LedgerWriter, Outcome
 from newsletter.errors import (
     Cancelled,
+    DeliveryError,
     PermanentDeliveryError,
     RelayUnavailable,
     TemporaryDeliveryError,
     UncertainDelivery,
 )
 from newsletter.models import Reader
+from newsletter.reasons import HARD, SENDER
 from newsletter.settings import Settings
 from newsletter.transport.base import Envelope, Transport
 from newsletter.transport.rate import RateLimit
@@ -35,6 +37,7 @@ Clock = Callable[[], datetime]
 Work = queue.Queue[list[ledger.Due] | None]  # reserved rows for the connections, or the end
 
 
+SENDER_RUN = 3  # readers in a row refused for the same reason of ours: the send pauses
 HANDFUL = 16  # rows a connection takes from the queue at once: one queue operation, not 16
 
 
@@ -57,6 +60,7 @@ class Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()  # SIGINT/SIGTERM or a pause: finish in-flight, take no more
         self.relay_failures = 0
+        self.refused_us: list[str] = []  # the reasons of sender-side refusals in a row
         self.defects = 0
         self.rate = RateLimit(options.rate, options.rate_per_hour)
         self.bounce_to = envelope_sender(settings)
@@ -89,10 +93,33 @@ class Run:
                 self.report.paused = f"{self.defects} unexpected errors in a row: {error!r}"
                 self.stop.set()
 
+    def sender_refused(self, error: DeliveryError) -> None:
+        """A refusal of our mail, not of the reader's address (our sender at MAIL FROM,
+        our reputation, authentication or content): at MAIL FROM the send pauses at once,
+        otherwise after SENDER_RUN readers in a row met one (the rows go back to wait,
+        so a run must end the send, not go round); no reader is touched."""
+        with self.lock:
+            self.refused_us.append(error.reason)
+            run = len(self.refused_us) >= SENDER_RUN  # whatever reasons of ours: no loop
+            if (error.phase == "MAIL" or run) and not self.report.paused:
+                where = (
+                    "at MAIL FROM"
+                    if error.phase == "MAIL"
+                    else f"for {SENDER_RUN} readers in a row"
+                )
+                self.report.paused = (
+                    f"the relay refuses our mail {where} ({error.reason}): {error}; no reader "
+                    "was marked failed or bounced. Check NEWSLETTER_FROM, "
+                    "NEWSLETTER_BOUNCE_ADDRESS, the domain's SPF and DKIM, and the relay's "
+                    "limits, then send again"
+                )
+                self.stop.set()
+
     def relay_ok(self) -> None:
-        if self.relay_failures or self.defects:
+        if self.relay_failures or self.defects or self.refused_us:
             with self.lock:
                 self.relay_failures = self.defects = 0
+                self.refused_us = []
 
     def retry_at(self, attempts: int) -> datetime:
         """Exponential backoff with jitter, so deferred readers do not return in a herd."""
@@ -143,19 +170,33 @@ class Run:
             return Outcome(
                 sid, "pending", {"worker": None, "lease_until": None, "reply": str(error)}
             )
+        ours = isinstance(error, DeliveryError) and (
+            error.phase == "MAIL" or error.reason in SENDER
+        )
         if isinstance(error, TemporaryDeliveryError):
-            self.relay_ok()
+            if ours:
+                self.sender_refused(error)
+            else:
+                self.relay_ok()
             final = attempts >= self.options.max_attempts
             if self.writer.wait(claim) == "claimed":
                 self.count("failed" if final else "deferred", f"{due.email}: {error}")
             retry = {"attempts": attempts, "next_attempt_at": self.retry_at(due.attempts)}
-            return Outcome(sid, "failed" if final else "deferred", {"reply": str(error), **retry})
+            values = {"reply": str(error), "reason": error.reason or None, **retry}
+            return Outcome(sid, "failed" if final else "deferred", values)
+        if isinstance(error, PermanentDeliveryError) and ours:  # our fault: it waits for us
+            self.sender_refused(error)
+            back = {"worker": None, "lease_until": None, "reply": str(error)}
+            return Outcome(sid, "pending", {**back, "reason": error.reason})
         if isinstance(error, PermanentDeliveryError):
             self.relay_ok()
             if self.writer.wait(claim) != "claimed":
                 return None
             self.count("failed", f"{due.email}: {error}")
-            return Outcome(sid, "failed", {"reply": str(error), "attempts": attempts}, str(error))
+            values = {"reply": str(error), "attempts": attempts, "reason": error.reason or None}
+            # only the reader's address failing counts toward the reader's bounces
+            bounce = str(error) if error.reason in HARD else None
+            return Outcome(sid, "failed", values, bounce)
         if not isinstance(error, UncertainDelivery):  # the body may have gone: never re-send
             self.defect(error)
         if self.writer.wait(claim) != "claimed":

@@ -165,6 +165,7 @@ def send_issue(
     if isinstance(transports, RelayPool):
         report.relays = transports.events[events:]  # a worker's pool outlives one send
     report.stopped = run.stop.is_set() and not report.paused
+    report.failure_alert = options.failure_alert
     return _finish(engine, issue.id, report, clock(), started)
 
 
@@ -273,6 +274,7 @@ def _finish(
             )
         report.status = get_issue(conn, issue_id).status
         report.uncertain_readers = ledger.uncertain_readers(conn, issue_id)
+        report.reasons = ledger.reasons(conn, issue_id)
     report.audience = sum(counts.values())
     report.already_sent = counts.get("sent", 0) - report.sent
     report.deferred = counts.get("deferred", 0)

@@ -37,7 +37,16 @@ def export_subscriber(conn: sa.Connection, ref: str | int) -> dict[str, Any]:
         sa.select(e).where(e.c.subscriber_id == found.id).order_by(e.c.id)
     ).mappings()
     deliveries = conn.execute(
-        sa.select(d.c.issue_id, d.c.status, d.c.message_id, d.c.updated_at)
+        sa.select(
+            d.c.issue_id,
+            d.c.status,
+            d.c.message_id,
+            d.c.reason,
+            d.c.reply,
+            d.c.outcome,
+            d.c.outcome_detail,
+            d.c.updated_at,
+        )
         .where(d.c.subscriber_id == found.id)
         .order_by(d.c.issue_id)
     ).mappings()

@@ -33,7 +33,7 @@ from newsletter.errors import LeaseHeld, NewsletterError, NotFound
 from newsletter.models import Issue
 from newsletter.schedule.alerts import Alert, alert_editors
 from newsletter.schedule.lease import LEASE_TTL, SEND_LEASE, holding
-from newsletter.schedule.outcome import JobResult, send_outcome
+from newsletter.schedule.outcome import JobResult, send_outcome, trouble_alert
 from newsletter.schedule.when import describe, last_fire, next_fire
 from newsletter.settings import Settings
 from newsletter.transport.base import Transport
@@ -201,7 +201,11 @@ class FridayJob:
             return JobResult(
                 "failed", self.alert("failed", issue.send_date, subject, body, dry_run)
             )
-        return send_outcome(issue, report)
+        result = send_outcome(issue, report)
+        trouble = trouble_alert(issue, report)
+        if trouble is not None:  # once per kind and day: the scheduler's follow-up adds none
+            self.alert(result.outcome, issue.send_date, *trouble, dry_run)
+        return result
 
     def missed(self, fire: datetime) -> JobResult:
         """The send time passed with no scheduler running, beyond the grace: tell the editors."""

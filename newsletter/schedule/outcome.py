@@ -18,6 +18,7 @@ EXIT_CODES = {
     "not-due": 3,
     "alerted": 1,
     "failed": 1,
+    "failures": 1,  # sent, but more readers failed than NEWSLETTER_FAILURE_ALERT allows
     "incomplete": 1,
     "stopped": 1,
     "paused": 5,
@@ -48,6 +49,13 @@ def send_outcome(issue: Issue, report: SendReport) -> JobResult:
         return JobResult(
             "dry-run", f"issue {issue.id} would go to {report.audience} readers", report
         )
+    if report.status == "sent" and report.with_failures:
+        return JobResult(
+            "failures",
+            f"issue {issue.id} for {issue.send_date} finished with failures: {report.failed} of "
+            f"{report.audience} readers failed ({_reasons(report)})",
+            report,
+        )
     if report.status == "sent":
         return JobResult("sent", f"issue {issue.id} for {issue.send_date} is sent", report)
     if report.paused:
@@ -67,3 +75,20 @@ def send_outcome(issue: Issue, report: SendReport) -> JobResult:
         f"issue {issue.id}: {report.deferred} readers deferred; the next run continues",
         report,
     )
+
+
+def _reasons(report: SendReport) -> str:
+    return ", ".join(f"{r} {n}" for r, n in sorted(report.reasons.items())) or "no reason given"
+
+
+def trouble_alert(issue: Issue, report: SendReport) -> tuple[str, str] | None:
+    """The editors' alert for a send that paused or finished with failures: subject, body."""
+    if report.paused:
+        subject = f"Send paused: issue {issue.id} for {issue.send_date}"
+        body = f"{report.paused}.\n\n" + "\n".join(report.lines()) + "\n"
+    elif report.status == "sent" and report.with_failures:
+        subject = f"Send finished with failures: issue {issue.id} for {issue.send_date}"
+        body = "\n".join(report.lines()) + f"\n\nnewsletter status {issue.id} lists them.\n"
+    else:
+        return None
+    return subject, body

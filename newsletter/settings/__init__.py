@@ -58,6 +58,7 @@ class Settings:
     signups_per_hour: int = declared("signups_per_hour")
     bounce_limit: int = declared("bounce_limit")
     bounce_at_once: tuple[str, ...] = declared("bounce_at_once")
+    failure_alert: float = declared("failure_alert")  # per cent of the audience
     soft_bounce_limit: int = declared("soft_bounce_limit")
     soft_bounce_window: timedelta = declared("soft_bounce_window")
     dkim_domain: str | None = declared("dkim_domain")

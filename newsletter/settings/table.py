@@ -160,6 +160,13 @@ SETTINGS: tuple[Setting, ...] = (
         v.status_codes,
     ),
     Setting(
+        "failure_alert",
+        "5%",
+        'a send in which more of the audience than this failed ends as "finished with '
+        'failures": exit 1 and the editors alerted; 0: never',
+        v.percent,
+    ),
+    Setting(
         "soft_bounce_limit",
         "5",
         "temporary failures (4.x.x) in bounce mail, within SOFT_BOUNCE_WINDOW, after which a "

@@ -174,6 +174,13 @@ def count(value: str) -> int:
     return number
 
 
+def percent(value: str) -> float:
+    number = float(value.strip().removesuffix("%").strip())
+    if not 0 <= number <= 100:
+        raise ValueError(f"must be a share from 0 to 100 %, got {value!r}")
+    return number
+
+
 def how_many(value: str) -> int:
     number = int(value)
     if number < 0:

@@ -188,6 +188,7 @@ deliveries = sa.Table(
     sa.Column("lease_until", UTCDateTime, nullable=True),
     sa.Column("next_attempt_at", UTCDateTime, nullable=True),
     sa.Column("reply", sa.Text, nullable=True),
+    sa.Column("reason", sa.String(20), nullable=True),  # a refusal's, newsletter.reasons
     sa.Column("updated_at", UTCDateTime, nullable=True),
     # what bounce mail said later: soft, hard or complaint (the worst heard), and its words
     sa.Column("outcome", sa.String(20), nullable=True),

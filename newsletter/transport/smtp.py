@@ -18,6 +18,7 @@ from newsletter.errors import (
     TemporaryDeliveryError,
     UncertainDelivery,
 )
+from newsletter.reasons import read
 from newsletter.settings.relays import RelayAddress
 from newsletter.transport.base import Envelope, ascii_address
 
@@ -118,7 +119,7 @@ class SMTPTransport:
         else:
             code, text = smtp.data(envelope.data)
         if code >= 300:
-            _raise_for(code, text, "DATA")
+            _raise_for(code, text, "end of DATA")
         return f"{code} {text.decode('utf-8', 'replace')}"
 
     def _drop(self) -> None:
@@ -165,7 +166,7 @@ def _pipelined(
     smtp.send(envelope.data + b".\r\n")
     code, text = _final_reply(smtp, envelope)
     if code >= 300:
-        _raise_for(code, text, "DATA")
+        _raise_for(code, text, "end of DATA")
     return f"{code} {text.decode('utf-8', 'replace')}"
 
 
@@ -184,7 +185,10 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 
 
 def _raise_for(code: int, text: bytes, stage: str) -> None:
-    reply = f"{code} {text.decode('utf-8', 'replace')} (at {stage})"
+    """A refusal, read: its phase, its code and the reason its words and code give."""
+    words = text.decode("utf-8", "replace")
+    reply = f"{code} {words} (at {stage})"
+    reason = read(code, words, stage).reason
     if 400 <= code < 500:
-        raise TemporaryDeliveryError(reply, code)
-    raise PermanentDeliveryError(reply, code)
+        raise TemporaryDeliveryError(reply, code, reason=reason, phase=stage)
+    raise PermanentDeliveryError(reply, code, reason=reason, phase=stage)
