@@ -16,8 +16,9 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
+from newsletter.compose.markers import personalise
 from newsletter.compose.messages import Sender, build_message, message_id, prepare_message
-from newsletter.compose.rendering import Site, personalise, render_issue
+from newsletter.compose.rendering import Site, render_issue
 from newsletter.curation.feeds import parse_feed
 from newsletter.models import Article, Issue, IssueItem, Reader
 from newsletter.settings import Settings

@@ -18,7 +18,8 @@ import lxml.html
 import pytest
 import sqlalchemy as sa
 
-from newsletter.compose.rendering import ReaderValues, personalise, render_issue, shown_size
+from newsletter.compose.markers import ReaderValues, personalise
+from newsletter.compose.rendering import render_issue, shown_size
 from newsletter.curation.articles import get_article, import_sources
 from newsletter.curation.fetch import FetchLimits
 from newsletter.curation.images import HEAD_BYTES, image_size

@@ -16,7 +16,8 @@ from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
 
 from newsletter import language
-from newsletter.compose.rendering import personalise, render_issue, render_mail
+from newsletter.compose.markers import personalise
+from newsletter.compose.rendering import render_issue, render_mail
 from newsletter.errors import ConfigError
 from newsletter.language import LOCALES, long_date, missing, parse_language, translations
 from newsletter.readers.consent import Policy

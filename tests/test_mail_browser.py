@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from newsletter.compose.rendering import ReaderValues, Site, personalise, render_issue, render_mail
+from newsletter.compose.markers import ReaderValues, personalise
+from newsletter.compose.rendering import Site, render_issue, render_mail
 from newsletter.models import Article, Issue, IssueItem
 from newsletter.readers.consent import Policy
 

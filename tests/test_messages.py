@@ -15,14 +15,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from itsdangerous import Signer
 
+from newsletter.compose.markers import ReaderValues, RenderedIssue, personalise
 from newsletter.compose.messages import Sender, build_message, header_address, prepare_message
-from newsletter.compose.rendering import (
-    ReaderValues,
-    RenderedIssue,
-    Site,
-    personalise,
-    render_issue,
-)
+from newsletter.compose.rendering import Site, render_issue
 from newsletter.curation.issues import check_line
 from newsletter.errors import ConfigError, InputError
 from newsletter.models import Article, Issue, IssueItem, Reader

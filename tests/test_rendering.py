@@ -10,8 +10,9 @@ from pathlib import Path
 import lxml.html
 import pytest
 
+from newsletter.compose.markers import ReaderValues, personalise
 from newsletter.compose.preflight import check
-from newsletter.compose.rendering import ReaderValues, personalise, render_issue
+from newsletter.compose.rendering import render_issue
 from newsletter.errors import TemplateError
 
 from .conftest import ROOT

@@ -14,8 +14,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from newsletter.compose.issue import Checked, Composed, compose, render_checked
+from newsletter.compose.markers import ReaderValues, personalise
 from newsletter.compose.messages import Sender
-from newsletter.compose.rendering import ReaderValues, personalise
 from newsletter.curation.issues import get_issue
 from newsletter.errors import NotFound
 from newsletter.models import Issue, Reader

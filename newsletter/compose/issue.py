@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parseaddr
 
+from newsletter.compose.markers import RenderedIssue, personalise
 from newsletter.compose.messages import PreparedMessage, Sender, prepare_message
 from newsletter.compose.preflight import Finding, Report, check
-from newsletter.compose.rendering import RenderedIssue, Site, personalise, render_issue
+from newsletter.compose.rendering import Site, render_issue
 from newsletter.models import Issue, Reader
 from newsletter.settings import Settings
 

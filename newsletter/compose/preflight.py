@@ -15,8 +15,8 @@ from typing import Any
 
 import lxml.html
 
+from newsletter.compose.markers import RenderedIssue
 from newsletter.compose.messages import qp
-from newsletter.compose.rendering import RenderedIssue
 from newsletter.models import IssueItem
 
 GMAIL_CLIP_BYTES = 102 * 1024

@@ -12,8 +12,9 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from newsletter.app import Desk
+from newsletter.compose.markers import personalise
 from newsletter.compose.messages import Sender
-from newsletter.compose.rendering import Site, personalise, render_issue
+from newsletter.compose.rendering import Site, render_issue
 from newsletter.curation.issues import get_issue
 from newsletter.delivery.notice_queue import queue_mails
 from newsletter.errors import NewsletterError, NotFound
