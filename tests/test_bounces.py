@@ -636,3 +636,41 @@ def test_a_bounce_for_a_reason_of_ours_leaves_the_reader_alone(bdesk: Desk, tmp_
     assert report.kinds == {"ours": 5}
     found = reader(bdesk.engine, sid)
     assert (found.status, found.bounce_count) == ("active", 0)
+
+
+def test_a_report_naming_several_readers_marks_every_one(bdesk: Desk) -> None:
+    two = arf("abuse@example.org", "weekly@example.org", "anna@example.org").replace(
+        b"Original-Rcpt-To: <anna@example.org>\n",
+        b"Original-Rcpt-To: <anna@example.org>\nOriginal-Rcpt-To: <tom@example.org>\n",
+    )
+    assert classify(two, None).addresses == ("anna@example.org", "tom@example.org")
+
+
+def test_a_microsoft_junk_mail_report_is_a_complaint() -> None:
+    jmrp = (
+        b"From: staff@hotmail.com\nTo: abuse@example.org\nSubject: complaint about message\n"
+        b"Message-ID: <jmrp.1@hotmail.com>\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+        b"This is an email abuse report.\n\n--b\nContent-Type: message/rfc822\n\n"
+        b"X-HmXmrOriginalRecipient: <Anna@Example.org>\nFrom: The Weekly <weekly@example.org>\n"
+        b"To: anna@example.org\nSubject: The week\n\nThe week's stories.\n--b--\n"
+    )
+    verdict = classify(jmrp, None)
+    assert (verdict.kind, verdict.addresses) == ("complaint", ("anna@example.org",))
+    assert "JMRP" in verdict.diagnostic
+
+
+def test_an_internationalised_domain_matches_in_either_form_and_garbage_is_no_address(
+    desk: Desk, tmp_path: Path
+) -> None:
+    """Without signed return paths the addresses decide: a bounce naming the ASCII form of
+    a reader's Unicode domain finds the reader; a pipe or a spool path finds no one."""
+    [sid] = seed_readers(desk.engine, (("neko@地域猫.jp", ""),))
+    bounce = dsn("weekly@example.org", "neko@xn--cesupi09d.jp", "5.1.1")
+    report = process_sources(
+        desk.engine, desk.settings, [str(maildir(tmp_path / "m", [bounce]))], NOW
+    )
+    assert report.kinds == {"hard": 1}
+    assert reader(desk.engine, sid).status == "bounced"
+    verdict = classify(dsn("weekly@example.org", "|/usr/bin/procmail", "5.1.1", n=2), None)
+    assert all("@" in a and not a.startswith(("|", "/", "@")) for a in verdict.addresses)

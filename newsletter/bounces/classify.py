@@ -35,6 +35,8 @@ from email.utils import getaddresses, parseaddr
 from flufl.bounce import all_failures
 
 from newsletter.compose.returnpath import ReturnPath, ReturnPathReader
+from newsletter.errors import InputError
+from newsletter.readers.addresses import normalise_address
 from newsletter.reasons import SENDER, read
 from newsletter.reasons import SOFT as SOFT_REASONS
 
@@ -128,6 +130,9 @@ def _nature(message: email.message.Message) -> Verdict:
             return _judged(kind, _failures(message), code, detail)
     if statuses:  # every recipient only delayed: a warning, no bounce
         return Verdict(DELAYED, diagnostic=statuses[0][2])
+    junk = _junk_report(message)
+    if junk is not None:
+        return junk
     if _is_autoreply(message):
         return Verdict(AUTOREPLY, diagnostic=_subject(message))
     if _WARNING_ONLY.search(_subject(message)) or _WARNING_ONLY.search(_text(message)[:3000]):
@@ -166,7 +171,7 @@ def _heuristic(message: email.message.Message) -> Verdict:
 
 
 def _complaint(message: email.message.Message) -> Verdict:
-    fields: dict[str, str] = {}
+    fields: dict[str, list[str]] = {}
     addresses: list[str] = []
     for part in message.walk():
         if part.get_content_type() == "message/feedback-report":
@@ -175,24 +180,56 @@ def _complaint(message: email.message.Message) -> Verdict:
             original = _embedded(part)
             if original is not None:
                 addresses += [a for _, a in getaddresses(original.get_all("To", []))]
-    if fields.get("original-rcpt-to"):
-        addresses.insert(0, fields["original-rcpt-to"])
-    reporter = fields.get("user-agent") or parseaddr(message.get("From", ""))[1]
-    detail = f"feedback report ({fields.get('feedback-type', 'abuse')}) from {reporter}"
-    wanted = tuple(dict.fromkeys(a.strip().strip("<>").lower() for a in addresses if "@" in a))
-    return Verdict(COMPLAINT, None, wanted, None, detail[:DIAGNOSTIC_MAX])
+    addresses = fields.get("original-rcpt-to", []) + addresses  # every one a report names
+    reporter = _first(fields, "user-agent") or parseaddr(message.get("From", ""))[1]
+    detail = f"feedback report ({_first(fields, 'feedback-type') or 'abuse'}) from {reporter}"
+    return Verdict(COMPLAINT, None, valid_addresses(addresses), None, detail[:DIAGNOSTIC_MAX])
 
 
-def _feedback_fields(part: email.message.Message) -> dict[str, str]:
-    """The report's fields; Python parses message/* bodies into a list of header blocks."""
+def _first(fields: dict[str, list[str]], name: str) -> str:
+    return (fields.get(name) or [""])[0]
+
+
+def _junk_report(message: email.message.Message) -> Verdict | None:
+    """Microsoft's junk mail reporting (JMRP): not ARF, but the reported message attached
+    with the recipient in X-HmXmrOriginalRecipient."""
+    for part in message.walk():
+        if part.get_content_type() != "message/rfc822":
+            continue
+        original = _embedded(part)
+        recipients = original.get_all("X-HmXmrOriginalRecipient", []) if original else []
+        if recipients:
+            reporter = parseaddr(message.get("From", ""))[1] or "Microsoft"
+            detail = f"junk mail report (JMRP) from {reporter}"
+            return Verdict(COMPLAINT, None, valid_addresses(recipients), None, detail)
+    return None
+
+
+def valid_addresses(candidates: Sequence[str | bytes]) -> tuple[str, ...]:
+    """The addresses a report names, as readers are stored (an internationalised domain
+    in either form matches); a pipe, a spool path or a bare domain is no address."""
+    found = []
+    for candidate in candidates:
+        text = candidate.decode("utf-8", "replace") if isinstance(candidate, bytes) else candidate
+        text = text.strip().strip("<>").removeprefix("rfc822;").strip().strip("<>")
+        try:
+            found.append(normalise_address(text))
+        except InputError:
+            continue
+    return tuple(dict.fromkeys(found))
+
+
+def _feedback_fields(part: email.message.Message) -> dict[str, list[str]]:
+    """The report's fields, each with every value it has (a report may name several
+    Original-Rcpt-To); Python parses message/* bodies into a list of header blocks."""
     payload = part.get_payload()
     blocks = payload if isinstance(payload, list) else [email.message_from_string(str(payload))]
-    fields: dict[str, str] = {}
+    fields: dict[str, list[str]] = {}
     for block in blocks:
         if not isinstance(block, email.message.Message):
             continue
         for name, value in block.items():
-            fields.setdefault(name.lower(), str(value).strip())
+            fields.setdefault(name.lower(), []).append(str(value).strip())
     return fields
 
 
@@ -241,7 +278,7 @@ def _failures(message: email.message.Message) -> tuple[str, ...]:
 
 def _decode(addresses: object) -> tuple[str, ...]:
     found = addresses if isinstance(addresses, set | frozenset) else set()
-    return tuple(sorted(a.decode("ascii", "replace").lower() for a in found))
+    return tuple(sorted(valid_addresses(sorted(found))))
 
 
 def _is_autoreply(message: email.message.Message) -> bool:

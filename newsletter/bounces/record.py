@@ -124,8 +124,9 @@ def record_unsubscribe(
 
 
 def _targets(conn: sa.Connection, verdict: Verdict) -> list[tuple[int, int | None]]:
-    """(reader, issue) pairs: the return path's, else the readers the addresses name, each
-    with the issue last sent to them."""
+    """(reader, issue) pairs: the return path's, else the readers the addresses name (in
+    the form readers are stored: classify normalised them), each with the issue last
+    sent to them."""
     s, d = db.subscribers, db.deliveries
     if verdict.target is not None:
         found = conn.execute(
@@ -136,7 +137,7 @@ def _targets(conn: sa.Connection, verdict: Verdict) -> list[tuple[int, int | Non
     if not verdict.addresses:
         return []
     readers = conn.execute(
-        sa.select(s.c.id).where(sa.func.lower(s.c.email).in_(verdict.addresses)).order_by(s.c.id)
+        sa.select(s.c.id).where(s.c.email.in_(verdict.addresses)).order_by(s.c.id)
     ).scalars()
     targets: list[tuple[int, int | None]] = []
     for subscriber_id in readers:
