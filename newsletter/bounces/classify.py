@@ -127,7 +127,7 @@ def _nature(message: email.message.Message) -> Verdict:
         code, detail = max(failed, key=lambda s: s[0][0])  # the worst: 5 before 4
         kind = HARD if code.startswith("5") else SOFT if code.startswith("4") else None
         if kind is not None:
-            return _judged(kind, _failures(message), code, detail)
+            return judged(kind, _failures(message), code, detail)
     if statuses:  # every recipient only delayed: a warning, no bounce
         return Verdict(DELAYED, diagnostic=statuses[0][2])
     junk = _junk_report(message)
@@ -140,7 +140,7 @@ def _nature(message: email.message.Message) -> Verdict:
     return _heuristic(message)
 
 
-def _judged(kind: str, addresses: tuple[str, ...], code: str | None, detail: str) -> Verdict:
+def judged(kind: str, addresses: tuple[str, ...], code: str | None, detail: str) -> Verdict:
     """A bounce with its reason: ours when the reason is on our side, soft when it is the
     mailbox for now, else as its code says."""
     reason = read(None, detail, "", code or "").reason
@@ -167,7 +167,7 @@ def _heuristic(message: email.message.Message) -> Verdict:
         code = None  # a code that contradicts the detector is noise in the prose
     line = next((ln.strip() for ln in text.splitlines() if code and code in ln), "")
     detail = f"{_subject(message)}: {line}" if line else _subject(message)
-    return _judged(kind, _decode(permanent or temporary), code, detail[:DIAGNOSTIC_MAX])
+    return judged(kind, _decode(permanent or temporary), code, detail[:DIAGNOSTIC_MAX])
 
 
 def _complaint(message: email.message.Message) -> Verdict:

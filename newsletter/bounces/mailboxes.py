@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 
 from newsletter.bounces.classify import classify, message_key, unsubscribe_token
+from newsletter.bounces.providers import events, parse_events
 from newsletter.bounces.record import Policy, record_mail, record_unsubscribe
 from newsletter.compose.returnpath import ReturnPathReader
 from newsletter.errors import MailboxError
@@ -248,6 +249,13 @@ def open_source(text: str) -> MailSource:
     return MboxSource(path)
 
 
+def _read_json_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise MailboxError(path, exc.strerror or str(exc)) from None
+
+
 @dataclass
 class BounceReport:
     """What a run read and what it changed."""
@@ -292,6 +300,17 @@ class BounceProcessor:
         except TokenError:
             return None  # not a request of ours: classified like any other mail
 
+    def take_events(self, body: bytes, source: str, now: datetime, report: BounceReport) -> None:
+        """Record every event of a provider's JSON (SES, Mailgun, SendGrid, Postmark) once."""
+        found = events(parse_events(body, source), self.reader)
+        with self.engine.begin() as conn:
+            for event in found:
+                where = f"{source} ({event.provider})"
+                recorded = record_mail(conn, event.key, event.verdict, where, self.policy, now)
+                report.read += 1
+                report.add(recorded.kind)
+                report.changed += recorded.changed
+
     def take(
         self,
         raw: bytes,
@@ -322,9 +341,14 @@ def process_sources(
     processor = BounceProcessor(engine, settings)
     opened: list[MailSource] = []
     try:
-        for text in sources:
-            opened.append(open_source(text))
         report = BounceReport()
+        files = [t for t in sources if t.endswith(".json")]  # a provider's events, saved
+        bodies = [(t, _read_json_file(t)) for t in files]
+        for text in sources:
+            if text not in files:
+                opened.append(open_source(text))
+        for name, body in bodies:
+            processor.take_events(body, name, now, report)
         for source in opened:
             for mail in source.messages():
                 aside = processor.take(mail.raw, source.name, now, report)

@@ -136,6 +136,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "bounce_address", "", "envelope sender base; unset: the From address", v.optional_address
     ),
+    Setting(
+        "mailgun_signing_key",
+        "",
+        "Mailgun's webhook signing key: POST /hooks/mailgun takes its bounce, complaint and "
+        "delivery events, each signed; unset: the hook does not exist",
+        v.optional,
+    ),
+    Setting(
+        "sendgrid_public_key",
+        "",
+        "SendGrid's event webhook verification key (base64, as SendGrid shows it): POST "
+        "/hooks/sendgrid takes its signed events; unset: the hook does not exist",
+        v.optional,
+    ),
+    Setting(
+        "postmark_webhook_auth",
+        "",
+        "user:password that Postmark's webhook sends (basic authentication) to POST "
+        "/hooks/postmark; unset: the hook does not exist",
+        v.optional,
+    ),
     Setting("confirm_ttl", "7d", "how long a confirmation link works", v.parse_duration),
     Setting(
         "confirm_mails_per_day",
