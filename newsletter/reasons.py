@@ -40,35 +40,55 @@ _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE))
     for reason, pattern in (
+        ("networkerror", r"greylist|graylist"),  # try again later: nobody's fault
+        # Office 365's answer for an address its directory does not have (DBEB)
+        ("userunknown", r"recipient address rejected: access denied"),
         ("blocked", r"black\s?list|block\s?list|blocked|spamhaus|spamcop|barracuda|\bsorbs\b|"
-                    r"\brbl\b|dnsbl|listed (?:at|in|on|by)|poor reputation|ip reputation|"
-                    r"client host .* rejected|not allowed to send from|banned"),
+                    r"\brbl\b|dnsbl|listed (?:at|on|by)|listed in (?:the )?(?:rbl|dnsbl|\S*bl\b)|"
+                    r"poor reputation|ip reputation|client host .* rejected|"
+                    r"not allowed to send (?:mail )?from|banned|\[ts0?\d\]|permanently deferred|"
+                    r"traffic not accepted|helo command rejected|not accepted from this ip"),
         ("securityerror", r"\bspf\b|\bdkim\b|\bdmarc\b|authenticat|not authorized|"
                           r"sender (?:address )?(?:rejected|denied|not permitted)|"
                           r"relay(?:ing)? (?:access )?denied|not owned by|"
-                          r"sender .*not (?:allowed|owned)|unauthenticated"),
+                          r"sender .*not (?:allowed|owned)|unauthenticated|sender verif|"
+                          r"verification failed for|address is not verified"),
         ("ratelimited", r"rate limit|too many (?:messages|recipients|mails|emails)|"
-                        r"(?:hourly|daily) (?:sending )?(?:quota|limit)|try again later|"
+                        r"(?:hourly|daily) (?:sending )?(?:quota|limit)|"
                         r"throttl|sending limit|exceeded .*quota for sending"),
         ("toomanyconn", r"too many (?:connections|concurrent|sessions)"),
         ("spamdetected", r"\bspam\b|junk mail|unsolicited|bulk mail|content rejected"),
         ("virusdetected", r"virus|malware|infected"),
-        ("policyviolation", r"policy|prohibited|not accepted here|message refused"),
+        ("policyviolation", r"policy|prohibited|not accepted here|message refused|"
+                            r"access denied|administrative prohibition"),
         ("mesgtoobig", r"message (?:is )?too (?:large|big)|size (?:limit|exceed)|"
-                       r"exceeds (?:the )?(?:maximum )?(?:message )?size"),
-        ("mailboxfull", r"mailbox (?:is )?full|over ?quota|quota exceeded|insufficient "
-                        r"(?:system )?storage|mailbox size limit|exceeded storage"),
+                       r"exceeds (?:the )?(?:maximum )?(?:message )?size|"
+                       r"maximum (?:incoming )?message size"),
+        ("mailboxfull", r"(?:mailbox|inbox|mail ?folder|mailfolder) (?:is )?full|over ?quota|"
+                        r"quota exceeded|exceed\w* (?:their |the |his |her )?(?:disk )?quota|"
+                        r"insufficient (?:system )?storage|mailbox size limit|exceeded storage"),
         ("suspend", r"suspend|disabled|inactive|deactivated|not active|account .*closed"),
         ("hasmoved", r"has moved|no longer (?:on server|valid|with)|address .* replaced"),
         ("hostunknown", r"host (?:not found|unknown)|domain (?:not found|does not exist|"
-                        r"unknown)|no such domain|unrouteable|nxdomain|no mx"),
+                        r"unknown)|no such domain|unrouteable|nxdomain|no mx|"
+                        r"name or service not known|host or domain name not found"),
         ("notaccept", r"does not accept (?:e-?)?mail|null mx|accepts no mail"),
         ("userunknown", r"user unknown|unknown user|no such (?:user|mailbox|recipient|"
                         r"address)|(?:recipient|mailbox|address|user) (?:\S+ )?(?:does not exist|"
                         r"not found|unavailable|unknown|rejected)|invalid (?:recipient|"
                         r"mailbox)|not (?:a )?valid (?:recipient|mailbox)|"
-                        r"mailbox not found|unknown or illegal alias|no mailbox here"),
-        ("expired", r"delivery time expired|expired|too long in queue|retry timeout"),
+                        r"mailbox not found|unknown or illegal alias|no mailbox here|"
+                        r"not listed in (?:the )?(?:domino |public )?(?:name and address )?"
+                        r"(?:directory|book)|no such local user|address unknown|"
+                        r"recipient name is not recognized|unknown recipient|user not found|"
+                        r"did not (?:exactly )?match an? .*(?:e-?mail )?address|"
+                        r"(?:doesn't|does not) have an? \S+ account|no such account|"
+                        r"account (?:does not|doesn't) exist"),
+        ("expired", r"delivery time expired|expired|too long in queue|retry timeout|"
+                    r"failed \d+ attempts|after \d+ attempts|too many (?:delivery )?attempts|"
+                    r"could not be delivered (?:for|within) \d+ (?:days|hours)|timed out"),
+        ("mailererror", r"command died|command output|mailer error|program exited|"
+                        r"exit(?:ed)? (?:with )?status \d+"),
         ("networkerror", r"connection (?:timed out|refused|reset)|network|dns|timeout"),
     )
 )  # fmt: skip
@@ -119,30 +139,36 @@ def enhanced_code(text: str) -> str:
 def read(code: int | None, text: str, phase: str = "", status: str = "") -> Verdict:
     """The reason of a reply (`code` and `text`, with `status` from a DSN when known):
     where the words are more specific than the code they win, so a "5.1.1" that says
-    "IP blacklisted" is a block of ours, not an unknown user."""
+    "IP blacklisted" is a block of ours, not an unknown user. The words are read without
+    the addresses and links a reply quotes: <policy@…> is a mailbox, not a policy."""
     enhanced = status or enhanced_code(text)
+    words = _from_words(_QUOTED.sub(" ", text))
     if phase in ("MAIL", "connect", "greeting", "tls", "auth"):
         # a refusal before any recipient was named cannot be about the reader
-        words = _from_words(text)
         return Verdict(words if words in SENDER else "rejected", enhanced, phase)
-    words = _from_words(text)
     subject = enhanced.split(".", 1)[1] if enhanced.count(".") == 2 else ""
     by_code = _BY_CODE.get(subject, "")
     if subject in _SENDER_ADDRESS:
         by_code = "rejected"
-    if words and (not by_code or words in SENDER or by_code in ("rejected", "policyviolation")):
+    elif not by_code and subject.startswith("7."):
+        by_code = "policyviolation"  # 5.7.x: security or policy, ours whatever the detail
+    vague = by_code in ("rejected", "policyviolation", "networkerror", "systemerror")
+    if words and (not by_code or words in _STRONG or (vague and words in HARD | SOFT)):
         reason = words
     elif by_code:
         reason = by_code
-    elif words:
-        reason = words
-    elif code is not None and 500 <= code < 600 and phase in ("RCPT", ""):
-        reason = "userunknown" if code in (550, 551, 553) and not subject else "undefined"
     else:
-        reason = "undefined"
+        reason = words or "undefined"
     if reason == "expired" and phase:
         reason = "networkerror"  # a live refusal does not expire
     return Verdict(reason, enhanced, phase)
+
+
+# an address in angle brackets or bare, and a link: what a reply quotes, not what it says
+_QUOTED = re.compile(r"<[^<>\s]*>|\S+@\S+|https?://\S+")
+# words of ours that beat any code: a block list, a rate, SPF/DKIM, a sender refused
+_STRONG = frozenset({"blocked", "ratelimited", "securityerror", "toomanyconn", "spamdetected",
+                     "virusdetected", "mesgtoobig", "networkerror"})  # fmt: skip
 
 
 def _from_words(text: str) -> str:

@@ -133,6 +133,11 @@ class Images(http.server.ThreadingHTTPServer):
                     self.send_error(404)
                     return
                 body, kind = files_[self.path]
+                if kind.startswith("redirect "):  # a Location as the test gives it
+                    self.send_response(302)
+                    self.send_header("Location", kind.removeprefix("redirect "))
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
@@ -196,6 +201,7 @@ def test_an_import_keeps_the_feeds_sizes_and_measures_the_images_it_gives_none_f
             "/big.jpg": (jpeg_head(1600, 900, metadata=20_000) + b"\0" * 500_000, "image/jpeg"),
             "/page.html": (b"<html>an error page</html>", "text/html"),
             "/slow.png": (png(300, 300), "image/png"),
+            "/bad.png": (b"", "redirect http://[bad/x"),
         }
     )
     site.slow.add("/slow.png")
@@ -210,6 +216,7 @@ def test_an_import_keeps_the_feeds_sizes_and_measures_the_images_it_gives_none_f
                 ("d", image.format(f"{base}/page.html", "")),
                 ("e", image.format(f"{base}/missing.png", "")),
                 ("f", image.format(f"{base}/slow.png", "")),
+                ("g", image.format(f"{base}/bad.png", "")),
             ],
         ),
         "application/rss+xml",
@@ -219,7 +226,7 @@ def test_an_import_keeps_the_feeds_sizes_and_measures_the_images_it_gives_none_f
     with engine.connect() as conn:
         sizes = {
             slug: (a.image_width, a.image_height)
-            for slug in "abcdef"
+            for slug in "abcdefg"
             for a in [get_article(conn, f"{base}/{slug}")]
         }
     assert sizes == {
@@ -229,6 +236,7 @@ def test_an_import_keeps_the_feeds_sizes_and_measures_the_images_it_gives_none_f
         "d": (None, None),  # not an image
         "e": (None, None),  # 404
         "f": (None, None),  # slower than its deadline: the import did not wait for it
+        "g": (None, None),  # a redirect to no address at all: the import goes on
     }
     assert "/wide.jpg" not in site.requests
     site.requests.clear()

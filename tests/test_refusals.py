@@ -187,7 +187,22 @@ def test_a_send_with_more_failures_than_the_alert_allows_says_so(setup: Any) -> 
         (550, "5.1.2 Host unknown: domain not found", "RCPT", "hostunknown"),
         (554, "5.7.1 Message rejected as spam", "end of DATA", "spamdetected"),
         (552, "5.3.4 Message too big for system", "end of DATA", "mesgtoobig"),
-        (421, "4.7.0 Try again later, closing connection", "RCPT", "ratelimited"),
+        (421, "4.7.0 Try again later, closing connection", "RCPT", "policyviolation"),
+        (451, "4.3.0 try again later", "RCPT", "undefined"),  # busy: the reader waits
+        (
+            550,
+            "5.1.1 <policy@example.org>: Recipient address rejected: User unknown",
+            "RCPT",
+            "userunknown",
+        ),  # an address that says policy is still a mailbox
+        (550, "5.4.1 Recipient address rejected: Access denied", "RCPT", "userunknown"),
+        (451, "4.7.1 Greylisting in action, please come back later", "RCPT", "networkerror"),
+        (
+            550,
+            "Verification failed for <bounce@example.org> Sender verify failed",
+            "RCPT",
+            "securityerror",
+        ),
     ],
 )
 def test_each_reply_is_read_to_its_reason(code: int, text: str, phase: str, reason: str) -> None:
@@ -219,3 +234,25 @@ def test_the_command_line_send_exits_5_and_the_editors_hear_of_it(
     result = CliRunner().invoke(cli, ["send", str(issue_id)], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "sent now 8" in result.output
+
+
+def test_one_reader_refused_for_a_reason_of_ours_cannot_stall_the_send(setup: Any) -> None:
+    """Its row waits once; refused again in the same send, it is failed without a bounce
+    and the others go out: one row does not come round for ever."""
+    desk, settings, issue_id, relay = setup
+    relay.refuse = {"reader0@example.org": "554 5.7.1 Message rejected as spam"}
+    report = send(desk, settings, issue_id)
+    assert not report.paused and report.status == "sent" and report.sent == 7
+    assert deliveries(desk.engine, issue_id)["reader0@example.org"] == ("failed", "spamdetected")
+    assert readers(desk.engine) == UNTOUCHED  # no bounce counted
+
+
+def test_a_rate_limit_of_ours_spends_none_of_the_readers_attempts(setup: Any) -> None:
+    desk, settings, issue_id, relay = setup
+    relay.refuse = {e: "451 4.7.1 Sending rate limit exceeded, try later" for e, _ in READERS}
+    report = send(desk, settings, issue_id)
+    assert report.paused and "(ratelimited)" in report.paused
+    d = db.deliveries
+    with desk.engine.connect() as conn:
+        spent = conn.execute(sa.select(sa.func.max(d.c.attempts)).where(d.c.issue_id == issue_id))
+        assert spent.scalar() == 0

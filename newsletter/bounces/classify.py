@@ -37,6 +37,7 @@ from flufl.bounce import all_failures
 from newsletter.compose.returnpath import ReturnPath, ReturnPathReader
 from newsletter.errors import InputError
 from newsletter.readers.addresses import normalise_address
+from newsletter.reasons import HARD as HARD_REASONS
 from newsletter.reasons import SENDER, read
 from newsletter.reasons import SOFT as SOFT_REASONS
 
@@ -127,7 +128,13 @@ def _nature(message: email.message.Message) -> Verdict:
         code, detail = max(failed, key=lambda s: s[0][0])  # the worst: 5 before 4
         kind = HARD if code.startswith("5") else SOFT if code.startswith("4") else None
         if kind is not None:
-            return judged(kind, _failures(message), code, detail)
+            found = judged(kind, _failures(message), code, detail)
+            if found.reason == "undefined":  # a bare status: the prose may say why
+                addresses = found.addresses
+                said = _said(_text(message), code, addresses)
+                if said:
+                    found = judged(kind, addresses, code, f"{detail} {said}"[:DIAGNOSTIC_MAX])
+            return found
     if statuses:  # every recipient only delayed: a warning, no bounce
         return Verdict(DELAYED, diagnostic=statuses[0][2])
     junk = _junk_report(message)
@@ -135,7 +142,8 @@ def _nature(message: email.message.Message) -> Verdict:
         return junk
     if _is_autoreply(message):
         return Verdict(AUTOREPLY, diagnostic=_subject(message))
-    if _WARNING_ONLY.search(_subject(message)) or _WARNING_ONLY.search(_text(message)[:3000]):
+    # the notice's own opening, not the quoted newsletter ("rescuers still trying …")
+    if _WARNING_ONLY.search(_subject(message)) or _WARNING_ONLY.search(_text(message)[:800]):
         return Verdict(DELAYED, diagnostic=_subject(message))
     return _heuristic(message)
 
@@ -146,8 +154,8 @@ def judged(kind: str, addresses: tuple[str, ...], code: str | None, detail: str)
     reason = read(None, detail, "", code or "").reason
     if reason in SENDER:
         kind = OURS
-    elif kind == HARD and reason in SOFT_REASONS:
-        kind = SOFT
+    elif kind == HARD and (reason in SOFT_REASONS or reason in _THE_WAY_THERE):
+        kind = SOFT  # the mailbox for now, or the way there: not the address itself
     return Verdict(kind, None, addresses, code, detail, reason)
 
 
@@ -158,16 +166,63 @@ def _heuristic(message: email.message.Message) -> Verdict:
     except Exception as exc:  # a detector choking on one mangled message must not stop a run
         return Verdict(UNRECOGNISED, diagnostic=f"bounce detectors failed: {exc!r}")
     if not temporary and not permanent:
-        return Verdict(UNRECOGNISED, diagnostic=_subject(message))
+        return _prose(message) or Verdict(UNRECOGNISED, diagnostic=_subject(message))
     text = _text(message)
     found = _REPLY_CODE.search(text)
     code = found.group(1) if found else None
     kind = HARD if permanent else SOFT
     if code and code[0] != ("5" if permanent else "4"):
         code = None  # a code that contradicts the detector is noise in the prose
-    line = next((ln.strip() for ln in text.splitlines() if code and code in ln), "")
-    detail = f"{_subject(message)}: {line}" if line else _subject(message)
-    return judged(kind, _decode(permanent or temporary), code, detail[:DIAGNOSTIC_MAX])
+    addresses = _decode(permanent or temporary)
+    said = _said(text, code, addresses)
+    detail = f"{_subject(message)}: {said}" if said else _subject(message)
+    return judged(kind, addresses, code, detail[:DIAGNOSTIC_MAX])
+
+
+_THE_WAY_THERE = frozenset({"expired", "networkerror", "systemerror", "mailererror"})
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (?:status notification|failure|failed)|returned mail|"
+    r"failure notice|mail delivery failed|non-?delivery|message status - undeliverable",
+    re.IGNORECASE,
+)
+_ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _prose(message: email.message.Message) -> Verdict | None:
+    """A notice no detector knows, from a mail daemon or titled as a bounce: a line that
+    names an address and a reason of the address itself ("recipient@example.net (user
+    not found)") is a hard bounce for that address; anything vaguer stays unrecognised."""
+    sender = parseaddr(message.get("From", ""))
+    daemon = any(d in f"{sender[0]} {sender[1]}".lower() for d in _DAEMONS)
+    if not daemon and not _BOUNCE_SUBJECT.search(_subject(message)):
+        return None
+    for line in _text(message).splitlines()[:200]:
+        found = _ADDRESS.findall(line)
+        verdict = read(None, line) if found else None
+        if verdict is not None and verdict.reason in HARD_REASONS:
+            addresses = valid_addresses(found)
+            detail = f"{_subject(message)}: {line.strip()}"[:DIAGNOSTIC_MAX]
+            return Verdict(HARD, None, addresses, None, detail, verdict.reason)
+    return None
+
+
+_SMTP_REPLY = re.compile(r"\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b")
+
+
+def _said(text: str, code: str | None, addresses: tuple[str, ...]) -> str:
+    """What the remote server said about the failure, from a notice in prose: the lines
+    with the status code, a reply code or a failing address, each with the line after
+    it (where servers put the reason), not the boilerplate around them."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    wanted = [a.lower() for a in addresses]
+    picked: list[str] = []
+    for number, line in enumerate(lines):
+        lowered = line.lower()
+        if (code and code in line) or _SMTP_REPLY.search(line) or any(a in lowered for a in wanted):
+            picked += [ln for ln in lines[number : number + 3] if ln and ln not in picked]
+        if len(picked) >= 8:
+            break
+    return " ".join(picked)
 
 
 def _complaint(message: email.message.Message) -> Verdict:

@@ -89,8 +89,7 @@ def import_sources(
     size for, then import them all in one transaction, or none."""
     parsed = [parse_feed(read_source(source, limits), source) for source in sources]
     if image_sizes:
-        with engine.connect() as conn:
-            parsed = with_sizes(conn, parsed, limits or FetchLimits(), image_sizes)
+        parsed = with_sizes(engine, parsed, limits or FetchLimits(), image_sizes)
     with engine.begin() as conn:
         return [import_feed(conn, feed, now) for feed in parsed]
 

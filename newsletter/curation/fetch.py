@@ -142,8 +142,11 @@ class _Fetch:
 
     def hop(self, url: str) -> tuple[int, str, str | None, bytes]:
         """(status, reason, Location, body) of one request."""
-        parts = urlsplit(url)
-        scheme, host = parts.scheme.lower(), parts.hostname
+        try:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme.lower(), parts.hostname
+        except ValueError:
+            raise self.fail(f"not a URL: {url[:200]!r}") from None
         if scheme not in ("http", "https") or not host:
             raise self.fail(f"only http(s) URLs can be fetched, not {url[:200]!r}")
         try:
@@ -222,7 +225,10 @@ def fetch(source: str, limits: FetchLimits | None = None) -> bytes:
             if status in _REDIRECTS:
                 if not location:
                     raise state.fail(f"HTTP {status} {reason} without a Location")
-                url = urljoin(url, location.strip())
+                try:
+                    url = urljoin(url, location.strip())
+                except ValueError:  # "http://[bad/x": no address at all
+                    raise state.fail(f"HTTP {status} to a malformed Location") from None
                 continue
             if not 200 <= status < 300:
                 raise state.fail(f"HTTP {status} {reason}")

@@ -99,28 +99,30 @@ def measure(url: str, limits: FetchLimits) -> tuple[int, int] | None:
     )
     try:
         return image_size(fetch(url, head))
-    except FeedError as exc:
+    except (FeedError, ValueError) as exc:  # whatever the host answers, the import goes on
         log.info("image size unknown: %s", exc)
         return None
 
 
 def with_sizes(
-    conn: sa.Connection, feeds: Sequence[FeedParse], limits: FetchLimits, most: int
+    engine: sa.Engine, feeds: Sequence[FeedParse], limits: FetchLimits, most: int
 ) -> list[FeedParse]:
     """The feeds with a size on every image that has one to find: the feed's own, the one
     measured before (an image already in the pool is not fetched again), or up to `most`
-    measured now. An image that cannot be measured keeps no size."""
+    measured now, with no database connection held meanwhile. An image that cannot be
+    measured keeps no size."""
     wanted = {
         d.image_url for feed in feeds for d in feed.drafts if d.image_url and d.image_width is None
     }
     known: dict[str, tuple[int, int]] = {}
     if wanted:
-        rows = conn.execute(
-            sa.select(articles.c.image_url, articles.c.image_width, articles.c.image_height).where(
-                articles.c.image_url.in_(wanted), articles.c.image_width.is_not(None)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    articles.c.image_url, articles.c.image_width, articles.c.image_height
+                ).where(articles.c.image_url.in_(wanted), articles.c.image_width.is_not(None))
             )
-        )
-        known = {row.image_url: (row.image_width, row.image_height) for row in rows}
+            known = {row.image_url: (row.image_width, row.image_height) for row in rows}
     todo = sorted(wanted - set(known))[:most]
     if todo:
         with ThreadPoolExecutor(AT_ONCE) as pool:

@@ -60,7 +60,8 @@ class Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()  # SIGINT/SIGTERM or a pause: finish in-flight, take no more
         self.relay_failures = 0
-        self.refused_us: list[str] = []  # the reasons of sender-side refusals in a row
+        self.refused_us: dict[int, str] = {}  # readers refused in a row for a reason of ours
+        self.put_back: set[int] = set()  # readers whose row went back to wait for us once
         self.defects = 0
         self.rate = RateLimit(options.rate, options.rate_per_hour)
         self.bounce_to = envelope_sender(settings)
@@ -93,14 +94,13 @@ class Run:
                 self.report.paused = f"{self.defects} unexpected errors in a row: {error!r}"
                 self.stop.set()
 
-    def sender_refused(self, error: DeliveryError) -> None:
+    def sender_refused(self, error: DeliveryError, subscriber_id: int) -> None:
         """A refusal of our mail, not of the reader's address (our sender at MAIL FROM,
         our reputation, authentication or content): at MAIL FROM the send pauses at once,
-        otherwise after SENDER_RUN readers in a row met one (the rows go back to wait,
-        so a run must end the send, not go round); no reader is touched."""
+        otherwise when SENDER_RUN different readers in a row met one; no reader is touched."""
         with self.lock:
-            self.refused_us.append(error.reason)
-            run = len(self.refused_us) >= SENDER_RUN  # whatever reasons of ours: no loop
+            self.refused_us[subscriber_id] = error.reason
+            run = len(self.refused_us) >= SENDER_RUN
             if (error.phase == "MAIL" or run) and not self.report.paused:
                 where = (
                     "at MAIL FROM"
@@ -115,11 +115,21 @@ class Run:
                 )
                 self.stop.set()
 
+    def first_put_back(self, subscriber_id: int) -> bool:
+        """True the first time a reader's row goes back to wait: a reader refused for a
+        reason of ours again in the same send is recorded failed (no bounce) instead, so
+        one row cannot come round for ever."""
+        with self.lock:
+            if subscriber_id in self.put_back:
+                return False
+            self.put_back.add(subscriber_id)
+            return True
+
     def relay_ok(self) -> None:
         if self.relay_failures or self.defects or self.refused_us:
             with self.lock:
                 self.relay_failures = self.defects = 0
-                self.refused_us = []
+                self.refused_us = {}
 
     def retry_at(self, attempts: int) -> datetime:
         """Exponential backoff with jitter, so deferred readers do not return in a herd."""
@@ -174,8 +184,9 @@ class Run:
             error.phase == "MAIL" or error.reason in SENDER
         )
         if isinstance(error, TemporaryDeliveryError):
-            if ours:
-                self.sender_refused(error)
+            if ours:  # it waits for us: the reader's attempts are not spent on it
+                self.sender_refused(error, sid)
+                attempts = due.attempts
             else:
                 self.relay_ok()
             final = attempts >= self.options.max_attempts
@@ -184,12 +195,14 @@ class Run:
             retry = {"attempts": attempts, "next_attempt_at": self.retry_at(due.attempts)}
             values = {"reply": str(error), "reason": error.reason or None, **retry}
             return Outcome(sid, "failed" if final else "deferred", values)
-        if isinstance(error, PermanentDeliveryError) and ours:  # our fault: it waits for us
-            self.sender_refused(error)
-            back = {"worker": None, "lease_until": None, "reply": str(error)}
-            return Outcome(sid, "pending", {**back, "reason": error.reason})
-        if isinstance(error, PermanentDeliveryError):
+        if isinstance(error, PermanentDeliveryError) and ours:
+            self.sender_refused(error, sid)
+            if self.first_put_back(sid):  # our fault: it waits for the next send
+                back = {"worker": None, "lease_until": None, "reply": str(error)}
+                return Outcome(sid, "pending", {**back, "reason": error.reason})
+        elif isinstance(error, PermanentDeliveryError):
             self.relay_ok()
+        if isinstance(error, PermanentDeliveryError):
             if self.writer.wait(claim) != "claimed":
                 return None
             self.count("failed", f"{due.email}: {error}")

@@ -1,0 +1,102 @@
+"""A corpus of real returned mail (tests/bounces/corpus: 39 messages from 25 MTA and
+provider families, each source's licence in LICENCES.md) against a table judged by
+reading each message (expected.csv: recipient, reason, hard). Every row's recipient and
+hardness must agree; the reasons' agreement is printed. Where Debian's libsisimai-perl
+(the field's reference classifier) is installed, it judges the same messages and each
+disagreement with it is listed."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from newsletter.bounces.classify import COMPLAINT, DELAYED, HARD, Verdict, classify
+from newsletter.errors import InputError
+from newsletter.readers.addresses import normalise_address
+from newsletter.reasons import HARD as HARD_REASONS
+
+CORPUS = Path(__file__).parent / "bounces" / "corpus"
+ROWS = list(csv.DictReader((CORPUS / "expected.csv").read_text(encoding="utf-8").splitlines()))
+
+
+def judged(file: str) -> Verdict:
+    return classify((CORPUS / "messages" / file).read_bytes(), None)
+
+
+def is_hard(verdict: Verdict) -> bool:
+    """A hard bounce in the reference's sense: the recipient's own address failed."""
+    return verdict.kind == HARD and verdict.reason in HARD_REASONS
+
+
+def reason_of(verdict: Verdict) -> str:
+    return verdict.reason or {COMPLAINT: "feedback", DELAYED: "delivered"}.get(verdict.kind, "")
+
+
+def as_stored(address: str) -> str | None:
+    try:
+        return normalise_address(address)
+    except InputError:
+        return None  # the source's own recipient is malformed
+
+
+def test_the_corpus_is_as_large_and_varied_as_the_table_says() -> None:
+    files = {p.name for p in (CORPUS / "messages").iterdir()}
+    assert files == {row["file"] for row in ROWS}
+    assert len(files) >= 39 and len({row["family"] for row in ROWS}) >= 25
+    assert all(row["licence"] for row in ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row['file']}:{row['recipient']}")
+def test_every_row_of_the_table_is_judged_alike(row: dict[str, str]) -> None:
+    verdict = judged(row["file"])
+    stored = as_stored(row["recipient"])
+    if stored is not None and verdict.kind != DELAYED:
+        assert stored in verdict.addresses, (verdict.kind, verdict.addresses)
+    assert is_hard(verdict) == (row["hard"] == "yes"), (verdict.kind, verdict.reason)
+
+
+def test_the_agreement_with_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    hard = sum(is_hard(judged(r["file"])) == (r["hard"] == "yes") for r in ROWS)
+    reasons = sum(reason_of(judged(r["file"])) == r["reason"] for r in ROWS)
+    with capsys.disabled():
+        print(f"\ncorpus: {len(ROWS)} rows; hard or not agrees on {hard}, the reason on {reasons}")
+    assert hard == len(ROWS)
+
+
+@pytest.mark.skipif(
+    shutil.which("perl") is None
+    or subprocess.run(["perl", "-MSisimai", "-e", "1"], capture_output=True).returncode != 0,
+    reason="no Sisimai (apt-get install libsisimai-perl)",
+)
+def test_sisimai_judges_the_corpus_too_and_each_disagreement_is_listed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    files = sorted(p.name for p in (CORPUS / "messages").iterdir())
+    out = subprocess.run(
+        ["perl", str(CORPUS / "sisimai.pl"), *files], cwd=CORPUS / "messages",
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    theirs: dict[tuple[str, str], tuple[str, bool]] = {}
+    for line in out.splitlines():
+        file, address, reason, hard = [*line.split("\t"), "", "", ""][:4]
+        theirs[(file, address)] = (reason, hard == "1")
+    disagreements, hard_agree = [], 0
+    for row in ROWS:
+        verdict = judged(row["file"])
+        reason, hard = theirs.get((row["file"], row["recipient"]), ("(none)", False))
+        hard_agree += hard == is_hard(verdict)
+        if reason != reason_of(verdict) or hard != is_hard(verdict):
+            disagreements.append(
+                f"{row['file']} {row['recipient']}: Sisimai {reason}{' hard' if hard else ''}, "
+                f"ours {reason_of(verdict) or verdict.kind}{' hard' if is_hard(verdict) else ''}"
+            )
+    with capsys.disabled():
+        print(f"\nSisimai: hard or not agrees on {hard_agree} of {len(ROWS)}; the reason differs on "
+              f"{len(disagreements)}:")  # fmt: skip
+        for line in disagreements:
+            print("  " + line)
+    assert len(theirs) >= len(files) - 5  # it read them: only a few it cannot parse at all
