@@ -82,12 +82,14 @@ class Desk:
 
         with self.engine.begin() as conn:
             issue = get_issue(conn, ref)
+            clipped = False
             if issue.status == "draft" and issue.items:  # else approve says what is wrong
                 report = composed_for_preview(issue, self.settings, self.now()).preflight
                 refusal = report.refusal(f"issue {issue.id}", force)
                 if refusal:
                     raise StateError(f"{refusal}: it stays a draft")
-            return approve(conn, issue.id, self.now())
+                clipped = bool(report.errors)  # only a forcible one is left: it was forced
+            return approve(conn, issue.id, self.now(), clip_forced=clipped)
 
     def transports(self) -> Callable[[], Transport]:
         """The connections of one send: several relays share one pool (weights, cool-downs)."""

@@ -69,6 +69,7 @@ class Issue:
     note: str = ""
     appeal: bool = True
     by_section: bool = False  # items grouped by section, else in the editor's order
+    clip_forced: bool = False  # approved although Gmail would clip it
     items: tuple[IssueItem, ...] = ()
     approved_at: datetime | None = None
     sent_at: datetime | None = None

@@ -226,6 +226,8 @@ def test_an_issue_gmail_would_clip_is_approved_only_when_forced(site: Path) -> N
     refused = run("issue", "approve", "2026-11-27")
     assert refused.exit_code == 4
     assert "Gmail clips messages above 104,448" in refused.stderr
-    assert "--force goes ahead anyway" in refused.stderr and "it stays a draft" in refused.stderr
+    assert "issue approve --force" in refused.stderr and "it stays a draft" in refused.stderr
     assert as_json("issue", "show", "2026-11-27")["status"] == "draft"
-    assert as_json("issue", "approve", "2026-11-27", "--force")["status"] == "approved"
+    forced = as_json("issue", "approve", "2026-11-27", "--force")
+    assert forced["status"] == "approved" and forced["clip_forced"] is True
+    assert as_json("issue", "unapprove", "2026-11-27")["clip_forced"] is False

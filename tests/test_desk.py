@@ -470,4 +470,19 @@ def test_an_issue_gmail_would_clip_is_approved_from_the_desk_only_when_ticked(
         assert get_issue(conn, issue.id).status == "draft"
     post(client, f"/desk/issues/{issue.id}/approve", token, force="on")
     with desk.engine.connect() as conn:
-        assert get_issue(conn, issue.id).status == "approved"
+        approved = get_issue(conn, issue.id)
+    assert approved.status == "approved" and approved.clip_forced
+    # approved so, it goes; approved before the check (or grown since), the send refuses it
+    from newsletter.delivery.send import send_issue
+    from newsletter.errors import StateError
+    from newsletter.transport.base import MemoryTransport
+
+    with desk.engine.begin() as conn:
+        conn.execute(db.issues.update().where(db.issues.c.id == issue.id).values(clip_forced=False))
+    with pytest.raises(StateError, match="fails preflight: the HTML is"):
+        send_issue(issue.id, desk.engine, desk.settings, MemoryTransport(), lambda: NOW)
+    with desk.engine.begin() as conn:
+        conn.execute(db.issues.update().where(db.issues.c.id == issue.id).values(clip_forced=True))
+    report = send_issue(issue.id, desk.engine, desk.settings, MemoryTransport(), lambda: NOW,
+                        allow_empty=True)  # fmt: skip
+    assert report.status == "sent"

@@ -116,7 +116,7 @@ def test_gmail_clipping_blocks_unless_forced_and_a_missing_link_blocks_always(
     assert {f.code: f.level for f in report.findings}["gmail-clipping"] == "error"
     assert report.encoded_html_bytes > 102 * 1024
     refusal = report.refusal("issue 7")
-    assert refusal is not None and "Gmail clips" in refusal and "--force goes ahead" in refusal
+    assert refusal is not None and "Gmail clips" in refusal and "issue approve --force" in refusal
     assert report.refusal("issue 7", force=True) is None
     (templates / "issue.html").write_text(
         (templates / "issue.html").read_text().replace("{{ reader.unsubscribe_url }}", "#")

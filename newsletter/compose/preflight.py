@@ -56,7 +56,11 @@ class Report:
         if not blocking:
             return None
         reasons = "; ".join(f.message for f in blocking)
-        hint = " (--force goes ahead anyway)" if all(f.code in FORCIBLE for f in blocking) else ""
+        hint = (
+            ' (newsletter issue approve --force, or the desk\'s "Approve anyway", accepts it)'
+            if all(f.code in FORCIBLE for f in blocking)
+            else ""
+        )
         return f"{what} fails preflight: {reasons}{hint}"
 
     def as_dict(self) -> dict[str, Any]:

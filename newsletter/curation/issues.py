@@ -92,6 +92,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
         note=row["note"],
         appeal=bool(row["appeal"]),
         by_section=bool(row["by_section"]),
+        clip_forced=bool(row["clip_forced"]),
         approved_at=row["approved_at"],
         sent_at=row["sent_at"],
         items=tuple(
@@ -269,13 +270,16 @@ def set_item(
     return get_issue(conn, issue.id)
 
 
-def approve(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+def approve(
+    conn: sa.Connection, ref: str | int, now: datetime, *, clip_forced: bool = False
+) -> Issue:
+    """Freeze the issue for sending; `clip_forced`: its editor accepts Gmail's clipping."""
     issue = _editable(conn, ref)
     if not issue.items:
         raise StateError(f"issue {issue.id} is empty: pick articles before approving it")
     if not issue.subject:
         raise StateError(f"issue {issue.id} has no subject: set one before approving it")
-    _touch(conn, issue.id, now, status="approved", approved_at=now)
+    _touch(conn, issue.id, now, status="approved", approved_at=now, clip_forced=clip_forced)
     return get_issue(conn, issue.id)
 
 
@@ -283,7 +287,7 @@ def unapprove(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
     issue = get_issue(conn, ref)
     if issue.status != "approved":
         raise StateError(f"issue {issue.id} is {issue.status}, not approved")
-    _touch(conn, issue.id, now, status="draft", approved_at=None)
+    _touch(conn, issue.id, now, status="draft", approved_at=None, clip_forced=False)
     return get_issue(conn, issue.id)
 
 

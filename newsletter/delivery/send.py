@@ -143,8 +143,9 @@ def send_issue(
         issue = get_issue(conn, issue_ref)
     composed = compose(issue, settings, clock())
     report = SendReport(issue.id, dry_run=dry_run, preflight=composed.preflight.as_dict())
-    # what an editor may force (Gmail's clipping) was decided at approval
-    refusal = composed.preflight.refusal(f"issue {issue.id}", force=True)
+    # Gmail's clipping goes out only when the editor approved it so: the issue may have
+    # grown since (a re-import's longer summaries), or been approved before the check
+    refusal = composed.preflight.refusal(f"issue {issue.id}", force=issue.clip_forced)
     if refusal:
         raise StateError(refusal)
     if dry_run:

@@ -59,6 +59,8 @@ issues = sa.Table(
     sa.Column("note", sa.Text, nullable=False, server_default=""),
     sa.Column("appeal", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("by_section", sa.Boolean, nullable=False, server_default=sa.false()),
+    # approved although Gmail would clip it: the editor's --force, which the send honours
+    sa.Column("clip_forced", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("approved_at", UTCDateTime, nullable=True),
