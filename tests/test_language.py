@@ -165,6 +165,10 @@ def test_the_reader_pages_speak_russian(russian: Settings, desk: object) -> None
     bad_link = client.get("/confirm/not-a-token")
     assert "Ссылка не работает" in text_of(bad_link)
     assert "эта ссылка недействительна" in text_of(bad_link)
+    bad = client.post("/subscribe", data={"email": "lena.example.org", "name": "Л" * 301})
+    assert "На этот адрес нельзя написать" in text_of(bad)  # not email-validator's English
+    assert "Сократите до 300 символов." in text_of(bad)
+    assert "Версии nope нашей политики" in text_of(client.get("/privacy/nope"))
     missing_page = client.get("/no-such-page")
     assert missing_page.status_code == 404 and "Страница не найдена" in text_of(missing_page)
 

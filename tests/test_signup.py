@@ -295,9 +295,9 @@ def test_every_address_gets_the_same_answer_from_the_api(
         (
             {**GOOD, "name": "Lena\r\nBcc: x@example.com"},
             "name",
-            "Must be one line without control characters",
+            "Write it on one line.",
         ),
-        ({**GOOD, "name": "L" * 301}, "name", "301 characters, at most 300"),
+        ({**GOOD, "name": "L" * 301}, "name", "Shorten it to 300 characters at most."),
         (
             {**GOOD, "policy_version": "2020-01-01"},
             "consent",
@@ -454,11 +454,15 @@ def test_the_api_takes_a_sign_up_with_its_source(
             "name",
             "Must be a string, not int.",
         ),
-        ({"email": "a@example.org", "name": "a\nb", "consent": True}, "name", "Must be one line"),
+        (
+            {"email": "a@example.org", "name": "a\nb", "consent": True},
+            "name",
+            "Write it on one line",
+        ),
         (
             {"email": "a@example.org", "consent": True, "source": "x" * 2001},
             "source",
-            "2001 characters",
+            "Shorten it to 2000 characters at most.",
         ),
         (
             {"email": "a@example.org", "consent": True, "policy_version": "1999"},

@@ -160,6 +160,10 @@ def view_online(issue_id: int, token: str) -> Response:
 @bp.get("/privacy/<version>")
 def privacy(version: str | None = None) -> tuple[str, int]:
     with _desk().engine.connect() as conn:
-        policy = get_policy(conn, version) if version else current_policy(conn)
+        try:
+            policy = get_policy(conn, version) if version else current_policy(conn)
+        except NotFound:
+            wanted = _("There is no version %(version)s of our privacy policy.", version=version)
+            return page(_("Page not found"), wanted, status=404, problem=True)
     body = Markup(MarkdownIt("commonmark", {"html": False}).render(policy.text))
     return page(_("Privacy policy, version %(version)s", version=policy.version), body_html=body)

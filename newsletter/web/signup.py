@@ -36,7 +36,7 @@ from newsletter.readers.optin import Limits, RateLimited, SignUp, sign_up
 from newsletter.readers.subscribers import NAME_MAX
 from newsletter.settings import Settings
 from newsletter.web.error_pages import reader_error
-from newsletter.web.words import _
+from newsletter.web.words import _, speaks_english
 
 bp = Blueprint("signup", __name__, template_folder="templates")
 bp.register_error_handler(NewsletterError, reader_error)
@@ -70,11 +70,6 @@ class FormInvalid(InputError):
         super().__init__("; ".join(f"{field}: {text}" for field, text in problems.items()))
 
 
-def _message(error: InputError, field: str) -> str:
-    text = str(error).removeprefix(f"{field}: ")
-    return text[:1].upper() + text[1:]
-
-
 def check_form(form: Form, policy: Policy) -> dict[str, str]:
     """What is wrong with a sign-up, by field, in the words shown beside it."""
     problems: dict[str, str] = {}
@@ -84,12 +79,23 @@ def check_form(form: Form, policy: Policy) -> dict[str, str]:
         try:
             normalise_address(form.email)
         except InputError as exc:  # the input is in the field already: say only what is wrong
-            problems["email"] = str(exc).rpartition("is not a valid address: ")[2]
+            why = str(exc).rpartition("is not a valid address: ")[2]
+            # email-validator's detail is English: other languages get the catalogue's words
+            problems["email"] = (
+                why
+                if speaks_english()
+                else _("This is not an email address we can write to: check it for a typing error.")
+            )
     for field, value, limit in (("name", form.name, NAME_MAX), ("source", form.source, SOURCE_MAX)):
         try:
             check_line(field, value or "", limit)
         except InputError as exc:
-            problems[field] = _message(exc, field)
+            one_line = "one line" in str(exc)
+            problems[field] = (
+                _("Write it on one line.")
+                if one_line
+                else _("Shorten it to %(limit)d characters at most.", limit=limit)
+            )
     if form.policy_version not in (None, policy.version):
         problems["consent"] = _(
             "Our privacy policy has changed since this form was made: "

@@ -9,6 +9,11 @@ from flask import current_app
 from newsletter.language import translations
 
 
+def speaks_english() -> bool:
+    language: str = current_app.config["DESK"].settings.language
+    return language.partition("-")[0] == "en"
+
+
 def _(message: str, **values: object) -> str:
     language = current_app.config["DESK"].settings.language
     text = translations(language).gettext(message)
