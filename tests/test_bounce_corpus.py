@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.bounces.classify import COMPLAINT, DELAYED, HARD, Verdict, classify
+from newsletter.bounces.classify import classify
+from newsletter.bounces.verdict import COMPLAINT, DELAYED, HARD, Verdict
 from newsletter.errors import InputError
 from newsletter.readers.addresses import normalise_address
 from newsletter.reasons import HARD as HARD_REASONS

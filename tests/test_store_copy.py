@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from newsletter.app import Desk, init_desk
-from newsletter.bounces.classify import Verdict
 from newsletter.bounces.record import Policy as BouncePolicy
 from newsletter.bounces.record import record_mail
+from newsletter.bounces.verdict import Verdict
 from newsletter.cli import cli
 from newsletter.curation.articles import list_articles
 from newsletter.curation.issues import approve, get_issue, list_issues, new_issue, pick, set_fields

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.bounces.mailboxes import BounceProcessor, BounceReport
+from newsletter.bounces.processor import BounceProcessor, BounceReport
 from newsletter.compose.returnpath import ReturnPathReader
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.settings import Settings

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from newsletter.bounces.classify import (
+from newsletter.bounces.classify import judged
+from newsletter.bounces.verdict import (
     COMPLAINT,
     DIAGNOSTIC_MAX,
     HARD,
     SOFT,
     Verdict,
-    judged,
     valid_addresses,
 )
 from newsletter.compose.returnpath import ReturnPathReader

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.bounces.classify import ACTIONABLE, COMPLAINT, HARD, SOFT, UNRECOGNISED, Verdict
+from newsletter.bounces.verdict import ACTIONABLE, COMPLAINT, HARD, SOFT, UNRECOGNISED, Verdict
 from newsletter.errors import ListHygieneError
 from newsletter.readers.consent import Evidence
 from newsletter.readers.subscribers import (

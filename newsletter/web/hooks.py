@@ -14,7 +14,7 @@ from hashlib import sha256
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from newsletter.app import Desk
-from newsletter.bounces.mailboxes import BounceProcessor, BounceReport
+from newsletter.bounces.processor import BounceProcessor, BounceReport
 from newsletter.errors import InputError
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
