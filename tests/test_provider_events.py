@@ -195,3 +195,124 @@ def test_a_hook_without_its_setting_does_not_exist_and_only_takes_post(
         answer = configured.open("/hooks/mailgun", method=method)
         assert answer.status_code in (405, 200 if method == "OPTIONS" else 405)
         assert "POST" in answer.headers.get("Allow", "")
+
+
+# ------------------------------------------------------------------ SES through SNS
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-notifications"
+
+
+class SnsHost:
+    """SNS's side on loopback: the signing certificate and the subscription link, over
+    https with a certificate from a test authority the fetch is told to trust."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        import datetime as dt
+        import http.server
+        import ssl
+        import threading
+
+        import trustme
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.test")])
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self.key.public_key()).serial_number(1)
+            .not_valid_before(dt.datetime(2026, 1, 1)).not_valid_after(dt.datetime(2036, 1, 1))
+            .sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        self.requests: list[str] = []
+        seen = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.path)
+                body = pem if self.path == "/cert.pem" else b"<ConfirmSubscriptionResponse/>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        authority = trustme.CA()
+        self.ca_file = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(self.ca_file))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("localhost").configure_cert(context)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.base = f"https://localhost:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def signed(self, message: dict[str, Any], key: Any = None) -> dict[str, Any]:
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        from newsletter.bounces.sns import string_to_sign
+
+        message = {**message, "TopicArn": message.get("TopicArn", TOPIC), "SignatureVersion": "2",
+                   "SigningCertURL": message.get("SigningCertURL", f"{self.base}/cert.pem")}  # fmt: skip
+        signature = (key or self.key).sign(
+            string_to_sign(message), padding.PKCS1v15(), hashes.SHA256()
+        )
+        return {**message, "Signature": base64.b64encode(signature).decode()}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def sns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    host = SnsHost(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(host.ca_file))  # the fetch trusts the test authority
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+def test_ses_through_sns_confirms_its_subscription_and_counts_only_signed_notices(
+    desk: Desk, settings: Settings, sns: SnsHost
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    seed_readers(desk.engine, (("anna@example.org", ""), ("tom@example.org", "")))
+    configured = replace(settings, ses_topic_arn=TOPIC, sns_host="localhost",
+                         feed_private_hosts=("localhost",))  # fmt: skip
+    client = create_app(configured).test_client()
+    confirmation = sns.signed({
+        "Type": "SubscriptionConfirmation", "MessageId": "m-1", "Token": "t-1",
+        "Message": "You have chosen to subscribe", "Timestamp": "2026-11-23T10:00:00.000Z",
+        "SubscribeURL": f"{sns.base}/subscribe?Action=ConfirmSubscription&Token=t-1",
+    })  # fmt: skip
+    answer = client.post("/hooks/ses", data=json.dumps(confirmation), content_type="text/plain")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert any(path.startswith("/subscribe?Action=ConfirmSubscription") for path in sns.requests)
+
+    def notice(address: str, **fields: Any) -> dict[str, Any]:
+        inner = json.loads(ses_bounce(address, "weekly@example.org")["Message"])
+        return {"Type": "Notification", "MessageId": f"n-{address}", "Message": json.dumps(inner),
+                "Timestamp": "2026-11-23T10:00:00.000Z", **fields}  # fmt: skip
+
+    forged = sns.signed(notice("tom@example.org"), key=rsa.generate_private_key(65537, 2048))
+    elsewhere = sns.signed(notice("tom@example.org", SigningCertURL="https://evil.example/c.pem"))
+    other_topic = sns.signed(notice("tom@example.org", TopicArn="arn:aws:sns:eu-west-1:9:x"))
+    tampered = {**sns.signed(notice("anna@example.org")), "MessageId": "n-changed"}
+    for refused in (forged, elsewhere, other_topic, tampered):
+        answer = client.post("/hooks/ses", data=json.dumps(refused), content_type="text/plain")
+        assert answer.status_code == 401
+    assert reader_of(desk.engine, "tom@example.org") == ("active", 0)
+    assert reader_of(desk.engine, "anna@example.org") == ("active", 0)
+    good = sns.signed(notice("anna@example.org"))
+    answer = client.post("/hooks/ses", data=json.dumps(good), content_type="text/plain")
+    assert answer.status_code == 200 and answer.get_json()["kinds"] == {"hard": 1}
+    assert reader_of(desk.engine, "anna@example.org") == ("bounced", 1)

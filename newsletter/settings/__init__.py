@@ -49,6 +49,8 @@ class Settings:
     misfire_grace: timedelta = declared("misfire_grace")
     editors: tuple[str, ...] = declared("editors")
     bounce_address: str | None = declared("bounce_address")
+    ses_topic_arn: str | None = declared("ses_topic_arn")
+    sns_host: str | None = declared("sns_host")
     mailgun_signing_key: str | None = declared("mailgun_signing_key")
     sendgrid_public_key: str | None = declared("sendgrid_public_key")
     postmark_webhook_auth: str | None = declared("postmark_webhook_auth")

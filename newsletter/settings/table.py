@@ -137,6 +137,21 @@ SETTINGS: tuple[Setting, ...] = (
         "bounce_address", "", "envelope sender base; unset: the From address", v.optional_address
     ),
     Setting(
+        "ses_topic_arn",
+        "",
+        "the SNS topic (arn:aws:sns:…) that carries SES's notifications to POST /hooks/ses; "
+        "each message's signature is checked against SNS's certificate; unset: the hook does "
+        "not exist",
+        v.optional,
+    ),
+    Setting(
+        "sns_host",
+        "",
+        "the host SNS's signing certificates and subscription links must come from; unset: "
+        "sns.<region>.amazonaws.com",
+        v.optional,
+    ),
+    Setting(
         "mailgun_signing_key",
         "",
         "Mailgun's webhook signing key: POST /hooks/mailgun takes its bounce, complaint and "

@@ -1,4 +1,5 @@
-"""Sending providers' webhooks: Mailgun (each event signed with HMAC-SHA256), SendGrid
+"""Sending providers' webhooks: Amazon SES through SNS (each message signed by SNS's
+certificate, the topic ours, a subscription confirmed), Mailgun (HMAC-SHA256), SendGrid
 (the batch signed with ECDSA P-256) and Postmark (basic authentication). A hook whose
 setting is unset does not exist (404); a request whose signature does not verify is
 refused (401) and changes nothing. The events become the same ledger entries as
@@ -15,7 +16,9 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from newsletter.app import Desk
 from newsletter.bounces.processor import BounceProcessor, BounceReport
-from newsletter.errors import InputError
+from newsletter.bounces.sns import confirm_subscription, verified
+from newsletter.curation.fetch import FetchLimits
+from newsletter.errors import FeedError, InputError
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 FRESH = 15 * 60  # seconds a signed timestamp stays good: an old request replayed is refused
@@ -39,6 +42,31 @@ def _take(source: str) -> Response:
 
 def _fresh(stamp: str) -> bool:
     return stamp.isdigit() and abs(_desk().now().timestamp() - int(stamp)) <= FRESH
+
+
+@bp.post("/ses")
+def ses() -> Response:
+    settings = _desk().settings
+    if not settings.ses_topic_arn:
+        abort(404)
+    message = request.get_json(silent=True, force=True)  # SNS posts JSON as text/plain
+    if not isinstance(message, dict) or message.get("TopicArn") != settings.ses_topic_arn:
+        abort(401)
+    limits = FetchLimits.from_settings(settings)
+    try:
+        if not verified(message, limits, settings.sns_host):
+            abort(401)
+    except InputError:
+        abort(401)
+    if message.get("Type") == "SubscriptionConfirmation":
+        try:
+            confirm_subscription(message, limits, settings.sns_host)
+        except (FeedError, InputError) as exc:
+            return Response(f"the subscription could not be confirmed: {exc}\n", 502)
+        return jsonify(subscribed=settings.ses_topic_arn)
+    if message.get("Type") != "Notification":
+        return jsonify(read=0, kinds={})
+    return _take("ses webhook")
 
 
 @bp.post("/mailgun")
