@@ -674,3 +674,15 @@ def test_an_internationalised_domain_matches_in_either_form_and_garbage_is_no_ad
     assert reader(desk.engine, sid).status == "bounced"
     verdict = classify(dsn("weekly@example.org", "|/usr/bin/procmail", "5.1.1", n=2), None)
     assert all("@" in a and not a.startswith(("|", "/", "@")) for a in verdict.addresses)
+
+
+def test_a_dsn_naming_several_recipients_judges_each_by_its_own_status() -> None:
+    """A full mailbox reported beside an unknown user is not bounced with it."""
+    two = dsn("weekly@example.org", "anna@example.org", "5.1.1").replace(
+        b"\n--b\nContent-Type: text/rfc822-headers",
+        b"Final-Recipient: rfc822; tom@example.org\nAction: failed\nStatus: 4.2.2\n"
+        b"Diagnostic-Code: smtp; 452 4.2.2 Mailbox full\n\n"
+        b"--b\nContent-Type: text/rfc822-headers",
+    )
+    verdict = classify(two, None)
+    assert (verdict.kind, verdict.addresses) == ("hard", ("anna@example.org",))

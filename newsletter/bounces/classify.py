@@ -118,12 +118,17 @@ def _nature(message: email.message.Message) -> Verdict:
     if _report_type(message) == "feedback-report":
         return complaint(message)
     statuses = list(_dsn_statuses(message))
-    failed = [(code, detail) for action, code, detail in statuses if action != "delayed"]
+    failed = [(code, detail, who) for action, code, detail, who in statuses if action != "delayed"]
     if failed:
-        code, detail = max(failed, key=lambda s: s[0][0])  # the worst: 5 before 4
+        code, detail, _who = max(failed, key=lambda s: s[0][0])  # the worst: 5 before 4
         kind = HARD if code.startswith("5") else SOFT if code.startswith("4") else None
+        # each recipient by its own status: a full mailbox beside an unknown user is not
+        # bounced with it; the addresses are those the worst status names
+        named = valid_addresses(
+            [one for c, d, who in failed if (c, d) == (code, detail) for one in who.split()]
+        )
         if kind is not None:
-            found = judged(kind, _failures(message), code, detail)
+            found = judged(kind, named or _failures(message), code, detail)
             if found.reason == "undefined":  # a bare status: the prose may say why
                 addresses = found.addresses
                 said = _said(_text(message), code, addresses)
@@ -226,9 +231,9 @@ def _report_type(message: email.message.Message) -> str:
     return str(message.get_param("report-type") or "").lower()
 
 
-def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str, str]]:
-    """(action, status code, diagnostic) for every recipient a delivery-status part
-    reports failed or delayed."""
+def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str, str, str]]:
+    """(action, status code, diagnostic, recipient) for every recipient a delivery-status
+    part reports failed or delayed."""
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -243,7 +248,15 @@ def _dsn_statuses(message: email.message.Message) -> Iterator[tuple[str, str, st
             code = found.group(0)
             diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
             detail = (f"{code} {diagnostic}" if diagnostic else code)[:DIAGNOSTIC_MAX]
-            yield action, code, detail
+            # the address as we sent to it, and as the last hop knew it (an alias expanded)
+            named = " ".join(
+                value.partition(";")[2].strip() or value
+                for value in (
+                    str(block.get(n) or "") for n in ("Original-Recipient", "Final-Recipient")
+                )
+                if value
+            )
+            yield action, code, detail, named
 
 
 def _failures(message: email.message.Message) -> tuple[str, ...]:
