@@ -24,16 +24,11 @@ from newsletter.readers.consent import Policy
 
 from .conftest import ROOT
 from .test_images import Images, png, serving
+from .test_messages import SITE as ONE_LINE_SITE
 
 pytestmark = pytest.mark.slow  # Chromium in its own process
 
-SITE = Site(
-    name="The Weekly",
-    url="https://example.org",
-    support_url="https://example.org/support",
-    privacy_url="https://example.org/privacy",
-    postal_address="The Weekly, 1 Example Street\n10000 Example City",
-)
+SITE = replace(ONE_LINE_SITE, postal_address="The Weekly, 1 Example Street\n10000 Example City")
 VALUES = ReaderValues(
     name="Ann Example",
     email="ann.example@example.org",

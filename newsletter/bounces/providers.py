@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from newsletter.bounces.classify import judged
@@ -98,10 +98,8 @@ def _verdict(
     detail = " ".join(str(diagnostic).split())[:DIAGNOSTIC_MAX]
     if kind in (HARD, SOFT):
         verdict = judged(kind, addresses, code or enhanced_code(detail) or None, detail)
-    else:
-        verdict = Verdict(kind, None, addresses, code or None, detail, reason)
-    return Verdict(verdict.kind, target, verdict.addresses, verdict.code, verdict.diagnostic,
-                   verdict.reason)  # fmt: skip
+        return replace(verdict, target=target)
+    return Verdict(kind, target, addresses, code or None, detail, reason)
 
 
 def _ses(document: dict[str, Any], reader: ReturnPathReader | None) -> Parsed:

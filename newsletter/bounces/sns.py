@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,7 +87,7 @@ def verified(message: dict[str, Any], limits: FetchLimits, host: str | None) -> 
 
 
 def replace_cap(limits: FetchLimits) -> FetchLimits:
-    return FetchLimits(limits.deadline, CERT_BYTES, limits.private_hosts, limits.redirects)
+    return replace(limits, max_bytes=CERT_BYTES)
 
 
 def confirm_subscription(message: dict[str, Any], limits: FetchLimits, host: str | None) -> None:

@@ -90,10 +90,10 @@ def _sane(width: int, height: int) -> tuple[int, int] | None:
 
 def measure(url: str, limits: FetchLimits) -> tuple[int, int] | None:
     """The size of the image at `url`, or None when it cannot be had within the limits."""
-    head = FetchLimits(
+    head = replace(
+        limits,
         deadline=min(limits.deadline, DEADLINE),
         max_bytes=HEAD_BYTES,
-        private_hosts=limits.private_hosts,
         head_only=True,
         accept="image/*",
     )
