@@ -3,6 +3,7 @@ forgeries, mbox, the SMTP listener, hygiene and the send guard, and a full cycle
 
 from __future__ import annotations
 
+import json
 import smtplib
 from dataclasses import replace
 from datetime import date, timedelta
@@ -440,11 +441,14 @@ def test_full_cycle_bounced_readers_are_not_mailed_the_next_issue(
     box = maildir(tmp_path / "Maildir", [dsn(paths[a], a, n=i) for i, a in enumerate(gone)])
     assert run(sdesk, "bounces", "process", str(box)).exit_code == 0
     status = run(sdesk, "status", str(first))
-    assert "hard: 3 (7.50% of 40 delivered)" in status.output
+    assert "hard: 3 (7.50% of 40 delivered): userunknown 3" in status.output
     assert "complaints: 0 (0.00% of 40 delivered)" in status.output
     refused = CliRunner().invoke(cli, ["send", str(second)], obj=sdesk)
     assert refused.exit_code == 6
-    assert f"issue {first} had a hard-bounce rate of 7.50% (3 of 40), above 5.0%" in refused.output
+    assert (
+        f"issue {first} had a hard-bounce rate of 7.50% (3 of 40: userunknown 3), above 5.0%"
+        in refused.output
+    )
     smtp_server.handler.received.clear()
     assert run(sdesk, "send", str(second), "--force").exit_code == 0
     mailed = {got.recipients[0] for got in smtp_server.handler.received}
@@ -458,6 +462,48 @@ def test_full_cycle_bounced_readers_are_not_mailed_the_next_issue(
         ).all()
     assert len(rows) == 3 and all(r.status == "sent" and r.outcome == "hard" for r in rows)
     assert all("5.1.1" in r.outcome_detail for r in rows)
+
+
+def test_mail_refused_later_for_our_reasons_refuses_the_next_send_and_spares_the_readers(
+    desk: Desk, smtp_settings: Settings, smtp_server, tmp_path: Path
+) -> None:
+    """A block-list incident seen in the returned mail: no reader is touched, the status
+    counts it by reason, and the next send waits until the newsroom has fixed it."""
+    settings = replace(smtp_settings, bounce_address=BOUNCE_ADDRESS)
+    sdesk = Desk(settings)
+    seed_readers(sdesk.engine, tuple((f"reader{n:02d}@example.org", "") for n in range(40)))
+    first, second = _two_issues(sdesk, settings)
+    assert run(sdesk, "send", str(first)).exit_code == 0
+    paths = {got.recipients[0]: got.sender for got in smtp_server.handler.received}
+    listed = [f"reader{n:02d}@example.org" for n in (2, 9, 30)]
+    spf = "reader11@example.org"
+    mails = [
+        dsn(paths[a], a, "5.7.1", n=i).replace(
+            b"Recipient address rejected: User unknown", b"client IP listed at zen.spamhaus.org"
+        )
+        for i, a in enumerate(listed)
+    ]
+    mails.append(dsn(paths[spf], spf, "5.7.23", n=9).replace(
+        b"Recipient address rejected: User unknown", b"SPF check failed for 192.0.2.7"
+    ))  # fmt: skip
+    assert run(sdesk, "bounces", "process", str(maildir(tmp_path / "M", mails))).exit_code == 0
+    for address in (*listed, spf):
+        found = reader(sdesk.engine, address)
+        assert (found.status, found.bounce_count) == ("active", 0), address
+    status = run(sdesk, "status", str(first), "--json")
+    later = json.loads(status.output)["hygiene"]
+    assert (later["hard"], later["our_side"]) == (0, 4)
+    assert later["reasons"] == {"ours": {"blocked": 3, "securityerror": 1}}
+    assert (
+        "our side: 4 (10.00% of 40 delivered): blocked 3, securityerror 1"
+        in run(sdesk, "status", str(first)).output
+    )
+    refused = CliRunner().invoke(cli, ["send", str(second)], obj=sdesk)
+    assert refused.exit_code == 6, refused.output
+    assert (
+        f"issue {first} had an our-side refusal rate of 10.00% (4 of 40: blocked 3, "
+        "securityerror 1), above 2.0%; the receivers refuse the newsroom's mail" in refused.output
+    )
 
 
 def test_one_complaint_in_forty_refuses_the_next_send(

@@ -391,8 +391,9 @@ def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
     assert document["counts"] == {"sent": 2, "failed": 1}
     assert document["status"] == "sent" and document["done"] == 3
     assert document["hygiene"] == {"issue_id": issue.id, "delivered": 2, "hard": 0, "soft": 0,
-                                 "complaints": 0, "hard_rate": 0.0, "soft_rate": 0.0,
-                                 "complaint_rate": 0.0}  # fmt: skip
+                                 "complaints": 0, "our_side": 0, "reasons": {},
+                                 "hard_rate": 0.0, "soft_rate": 0.0, "complaint_rate": 0.0,
+                                 "our_side_rate": 0.0}  # fmt: skip
     assert document["failures"] == [
         {"reader": "tom@example.org", "reply": document["failures"][0]["reply"],
          "reason": "userunknown"}

@@ -10,13 +10,21 @@ reader's consent ledger with the diagnostic text.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.bounces.verdict import ACTIONABLE, COMPLAINT, HARD, SOFT, UNRECOGNISED, Verdict
+from newsletter.bounces.verdict import (
+    ACTIONABLE,
+    COMPLAINT,
+    HARD,
+    OURS,
+    SOFT,
+    UNRECOGNISED,
+    Verdict,
+)
 from newsletter.errors import ListHygieneError
 from newsletter.readers.consent import Evidence
 from newsletter.readers.subscribers import (
@@ -32,7 +40,11 @@ from newsletter.store import tables as db
 # Mailbox providers throttle senders past these (Gmail and Yahoo: 0.3% complaints).
 COMPLAINT_RATE_LIMIT = 0.003
 HARD_BOUNCE_RATE_LIMIT = 0.05
-SEVERITY = {SOFT: 1, HARD: 2, COMPLAINT: 3}
+# Mail refused for a reason of ours (a listing, authentication, content): past this the
+# receivers are refusing the newsroom, and sending again deepens the hole.
+OUR_SIDE_RATE_LIMIT = 0.02
+SEVERITY = {OURS: 1, SOFT: 1, HARD: 2, COMPLAINT: 3}
+NOTED = (*ACTIONABLE, OURS)  # the kinds a delivery keeps as its later outcome
 UNMATCHED, DUPLICATE, UNSUBSCRIBE = "unmatched", "duplicate", "unsubscribe"
 ASIDE = (UNRECOGNISED, UNMATCHED)  # kept for a person to read
 
@@ -75,7 +87,7 @@ def record_mail(
     seen = conn.execute(sa.select(b.c.kind).where(b.c.key == key)).scalar()
     if seen is not None:
         return Recorded(UNRECOGNISED if seen in ASIDE else DUPLICATE)
-    targets = _targets(conn, verdict) if verdict.kind in ACTIONABLE else []
+    targets = _targets(conn, verdict) if verdict.kind in NOTED else []
     kind = verdict.kind if targets or verdict.kind not in ACTIONABLE else UNMATCHED
     first = targets[0] if targets else (None, None)
     conn.execute(
@@ -88,13 +100,14 @@ def record_mail(
             code=verdict.code,
             diagnostic=verdict.diagnostic,
             source=source,
+            reason=verdict.reason or None,
         )
     )
     changed = []
     for subscriber_id, issue_id in targets:
         if issue_id is not None:
             _note_outcome(conn, issue_id, subscriber_id, verdict, now)
-        if _apply(conn, subscriber_id, verdict, policy, now):
+        if verdict.kind in ACTIONABLE and _apply(conn, subscriber_id, verdict, policy, now):
             email = conn.execute(
                 sa.select(db.subscribers.c.email, db.subscribers.c.status).where(
                     db.subscribers.c.id == subscriber_id
@@ -154,8 +167,8 @@ def _targets(conn: sa.Connection, verdict: Verdict) -> list[tuple[int, int | Non
 def _note_outcome(
     conn: sa.Connection, issue_id: int, subscriber_id: int, verdict: Verdict, now: datetime
 ) -> None:
-    """The delivery row keeps the worst later outcome; its status (sent) stays as the relay
-    answered, so the send's accounting is untouched."""
+    """The delivery row keeps the worst later outcome and its reason; its status (sent)
+    stays as the relay answered, so the send's accounting is untouched."""
     d = db.deliveries
     mine = (d.c.issue_id == issue_id, d.c.subscriber_id == subscriber_id)
     before = conn.execute(sa.select(d.c.outcome).where(*mine)).first()
@@ -163,7 +176,14 @@ def _note_outcome(
         return
     detail = f"{verdict.kind}: {verdict.diagnostic}" if verdict.diagnostic else verdict.kind
     conn.execute(
-        d.update().where(*mine).values(outcome=verdict.kind, outcome_detail=detail, outcome_at=now)
+        d.update()
+        .where(*mine)
+        .values(
+            outcome=verdict.kind,
+            outcome_detail=detail,
+            outcome_at=now,
+            outcome_reason=verdict.reason or None,
+        )
     )
 
 
@@ -196,13 +216,17 @@ def _apply(
 
 @dataclass(frozen=True)
 class Hygiene:
-    """One issue's later outcomes against the messages the relay took."""
+    """One issue's later outcomes against the messages the relay took, each kind also
+    counted by reason: an address that does not exist is the list's hygiene, a block
+    list or a failed SPF check is the newsroom's, and they call for different work."""
 
     issue_id: int
     delivered: int
     hard: int
     soft: int
     complaints: int
+    our_side: int = 0  # refused later for a reason of ours; the readers untouched
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # kind: reason: n
 
     def rate(self, count: int) -> float:
         return count / self.delivered if self.delivered else 0.0
@@ -212,56 +236,79 @@ class Hygiene:
             "hard_rate": self.rate(self.hard),
             "soft_rate": self.rate(self.soft),
             "complaint_rate": self.rate(self.complaints),
+            "our_side_rate": self.rate(self.our_side),
         }
         return {**asdict(self), **rates}
 
+    def by_reason(self, kind: str) -> str:
+        counts = self.reasons.get(kind, {})
+        return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=_most))
+
     def lines(self) -> list[str]:
-        return [
-            f"{name:>10}: {count} ({self.rate(count):.2%} of {self.delivered} delivered)"
-            for name, count in (
-                ("hard", self.hard),
-                ("soft", self.soft),
-                ("complaints", self.complaints),
+        lines = []
+        for name, kind, count in (
+            ("hard", HARD, self.hard),
+            ("soft", SOFT, self.soft),
+            ("complaints", COMPLAINT, self.complaints),
+            ("our side", OURS, self.our_side),
+        ):
+            why = self.by_reason(kind)
+            lines.append(
+                f"{name:>10}: {count} ({self.rate(count):.2%} of {self.delivered} delivered)"
+                + (f": {why}" if why and kind != COMPLAINT else "")
             )
-        ]
+        return lines
 
     def problem(self) -> str | None:
         """Why the next send should not start, or None."""
-        if self.rate(self.complaints) > COMPLAINT_RATE_LIMIT:
-            rate, what, limit = self.rate(self.complaints), "complaint", COMPLAINT_RATE_LIMIT
-            count = self.complaints
-        elif self.rate(self.hard) > HARD_BOUNCE_RATE_LIMIT:
-            rate, what, limit, count = (
-                self.rate(self.hard),
-                "hard-bounce",
-                HARD_BOUNCE_RATE_LIMIT,
-                self.hard,
-            )
-        else:
-            return None
-        return (
-            f"issue {self.issue_id} had a {what} rate of {rate:.2%} ({count} of "
-            f"{self.delivered}), above {limit:.1%}"
-        )
+        for what, kind, count, limit, then in (
+            ("complaint", COMPLAINT, self.complaints, COMPLAINT_RATE_LIMIT, ""),
+            ("hard-bounce", HARD, self.hard, HARD_BOUNCE_RATE_LIMIT, ""),
+            ("our-side refusal", OURS, self.our_side, OUR_SIDE_RATE_LIMIT,
+             "; the receivers refuse the newsroom's mail, not the readers' addresses: "
+             "fix the listing, the authentication or the content first"),
+        ):  # fmt: skip
+            rate = self.rate(count)
+            if rate > limit:
+                why = self.by_reason(kind) if kind != COMPLAINT else ""
+                return (
+                    f"issue {self.issue_id} had {_a(what)} rate of {rate:.2%} ({count} of "
+                    f"{self.delivered}{': ' + why if why else ''}), above {limit:.1%}{then}"
+                )
+        return None
+
+
+def _most(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def _a(what: str) -> str:
+    return f"an {what}" if what[0] in "aeiou" else f"a {what}"
 
 
 def hygiene(conn: sa.Connection, issue_id: int) -> Hygiene:
     d = db.deliveries
     rows = conn.execute(
-        sa.select(d.c.status, d.c.outcome, sa.func.count())
+        sa.select(d.c.status, d.c.outcome, d.c.outcome_reason, sa.func.count())
         .where(d.c.issue_id == issue_id)
-        .group_by(d.c.status, d.c.outcome)
+        .group_by(d.c.status, d.c.outcome, d.c.outcome_reason)
     ).all()
     by_outcome: dict[str, int] = {}
-    for _status, outcome, count in rows:
+    reasons: dict[str, dict[str, int]] = {}
+    for _status, outcome, reason, count in rows:
         by_outcome[outcome or ""] = by_outcome.get(outcome or "", 0) + int(count)
-    delivered = sum(int(count) for status, _outcome, count in rows if status == "sent")
+        if outcome:
+            of_kind = reasons.setdefault(outcome, {})
+            of_kind[reason or "undefined"] = of_kind.get(reason or "undefined", 0) + int(count)
+    delivered = sum(int(count) for status, _outcome, _reason, count in rows if status == "sent")
     return Hygiene(
         issue_id,
         delivered,
         by_outcome.get(HARD, 0),
         by_outcome.get(SOFT, 0),
         by_outcome.get(COMPLAINT, 0),
+        by_outcome.get(OURS, 0),
+        reasons,
     )
 
 

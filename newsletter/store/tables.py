@@ -196,6 +196,7 @@ deliveries = sa.Table(
     sa.Column("outcome", sa.String(20), nullable=True),
     sa.Column("outcome_detail", sa.Text, nullable=True),
     sa.Column("outcome_at", UTCDateTime, nullable=True),
+    sa.Column("outcome_reason", sa.String(20), nullable=True),  # newsletter.reasons' word
     # in key order within a status: taking the next batch of pending rows reads that batch only
     sa.Index("ix_deliveries_issue_status_reader", "issue_id", "status", "subscriber_id"),
 )
@@ -245,6 +246,7 @@ bounce_mail = sa.Table(
     sa.Column("code", sa.String(20), nullable=True),
     sa.Column("diagnostic", sa.Text, nullable=False, server_default=""),
     sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Column("reason", sa.String(20), nullable=True),  # newsletter.reasons' word
     sa.Index("ix_bounce_mail_reader", "subscriber_id", "kind", "received_at"),
 )
 
