@@ -40,7 +40,9 @@ _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE))
     for reason, pattern in (
-        ("networkerror", r"greylist|graylist"),  # try again later: nobody's fault
+        # try again later: nobody's fault (Postfix's "Host not found, try again" is a DNS
+        # server that did not answer, not a domain that does not exist)
+        ("networkerror", r"greylist|graylist|host not found, try again"),
         # Office 365's answer for an address its directory does not have (DBEB)
         ("userunknown", r"recipient address rejected: access denied"),
         ("blocked", r"black\s?list|block\s?list|blocked|spamhaus|spamcop|barracuda|\bsorbs\b|"
@@ -69,9 +71,10 @@ _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                         r"insufficient (?:system )?storage|mailbox size limit|exceeded storage"),
         ("suspend", r"suspend|disabled|inactive|deactivated|not active|account .*closed"),
         ("hasmoved", r"has moved|no longer (?:on server|valid|with)|address .* replaced"),
-        ("hostunknown", r"host (?:not found|unknown)|domain (?:not found|does not exist|"
-                        r"unknown)|no such domain|unrouteable|nxdomain|no mx|"
-                        r"name or service not known|host or domain name not found"),
+        ("hostunknown", r"host (?:not found|unknown)|unknown host|"
+                        r"domain (?:not found|does not exist|unknown)|no such domain|"
+                        r"unrouteable|nxdomain|no mx|name or service not known|"
+                        r"host or domain name not found"),
         ("notaccept", r"does not accept (?:e-?)?mail|null mx|accepts no mail"),
         ("userunknown", r"user unknown|unknown user|no such (?:user|mailbox|recipient|"
                         r"address)|(?:recipient|mailbox|address|user) (?:\S+ )?(?:does not exist|"
@@ -83,7 +86,10 @@ _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                         r"recipient name is not recognized|unknown recipient|user not found|"
                         r"did not (?:exactly )?match an? .*(?:e-?mail )?address|"
                         r"(?:doesn't|does not) have an? \S+ account|no such account|"
-                        r"account (?:does not|doesn't) exist"),
+                        r"account (?:does not|doesn't) exist|user not known|"
+                        r"invalid (?:final delivery )?userid|n'existe pas|"
+                        r"no matches to nameserver query|no final (?:e-?mail )?delivery point|"
+                        r"not have a final (?:e-?mail )?delivery point"),
         ("expired", r"delivery time expired|expired|too long in queue|retry timeout|"
                     r"failed \d+ attempts|after \d+ attempts|too many (?:delivery )?attempts|"
                     r"could not be delivered (?:for|within) \d+ (?:days|hours)|timed out"),

@@ -148,10 +148,12 @@ def _nature(message: email.message.Message) -> Verdict:
     return _heuristic(message)
 
 
-def judged(kind: str, addresses: tuple[str, ...], code: str | None, detail: str) -> Verdict:
-    """A bounce with its reason: ours when the reason is on our side, soft when it is the
-    mailbox for now, else as its code says."""
-    reason = read(None, detail, "", code or "").reason
+def judged(
+    kind: str, addresses: tuple[str, ...], code: str | None, detail: str, words: str = ""
+) -> Verdict:
+    """A bounce with its reason (read from `words`, else the detail): ours when the reason
+    is on our side, soft when it is the mailbox for now, else as its code says."""
+    reason = read(None, words or detail, "", code or "").reason
     if reason in SENDER:
         kind = OURS
     elif kind == HARD and (reason in SOFT_REASONS or reason in _THE_WAY_THERE):
@@ -174,9 +176,55 @@ def _heuristic(message: email.message.Message) -> Verdict:
     if code and code[0] != ("5" if permanent else "4"):
         code = None  # a code that contradicts the detector is noise in the prose
     addresses = _decode(permanent or temporary)
-    said = _said(text, code, addresses)
+    addresses, said = _worst(text, code, addresses)
     detail = f"{_subject(message)}: {said}" if said else _subject(message)
-    return judged(kind, addresses, code, detail[:DIAGNOSTIC_MAX])
+    # the reason is read from what the server said, not from the subject, which quotes
+    # the newsletter's own ("Undeliverable: Virus warning" is no virus found)
+    return judged(kind, addresses, code, detail[:DIAGNOSTIC_MAX], said or _subject(message))
+
+
+def _worst(text: str, code: str | None, addresses: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """The addresses a notice in prose fails for the worst reason, with what it says of
+    them: "no such account" for one beside "account disabled" for another names only the
+    first, as a DSN's worst status names only its own recipients."""
+    if len(addresses) > 1:
+        own = {a: _said_of(text, a) for a in addresses}
+        reasons = {a: read(None, said, "", code or "").reason for a, said in own.items()}
+        if all(own.values()) and len(set(reasons.values())) > 1:
+            worst = min(reasons.values(), key=_rank)
+            addresses = tuple(a for a in addresses if reasons[a] == worst)
+            return addresses, " ".join(own[a] for a in addresses)
+    # a notice that names no failing address in full ("userx    No matches to nameserver
+    # query") says why in its opening lines
+    return addresses, _said(text, code, addresses) or _opening(text)
+
+
+def _opening(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][:6]
+    return " ".join(lines)[:DIAGNOSTIC_MAX]
+
+
+def _rank(reason: str) -> int:
+    return (
+        0
+        if reason in HARD_REASONS
+        else 1
+        if reason in SENDER
+        else 2
+        if reason in SOFT_REASONS
+        else 3
+    )
+
+
+def _said_of(text: str, address: str) -> str:
+    """The line naming `address`, with the next one when it names no other address."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    for number, line in enumerate(lines):
+        if address in line.lower():
+            after = next((ln for ln in lines[number + 1 : number + 3] if ln), "")
+            others = {a.lower() for a in _ADDRESS.findall(after)} - {address}
+            return f"{line} {after}".strip() if after and not others else line
+    return ""
 
 
 _THE_WAY_THERE = frozenset({"expired", "networkerror", "systemerror", "mailererror"})
