@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import replace
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,10 @@ from newsletter.errors import FeedError, InputError
 
 AWS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
 CERT_BYTES = 64 * 1024
+# SNS retries a notice for up to an hour at most (its longest delivery policy), keeping
+# the Timestamp it was published with: one older than that is a replay
+MAX_AGE = timedelta(hours=1)
+SKEW = timedelta(minutes=5)  # a clock a little ahead of ours
 
 # the fields each kind of message signs, in order (SNS's "string to sign")
 _SIGNED = {
@@ -57,6 +62,21 @@ def sns_url(url: object, host: str | None) -> str:
 @lru_cache(maxsize=16)
 def _certificate(url: str, limits: FetchLimits) -> bytes:
     return fetch(url, limits)
+
+
+def fresh(message: dict[str, Any], now: datetime) -> bool:
+    """True when the message's signed Timestamp is from the last hour (or a few minutes
+    ahead, for a clock that runs fast)."""
+    stamp = message.get("Timestamp")
+    if not isinstance(stamp, str):
+        return False
+    try:
+        published = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if published.tzinfo is None:
+        return False
+    return now - MAX_AGE <= published <= now + SKEW
 
 
 def verified(message: dict[str, Any], limits: FetchLimits, host: str | None) -> bool:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from newsletter.app import Desk
 from newsletter.bounces.processor import BounceProcessor, BounceReport
-from newsletter.bounces.sns import confirm_subscription, verified
+from newsletter.bounces.sns import confirm_subscription, fresh, verified
 from newsletter.curation.fetch import FetchLimits
 from newsletter.errors import FeedError, InputError
 
@@ -51,6 +51,8 @@ def ses() -> Response:
         abort(404)
     message = request.get_json(silent=True, force=True)  # SNS posts JSON as text/plain
     if not isinstance(message, dict) or message.get("TopicArn") != settings.ses_topic_arn:
+        abort(401)
+    if not fresh(message, _desk().now()):  # signed, so checked with the signature below
         abort(401)
     limits = FetchLimits.from_settings(settings)
     try:
