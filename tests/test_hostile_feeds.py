@@ -188,6 +188,26 @@ def test_a_server_that_trickles_its_headers_is_given_up_at_the_deadline() -> Non
         read_source(server.url, FetchLimits(deadline=1, private_hosts=LOOPBACK))
 
 
+def test_a_resolver_that_never_answers_is_given_up_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No real resolver can be made to hang for one test (glibc reads /etc/resolv.conf),
+    so the lookup itself is the stand-in: it blocks until the test ends."""
+    released = threading.Event()
+
+    def hanging(*args: object, **kwargs: object) -> list[object]:
+        released.wait(30)
+        raise socket.gaierror("released")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        with pytest.raises(FeedError) as caught:
+            read_source("http://feed.example.org/rss", FetchLimits(deadline=1))
+        assert str(caught.value) == "http://feed.example.org/rss: no complete answer within 1 s"
+    finally:
+        released.set()
+
+
 def endless(sock: socket.socket, stop: threading.Event) -> None:
     sock.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/xml\r\n\r\n<rss>")
     chunk = b"<!-- " + b"x" * 65536 + b" -->"

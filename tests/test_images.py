@@ -65,6 +65,21 @@ def jpeg_head(width: int, height: int, metadata: int = 0) -> bytes:
     return b"\xff\xd8" + app0 + comments + sof2 + b"\xff\xda"
 
 
+def exif(orientation: int, order: str = "II") -> bytes:
+    """An APP1 Exif segment whose first IFD holds Orientation (and a tag before it)."""
+    o = "<" if order == "II" else ">"
+    entries = struct.pack(o + "HHI4s", 0x010F, 2, 4, b"Cam\x00")  # Make
+    entries += struct.pack(o + "HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff = order.encode() + struct.pack(o + "HI", 42, 8) + struct.pack(o + "H", 2) + entries
+    tiff += struct.pack(o + "I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def turned(head: bytes, segment: bytes) -> bytes:
+    return head[:2] + segment + head[2:]
+
+
 def gif(width: int, height: int) -> bytes:
     return b"GIF89a" + struct.pack("<HH", width, height) + b"\x00\x00\x00;"
 
@@ -89,6 +104,24 @@ def test_the_size_is_read_from_the_first_bytes_of_each_format(
     data: bytes, size: tuple[int, int]
 ) -> None:
     assert image_size(data[:HEAD_BYTES]) == size
+
+
+@pytest.mark.parametrize(
+    ("orientation", "order", "size"),
+    [(1, "II", (800, 450)), (3, "MM", (800, 450)), (6, "II", (450, 800)), (8, "MM", (450, 800)),
+     (5, "MM", (450, 800))],
+)  # fmt: skip
+def test_a_photo_turned_by_its_exif_orientation_is_measured_as_shown(
+    orientation: int, order: str, size: tuple[int, int]
+) -> None:
+    """A phone's portrait photo is stored landscape with Orientation 6: mail clients show
+    it upright, so its box must be tall, not stretched wide."""
+    assert image_size(turned(jpeg_head(800, 450), exif(orientation, order))) == size
+
+
+def test_a_broken_exif_segment_leaves_the_stored_size() -> None:
+    broken = b"\xff\xe1" + struct.pack(">H", 12) + b"Exif\x00\x00MM\x00*"
+    assert image_size(turned(jpeg_head(800, 450), broken)) == (800, 450)
 
 
 @pytest.mark.parametrize(
@@ -255,6 +288,27 @@ def test_images_on_the_newsrooms_own_network_are_not_fetched_unless_allowed(
     with engine.connect() as conn:
         assert get_article(conn, f"{site.base}/a").image_width is None
     assert site.requests == []  # loopback is refused before a request is made
+
+
+def test_a_storys_image_on_another_private_host_is_not_fetched(
+    site: Images, engine: sa.Engine
+) -> None:
+    """The feed's host may be inside the newsroom's network (the setting allows it), but
+    an image address in a story's markup may not take the desk to another such host."""
+    port = site.base.rsplit(":", 1)[1]
+    site.files["/thumb.png"] = (png(240, 135), "image/png")
+    site.files["/feed.xml"] = (
+        feed(site.base, [("a", f'<media:content url="{site.base}/thumb.png" medium="image"/>')]),
+        "application/rss+xml",
+    )
+    both = FetchLimits(private_hosts=frozenset({"127.0.0.1", "localhost"}))
+    import_sources(engine, [f"http://localhost:{port}/feed.xml"], NOW, both, image_sizes=10)
+    with engine.connect() as conn:
+        assert get_article(conn, f"{site.base}/a").image_width is None
+    assert site.requests == ["/feed.xml"]
+    import_sources(engine, [f"{site.base}/feed.xml"], NOW, both, image_sizes=10)
+    with engine.connect() as conn:  # the feed's own host: measured
+        assert get_article(conn, f"{site.base}/a").image_width == 240
 
 
 def test_no_image_is_measured_when_the_setting_says_none(site: Images, engine: sa.Engine) -> None:

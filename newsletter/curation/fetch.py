@@ -17,6 +17,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from newsletter.errors import FeedError
@@ -101,10 +102,7 @@ class _Fetch:
 
     def connect(self, host: str, port: int) -> socket.socket:
         allowed = host.lower().strip("[]") in self.limits.private_hosts
-        try:
-            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise self.fail(f"cannot fetch: no address for {host}: {exc}") from None
+        found = self.resolve(host, port)
         refused, problem = [], ""
         for family, kind, proto, _name, where in found:
             if not allowed and not _public(str(where[0])):
@@ -132,6 +130,27 @@ class _Fetch:
                 f"refused (NEWSLETTER_FEED_PRIVATE_HOSTS={host} allows it)"
             )
         raise self.fail(f"cannot fetch: {problem or 'no address to connect to'}")
+
+    def resolve(self, host: str, port: int) -> list[Any]:
+        """The host's addresses within the deadline: a resolver that never answers cannot
+        hold the fetch (the lookup runs aside, and is left to finish on its own)."""
+        answer: list[Any] = []
+        problem: list[BaseException] = []
+
+        def look() -> None:
+            try:
+                answer.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            except (OSError, UnicodeError) as exc:
+                problem.append(exc)
+
+        lookup = threading.Thread(target=look, name=f"resolve {host}", daemon=True)
+        lookup.start()
+        lookup.join(self.remaining())
+        if lookup.is_alive() or self.expired.is_set():
+            raise self.late()
+        if problem:
+            raise self.fail(f"cannot fetch: no address for {host}: {problem[0]}")
+        return answer
 
     def headers(self) -> dict[str, str]:
         found = {"User-Agent": USER_AGENT, "Accept": self.limits.accept}

@@ -1,7 +1,11 @@
 """Images' sizes, so that a mail shows each at its own size and never stretches one: the
 size a feed gives (media:content width and height), or else the pixel size read from
 the image's first bytes (PNG, GIF, JPEG and WebP headers, without decoding the image),
-fetched as a feed is (curation.fetch: deadline, byte cap, public addresses only)."""
+fetched as a feed is (curation.fetch: deadline, byte cap, public addresses only). An
+image on a host NEWSLETTER_FEED_PRIVATE_HOSTS allows is fetched only when the feed naming
+it came from that host: a story's markup cannot send the desk into the newsroom's
+network, and an image readers cannot reach is not worth measuring anyway. A JPEG whose
+EXIF orientation turns it a quarter is measured as it is shown, upright."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -43,7 +48,7 @@ def image_size(head: bytes) -> tuple[int, int] | None:
 
 
 def _jpeg(head: bytes) -> tuple[int, int] | None:
-    at = 2
+    at, turned = 2, False
     while at + 4 <= len(head):
         if head[at] != 0xFF:
             return None
@@ -55,15 +60,37 @@ def _jpeg(head: bytes) -> tuple[int, int] | None:
             at += 2
             continue
         (length,) = struct.unpack(">H", head[at + 2 : at + 4])
+        if marker == 0xE1 and head[at + 4 : at + 10] == b"Exif\x00\x00":
+            turned = _orientation(head[at + 10 : at + 2 + length]) in (5, 6, 7, 8)
         if marker in _SOF:
             if at + 9 > len(head):
                 return None
             height, width = struct.unpack(">HH", head[at + 5 : at + 9])
-            return _sane(width, height)
+            return _sane(height, width) if turned else _sane(width, height)
         if length < 2:
             return None
         at += 2 + length
     return None
+
+
+def _orientation(tiff: bytes) -> int:
+    """EXIF's Orientation (tag 0x0112 of the first IFD), 1 (as stored) when absent:
+    5 to 8 are a quarter turn, so the image is shown with its sides swapped."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    (first,) = struct.unpack(order + "I", tiff[4:8])
+    if first + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[first : first + 2])
+    for n in range(min(count, 256)):
+        entry = tiff[first + 2 + 12 * n : first + 14 + 12 * n]
+        if len(entry) < 12:
+            break
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag == 0x0112 and kind == 3:  # SHORT
+            return int(struct.unpack(order + "H", entry[8:10])[0])
+    return 1
 
 
 def _webp(head: bytes) -> tuple[int, int] | None:
@@ -125,11 +152,25 @@ def with_sizes(
             known = {row.image_url: (row.image_width, row.image_height) for row in rows}
     todo = sorted(wanted - set(known))[:most]
     if todo:
+        own = {d.image_url: _host(feed.source) for feed in feeds for d in feed.drafts}
+
+        def limited(url: str) -> FetchLimits:  # private only where the feed itself was
+            allowed = limits.private_hosts & {own.get(url, "")}
+            return replace(limits, private_hosts=frozenset(allowed))
+
         with ThreadPoolExecutor(AT_ONCE) as pool:
-            for url, size in zip(todo, pool.map(lambda u: measure(u, limits), todo), strict=True):
+            sizes = pool.map(lambda u: measure(u, limited(u)), todo)
+            for url, size in zip(todo, sizes, strict=True):
                 if size is not None:
                     known[url] = size
     return [replace(feed, drafts=tuple(_sized(d, known) for d in feed.drafts)) for feed in feeds]
+
+
+def _host(source: str) -> str:
+    try:
+        return (urlsplit(source).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _sized(draft: ArticleDraft, known: dict[str, tuple[int, int]]) -> ArticleDraft:
