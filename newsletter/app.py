@@ -74,13 +74,16 @@ class Desk:
             self.engine, sources, self.now(), limits, self.settings.feed_image_sizes
         )
 
-    def approve(self, ref: str | int, *, force: bool = False) -> Issue:
+    def approve(self, ref: str | int, *, force: bool = False, revision: int | None = None) -> Issue:
         """Approve an issue that passes preflight (rendered as it will go out): a missing
-        unsubscribe or privacy link refuses it always, Gmail's clipping unless `force`."""
+        unsubscribe or privacy link refuses it always, Gmail's clipping unless `force`;
+        `revision`: only if the issue is still as the approving editor saw it."""
         from newsletter.compose.copies import composed_for_preview  # rendering: when used
-        from newsletter.curation.issues import approve, get_issue
+        from newsletter.curation.issues import approve, expect_revision, get_issue
 
         with self.engine.begin() as conn:
+            if revision is not None:
+                expect_revision(conn, ref, revision)
             issue = get_issue(conn, ref)
             clipped = False
             if issue.status == "draft" and issue.items:  # else approve says what is wrong

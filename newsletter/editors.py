@@ -44,6 +44,11 @@ class TooManyFailures(NewsletterError):
 class Editor:
     id: int
     email: str
+    role: str = "editor"  # editor: curates and approves; admin: also readers' data, editors
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
 
 
 def _refuse_guessable(password: str, address: str) -> None:
@@ -61,24 +66,35 @@ def _refuse_guessable(password: str, address: str) -> None:
         raise InputError(f"password: too easy to guess: {why}. {tips}".rstrip())
 
 
-def add_editor(conn: sa.Connection, email: str, password: str, now: datetime) -> Editor:
-    """A new account, or a new password for an existing one."""
+ROLES = ("editor", "admin")
+
+
+def add_editor(
+    conn: sa.Connection, email: str, password: str, now: datetime, role: str | None = None
+) -> Editor:
+    """A new account, or a new password (and, if given, a new role) for an existing one.
+    A new account is an editor, except the desk's first, which is its admin."""
+    if role is not None and role not in ROLES:
+        raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}")
     address = normalise_address(email)
     if len(password) < PASSWORD_MIN:
         raise InputError(f"password: at least {PASSWORD_MIN} characters, got {len(password)}")
     _refuse_guessable(password, address)
     hashed = generate_password_hash(password)
     e = db.editors
-    found = conn.execute(sa.select(e.c.id).where(e.c.email == address)).scalar()
+    found = conn.execute(sa.select(e.c.id, e.c.role).where(e.c.email == address)).first()
     if found is None:
+        first = conn.execute(sa.select(sa.func.count()).select_from(e)).scalar_one() == 0
+        role = role or ("admin" if first else "editor")
         key = conn.execute(
-            e.insert().values(email=address, password_hash=hashed, created_at=now)
+            e.insert().values(email=address, password_hash=hashed, created_at=now, role=role)
         ).inserted_primary_key
         assert key is not None
-        return Editor(int(key[0]), address)
-    conn.execute(e.update().where(e.c.id == found).values(password_hash=hashed))
-    end_sessions(conn, int(found))  # a new password signs every browser out
-    return Editor(int(found), address)
+        return Editor(int(key[0]), address, role)
+    role = role or found.role
+    conn.execute(e.update().where(e.c.id == found.id).values(password_hash=hashed, role=role))
+    end_sessions(conn, int(found.id))  # a new password signs every browser out
+    return Editor(int(found.id), address, role)
 
 
 def open_session(conn: sa.Connection, editor: Editor, now: datetime) -> str:
@@ -98,11 +114,11 @@ def session_editor(conn: sa.Connection, token: str, now: datetime) -> Editor | N
     """The editor of a session token that is open and unexpired."""
     d, e = db.desk_sessions, db.editors
     row = conn.execute(
-        sa.select(e.c.id, e.c.email)
+        sa.select(e.c.id, e.c.email, e.c.role)
         .join(d, d.c.editor_id == e.c.id)
         .where(d.c.token_hash == _hashed(token), d.c.expires_at > now)
     ).first()
-    return None if row is None else Editor(row.id, row.email)
+    return None if row is None else Editor(row.id, row.email, row.role)
 
 
 def close_session(conn: sa.Connection, token: str) -> None:
@@ -133,8 +149,8 @@ def _hashed(token: str) -> str:
 
 def get_editor(conn: sa.Connection, editor_id: int) -> Editor | None:
     e = db.editors
-    row = conn.execute(sa.select(e.c.id, e.c.email).where(e.c.id == editor_id)).first()
-    return None if row is None else Editor(row.id, row.email)
+    row = conn.execute(sa.select(e.c.id, e.c.email, e.c.role).where(e.c.id == editor_id)).first()
+    return None if row is None else Editor(row.id, row.email, row.role)
 
 
 def _failures(conn: sa.Connection, column: sa.Column[str], value: str, since: datetime) -> int:

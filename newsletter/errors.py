@@ -12,6 +12,7 @@ NewsletterError
  ├── NotFound              an article, issue or subscriber that does not exist
  ├── StateError            an action the object's state forbids (approve an empty issue, …)
  │    ├── LeaseHeld        another process holds the lease (it is sending now)
+ │    ├── EditConflict     a save from a page older than the issue (another tab saved first)
  │    ├── CopyRefused      `db copy` stopped (names the table); the target is as it was
  │    └── ListHygieneError the last issue bounced or drew complaints past the limits
  ├── Cancelled             a message withdrawn before its body went to the relay
@@ -73,6 +74,11 @@ class StateError(NewsletterError):
 
 class LeaseHeld(StateError):
     """Another process holds a lease this one asked for: it sends, this one stands by."""
+
+
+class EditConflict(StateError):
+    """A change made on a page that showed an older revision of the issue: another tab or
+    editor saved since. Refused, so nobody's text is overwritten without their knowing."""
 
 
 class CopyRefused(StateError):

@@ -63,7 +63,7 @@ class IssueItem:
 class Issue:
     id: int
     send_date: date
-    status: str  # draft, approved, sending, sent, cancelled
+    status: str  # draft, approved, held, sending, sent, cancelled
     subject: str = ""
     preheader: str = ""
     note: str = ""
@@ -73,6 +73,7 @@ class Issue:
     items: tuple[IssueItem, ...] = ()
     approved_at: datetime | None = None
     sent_at: datetime | None = None
+    revision: int = 1  # one more on every change
 
 
 @dataclass(frozen=True)

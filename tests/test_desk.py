@@ -401,7 +401,8 @@ def test_the_send_status_shows_counts_rate_failures_and_uncertain_readers(
     assert document["reasons"] == {"userunknown": 1}
     assert "550" in document["failures"][0]["reply"]
     page = client.get(f"/desk/issues/{issue.id}/status").get_data(as_text=True)
-    assert "3 of 3 done" in page and "tom@example.org" in page
+    assert "2 of 3 readers reached</strong>, 1 not (failed or skipped)" in page
+    assert "tom@example.org (userunknown)" in page and "failed</th><td>1<" in page
     assert 'http-equiv="refresh"' not in page  # finished: no need to refresh
 
 

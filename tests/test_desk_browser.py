@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from newsletter.app import Desk
 from newsletter.editors import add_editor
@@ -51,25 +52,29 @@ def test_an_editor_puts_the_issue_together_previews_approves_and_tests_it(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
 
-    page.get_by_role("button", name="Start the issue for").click()
-    page.get_by_role("button", name="Import the feed again").click()
+    page.get_by_role("button", name="Start the issue for").first.click()  # the next send day
+    page.get_by_role("button", name="Import the feed", exact=True).click()
     assert page.get_by_role("status").first.inner_text().startswith("feed: 16 added")
 
     adds = page.locator("#pool button[aria-label^='Add: ']")
     titles = []
-    for _ in range(3):
+    for n in range(3):
         label = adds.first.get_attribute("aria-label")
         assert label is not None
         titles.append(label.removeprefix("Add: "))
-        adds.first.click()
+        adds.first.click()  # in place: the list grows without a reload
+        expect(page.locator("#picked li[data-article]")).to_have_count(n + 1)
     assert picked_titles(page) == titles
     page.get_by_role("button", name=f"Move up: {titles[2]}").click()
     expected = [titles[0], titles[2], titles[1]]
+    expect(page.locator("#picked li[data-article] > strong").nth(1)).to_have_text(titles[2])
     assert picked_titles(page) == expected
 
     page.get_by_label("Subject").fill("The week in three stories")
     page.get_by_label("Preheader").fill("Picked by the editors")
     page.get_by_role("button", name="Save", exact=True).first.click()
+    expect(page.locator("#save-state")).to_have_attribute("data-kind", "saved")
+    page.wait_for_load_state("networkidle")  # the previews redrawn with the new text
     for name, width in (("desktop", 640), ("phone", 375)):
         shown = page.frame_locator(f"iframe[name={name}]").locator("body").inner_text()
         assert in_order(shown, expected), name
@@ -79,7 +84,7 @@ def test_an_editor_puts_the_issue_together_previews_approves_and_tests_it(
     page.locator("iframe[name=phone]").screenshot(path=str(screenshots / "preview-phone.png"))
 
     page.get_by_role("button", name="Approve", exact=True).click()
-    assert "approved" in page.get_by_role("status").first.inner_text()
+    expect(page.get_by_role("status").first).to_contain_text("approved")  # after its reload
     page.get_by_role("button", name="Send me a test").click()
     assert f"test sent to {EDITOR}" in page.get_by_role("status").first.inner_text()
     [test] = smtp_server.handler.received

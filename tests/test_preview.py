@@ -71,9 +71,9 @@ def test_preview_as_a_reader_uses_their_name(client) -> None:
     text = http.get(f"/preview/{issue_id}/text?as=anna@example.org").get_data(as_text=True)
     assert "Анна Петрова" in text
     missing = http.get(f"/preview/{issue_id}/text?as=nobody@example.org")
-    assert missing.status_code == 404 and "no subscriber nobody@example.org" in missing.get_data(
-        as_text=True
-    )
+    page = missing.get_data(as_text=True)
+    assert missing.status_code == 404 and "No subscriber nobody@example.org" in page
+    assert "NotFound" not in page and "<h1>Not found</h1>" in page  # the desk's words
 
 
 def test_a_template_edit_shows_on_the_next_load(client) -> None:

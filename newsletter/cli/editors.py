@@ -8,7 +8,7 @@ import click
 
 from newsletter.app import Desk
 from newsletter.cli.common import emit, json_option, pass_desk
-from newsletter.editors import add_editor, sign_out_everywhere
+from newsletter.editors import ROLES, add_editor, sign_out_everywhere
 
 
 @click.group("editors")
@@ -19,22 +19,31 @@ def group() -> None:
 @group.command("add")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default=None,
+    help="editor: curates and approves; admin: also the readers' data. A new "
+    "account is an editor, except the desk's first; an existing one keeps its own.",
+)
 @json_option
 @pass_desk
-def add(desk: Desk, email: str, password_stdin: bool, as_json: bool) -> None:
+def add(desk: Desk, email: str, password_stdin: bool, role: str | None, as_json: bool) -> None:
     """Create a desk account, or set a new password (which signs it out everywhere).
 
     \b
     Example:
         newsletter editors add editor@example.org
+        newsletter editors add chief@example.org --role admin
     """
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with desk.engine.begin() as conn:
-        editor = add_editor(conn, email, password, desk.now())
-    emit(as_json, {"id": editor.id, "email": editor.email}, [f"editor {editor.email} can log in"])
+        editor = add_editor(conn, email, password, desk.now(), role)
+    emit(as_json, {"id": editor.id, "email": editor.email, "role": editor.role},
+         [f"{editor.role} {editor.email} can log in"])  # fmt: skip
 
 
 @group.command("sign-out")

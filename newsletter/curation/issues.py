@@ -1,7 +1,9 @@
 """Curation: one issue per send day, its ordered items, and the rules of its states.
 
-draft -> approved -> sending -> sent; draft or approved -> cancelled.
-An approved issue is frozen until unapproved; a sent one never changes.
+draft -> approved -> sending -> sent; draft or approved -> held (this week's send skips
+it) -> draft; draft or approved -> cancelled. An approved issue is frozen until
+unapproved; a sent one never changes. Every change counts one more revision, so a page
+that showed an older one cannot overwrite what another tab saved meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.curation.articles import get_article
-from newsletter.errors import InputError, NotFound, StateError
+from newsletter.errors import EditConflict, InputError, NotFound, StateError
 from newsletter.models import Article, Issue, IssueItem
 from newsletter.settings.values import SendAt
 from newsletter.store import tables as db
@@ -95,6 +97,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
         clip_forced=bool(row["clip_forced"]),
         approved_at=row["approved_at"],
         sent_at=row["sent_at"],
+        revision=int(row["revision"]),
         items=tuple(
             IssueItem(
                 article=Article.from_row(item),
@@ -135,28 +138,64 @@ def _renumber(conn: sa.Connection, issue_id: int, article_ids: Sequence[int]) ->
 
 def _touch(conn: sa.Connection, issue_id: int, now: datetime, **values: Any) -> None:
     conn.execute(
-        db.issues.update().where(db.issues.c.id == issue_id).values(updated_at=now, **values)
+        db.issues.update()
+        .where(db.issues.c.id == issue_id)
+        .values(updated_at=now, revision=db.issues.c.revision + 1, **values)
     )
 
 
+def expect_revision(conn: sa.Connection, ref: str | int, revision: int) -> None:
+    """Go on only if the issue is still at `revision` (what the editor's page showed).
+    The row is locked for the rest of the transaction, so of two saves made from the same
+    revision at the same moment one goes through and the other is refused."""
+    issue_id = find_issue_id(conn, ref)
+    i = db.issues
+    held = conn.execute(
+        i.update().where(i.c.id == issue_id, i.c.revision == revision).values(revision=revision)
+    ).rowcount
+    if not held:
+        now = conn.execute(sa.select(i.c.revision).where(i.c.id == issue_id)).scalar_one()
+        raise EditConflict(
+            f"issue {issue_id} was changed in another tab or by another editor since this "
+            f"page was shown (it is at revision {now}, the page showed {revision}): nothing "
+            "was saved; your text is still in the fields, so copy what you need and reload"
+        )
+
+
 def pick(
-    conn: sa.Connection, ref: str | int, articles: Sequence[str | int], now: datetime
+    conn: sa.Connection,
+    ref: str | int,
+    articles: Sequence[str | int],
+    now: datetime,
+    *,
+    position: int | None = None,
 ) -> Issue:
-    """Append articles (by id or url) in the order given."""
+    """Append articles (by id or url) in the order given, or put them at `position`
+    (1-based). One that was in the issue before comes back with the title, summary and
+    image text written for it here."""
     issue = _editable(conn, ref)
     present = {item.article.id for item in issue.items}
-    position = len(issue.items)
+    order = _item_ids(issue)
+    at = len(order) if position is None else min(max(position, 1), len(order) + 1) - 1
+    r = db.removed_items
     for article_ref in articles:
         article = get_article(conn, article_ref)
         if article.id in present:
             raise InputError(f"article {article.id} is already in issue {issue.id}")
         present.add(article.id)
-        position += 1
+        mine = (r.c.issue_id == issue.id, r.c.article_id == article.id)
+        kept = conn.execute(sa.select(r.c.title, r.c.summary, r.c.image_alt).where(*mine)).first()
+        conn.execute(r.delete().where(*mine))
         conn.execute(
             db.issue_items.insert().values(
-                issue_id=issue.id, article_id=article.id, position=position
+                issue_id=issue.id, article_id=article.id, position=len(order) + 1,
+                title=kept.title if kept else None, summary=kept.summary if kept else None,
+                image_alt=kept.image_alt if kept else None,
             )
-        )
+        )  # fmt: skip
+        order.insert(at, article.id)
+        at += 1
+    _renumber(conn, issue.id, order)
     _touch(conn, issue.id, now)
     return get_issue(conn, issue.id)
 
@@ -177,6 +216,17 @@ def unpick(
 ) -> Issue:
     issue = _editable(conn, ref)
     gone = {_in_issue(conn, issue, article_ref) for article_ref in articles}
+    r = db.removed_items
+    conn.execute(r.delete().where(r.c.issue_id == issue.id, r.c.article_id.in_(gone)))
+    for item in issue.items:  # kept aside with its text, for an undo or adding it back
+        if item.article.id in gone:
+            conn.execute(
+                r.insert().values(
+                    issue_id=issue.id, article_id=item.article.id, position=item.position,
+                    title=item.title_override, summary=item.summary_override,
+                    image_alt=item.alt_override,
+                )
+            )  # fmt: skip
     conn.execute(
         db.issue_items.delete()
         .where(db.issue_items.c.issue_id == issue.id)
@@ -291,9 +341,29 @@ def unapprove(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
     return get_issue(conn, issue.id)
 
 
-def cancel(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+def hold(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    """Keep the issue from going out on its send day (a story pulled, a week off): the
+    scheduled send passes it by without an alert, until it is released."""
     issue = get_issue(conn, ref)
     if issue.status not in ("draft", "approved"):
+        raise StateError(f"issue {issue.id} is {issue.status}: only a draft or an approved "
+                         "issue can be held")  # fmt: skip
+    _touch(conn, issue.id, now, status="held", approved_at=None, clip_forced=False)
+    return get_issue(conn, issue.id)
+
+
+def release(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    """A held issue back to draft, to be approved again."""
+    issue = get_issue(conn, ref)
+    if issue.status != "held":
+        raise StateError(f"issue {issue.id} is {issue.status}, not held")
+    _touch(conn, issue.id, now, status="draft")
+    return get_issue(conn, issue.id)
+
+
+def cancel(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    issue = get_issue(conn, ref)
+    if issue.status not in ("draft", "approved", "held"):
         raise StateError(f"issue {issue.id} is {issue.status}: it can no longer be cancelled")
     _touch(conn, issue.id, now, status="cancelled")
     return get_issue(conn, issue.id)

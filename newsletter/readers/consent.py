@@ -129,3 +129,20 @@ def record_consent(
     ).inserted_primary_key
     assert inserted is not None
     return int(inserted[0])
+
+
+CONSENTING = ("given", "confirmed", "imported")  # the events that say a reader agreed
+
+
+def consent_dates(conn: sa.Connection, subscriber_ids: list[int]) -> dict[int, datetime]:
+    """When each reader last agreed (signed up, confirmed, or was imported with consent
+    given elsewhere), for the readers named."""
+    if not subscriber_ids:
+        return {}
+    e = db.consent_events
+    rows = conn.execute(
+        sa.select(e.c.subscriber_id, sa.func.max(e.c.at))
+        .where(e.c.subscriber_id.in_(subscriber_ids), e.c.kind.in_(CONSENTING))
+        .group_by(e.c.subscriber_id)
+    )
+    return {int(sid): at for sid, at in rows}

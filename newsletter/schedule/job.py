@@ -8,7 +8,7 @@ alerted instead.
 
 What: `friday_send` looks at the issue dated that send day. Approved: the delivery
 engine, which resumes and never mails a reader twice. Draft, empty or missing: no
-send, an alert. Sent or cancelled: nothing.
+send, an alert. Sent, cancelled or held at the desk: nothing.
 
 Who (schedule.lease): a lease row in the database, held while a job sends.
 """
@@ -161,8 +161,9 @@ class FridayJob:
             issue = issue_of_day(engine, day)
         if issue is not None and issue.status == "sent":
             return JobResult("nothing", f"issue {issue.id} for {issue.send_date} was sent already")
-        if issue is not None and issue.status == "cancelled":
-            return JobResult("nothing", f"issue {issue.id} for {issue.send_date} is cancelled")
+        if issue is not None and issue.status in ("cancelled", "held"):
+            why = "held at the desk" if issue.status == "held" else "cancelled"
+            return JobResult("nothing", f"issue {issue.id} for {issue.send_date} is {why}")
         if issue is None or issue.status == "draft":
             reason = not_ready_reason(issue, day)
             if not self.alerting:
@@ -211,7 +212,7 @@ class FridayJob:
         """The send time passed with no scheduler running, beyond the grace: tell the editors."""
         day = fire.astimezone(self.settings.timezone).date()
         issue = issue_of_day(self.desk.engine, day)
-        if issue is not None and issue.status in ("sent", "cancelled"):
+        if issue is not None and issue.status in ("sent", "cancelled", "held"):
             return JobResult("nothing", f"issue {issue.id} for {day} is {issue.status}")
         zone = self.settings.timezone
         late = self.clock() - fire

@@ -1,12 +1,15 @@
 """Who sends: a lease row in the database, held and renewed while a job sends, so two
-schedulers (a second server, a restart while the old process hangs) never both send."""
+schedulers (a second server, a restart while the old process hangs) never both send.
+A running scheduler also keeps a heartbeat row, so the desk can say whether one runs."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -107,3 +110,68 @@ def holding(
         done.set()
         keeper.join()
         drop_lease(engine, name, holder)
+
+
+HEARTBEAT = "scheduler:"  # a heartbeat row's name starts so; the rest is its own
+HEARTBEAT_EVERY = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    holder: str  # host:pid:…
+    since: datetime
+    last_seen: datetime
+
+
+def beat(engine: sa.Engine, name: str, holder: str, now: datetime) -> None:
+    """The scheduler `holder` is alive now (its row, made on the first beat)."""
+    lease = db.leases
+    with engine.begin() as conn:
+        kept = conn.execute(
+            lease.update().where(lease.c.name == name).values(expires_at=now + 2 * HEARTBEAT_EVERY)
+        ).rowcount
+        if not kept:
+            conn.execute(
+                lease.insert().values(name=name, holder=holder, acquired_at=now,
+                                      expires_at=now + 2 * HEARTBEAT_EVERY)
+            )  # fmt: skip
+
+
+def heartbeats(conn: sa.Connection) -> list[Heartbeat]:
+    """Every scheduler heard from, the most recent first (a row past its expiry is a
+    scheduler that stopped without a word: killed, or its machine down)."""
+    lease = db.leases
+    rows = conn.execute(
+        sa.select(lease)
+        .where(lease.c.name.startswith(HEARTBEAT))
+        .order_by(lease.c.expires_at.desc())
+    ).all()
+    return [Heartbeat(r.holder, r.acquired_at, r.expires_at - 2 * HEARTBEAT_EVERY) for r in rows]
+
+
+@contextmanager
+def beating(engine: sa.Engine, clock: Clock) -> Iterator[None]:
+    """A heartbeat every HEARTBEAT_EVERY for the block; its row is gone after it."""
+    name, holder = HEARTBEAT + secrets.token_hex(8), worker_name()
+    done = threading.Event()
+
+    def keep() -> None:
+        while True:
+            try:
+                beat(engine, name, holder, clock())
+            except sa.exc.SQLAlchemyError as exc:  # the database away for a moment
+                log.warning("could not record the scheduler's heartbeat: %s", exc)
+            if done.wait(HEARTBEAT_EVERY.total_seconds()):
+                return
+
+    keeper = threading.Thread(target=keep, name="scheduler-heartbeat", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+        try:
+            drop_lease(engine, name, holder)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not clear the scheduler's heartbeat: %s", exc)

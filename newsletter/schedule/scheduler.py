@@ -38,6 +38,7 @@ from newsletter.schedule.job import (
     scheduled_reminder,
     scheduled_send,
 )
+from newsletter.schedule.lease import beating
 from newsletter.schedule.outcome import JobResult
 from newsletter.schedule.when import cron_trigger, describe, last_fire, next_fire
 from newsletter.store.engine import create_db_engine
@@ -210,9 +211,10 @@ class FridayScheduler:
                 late = " (missed while no scheduler ran: handled now)" if run_at < now else ""
                 log.info("next %s: %s%s", name, when, late)
             self.resume_interrupted(now, planned["send"])
-            self.scheduler.start()
-            if self.closer is not None:
-                self.closer.join()
+            with beating(self.desk.engine, self.clock):  # the desk shows it runs
+                self.scheduler.start()
+                if self.closer is not None:
+                    self.closer.join()
         finally:
             self.started.set()  # a shutdown thread waiting for a start that failed goes on
             for signum, handler in previous.items():

@@ -65,6 +65,8 @@ issues = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("approved_at", UTCDateTime, nullable=True),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # one more on every change: a save from a page that showed an older one is refused
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
 )
 
 issue_items = sa.Table(
@@ -76,6 +78,19 @@ issue_items = sa.Table(
     sa.Column("title", sa.Text, nullable=True),
     sa.Column("summary", sa.Text, nullable=True),
     sa.Column("image_alt", sa.Text, nullable=True),  # the editor's, over the article's
+)
+
+# An item taken out of an issue, with the text written for it there: added back (or the
+# removal undone) it returns with that text, at its place.
+removed_items = sa.Table(
+    "removed_items",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("article_id", sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("image_alt", sa.Text, nullable=True),
 )
 
 policy_versions = sa.Table(
@@ -259,6 +274,8 @@ editors = sa.Table(
     sa.Column("password_hash", sa.String(300), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_login_at", UTCDateTime, nullable=True),
+    # editor: curates and approves; admin: also the readers' data and the editors
+    sa.Column("role", sa.String(20), nullable=False, server_default="editor"),
 )
 
 desk_sessions = sa.Table(  # an editor's signed-in browser: the cookie's token, hashed

@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> Flask:
     @app.get("/")
     def front() -> ResponseReturnValue:
         """A reader who opens the site's address finds the sign-up; an editor, the desk."""
-        return redirect(url_for("desk.week" if desk.signed_in() else "signup.subscribe_page"))
+        return redirect(url_for("desk.this_week" if desk.signed_in() else "signup.subscribe_page"))
 
     return app
 
@@ -78,6 +78,9 @@ def _app(settings: Settings, **config: Any) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # the cookie is written only when the session changes: a preview loading beside an
+        # action cannot write back the session as it was before the action (its undo)
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=MAX_BODY,  # a larger body is refused (413) before it is read
         **config,
     )
@@ -110,10 +113,9 @@ def _app(settings: Settings, **config: Any) -> Flask:
         response.headers.setdefault("Referrer-Policy", "same-origin")  # tokens stay in our URLs
         return response
 
-    @app.errorhandler(NewsletterError)
-    def desk_error(error: NewsletterError) -> Response:
-        # plain text: messages quote input (a version, an address) that must not become HTML
-        return Response(f"{type(error).__name__}: {error}\n", error.status, mimetype="text/plain")
+    # a refusal's message on a page in the desk's (or the readers') layout, autoescaped:
+    # messages quote input (a version, an address) that must not become HTML
+    app.register_error_handler(NewsletterError, error_pages.reader_error)
 
     return app
 

@@ -1,4 +1,6 @@
-"""Error answers at the web boundary: a page in the readers' layout, JSON under /api/.
+"""Error answers at the web boundary: a page in the readers' layout, the desk's own under
+/desk/ (in the desk's words: never an exception's class name), JSON under /api/ and for
+the desk's scripts.
 
 No stack trace reaches a browser: Flask logs an unhandled exception with its traceback
 (PROPAGATE_EXCEPTIONS off) and the reader gets a plain 500 page. Messages are
@@ -7,7 +9,7 @@ rendered through autoescaping templates, never pasted into HTML.
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from newsletter.compose.rendering import Site
@@ -16,6 +18,21 @@ from newsletter.language import N_
 from newsletter.web.words import _
 
 API = "/api/"
+DESK = "/desk"
+DESK_TITLES = {
+    400: "That did not work",
+    401: "Please log in",
+    403: "Not for your account",
+    404: "Not found",
+    405: "That does not work here",
+    409: "That cannot be done now",
+    413: "That was too much",
+    429: "Too many attempts",
+}
+DESK_SORRY = (
+    "Something went wrong on the desk's side; nothing was changed by this request. Try "
+    "again, and if it happens again the log of the desk's server says why."
+)
 SOMETHING = N_("Something went wrong")
 SORRY = N_("Something went wrong on our side. Please try again in a few minutes.")
 TITLES = {
@@ -32,11 +49,22 @@ EXPLAIN = {
 }
 
 
+def _json() -> bool:
+    return request.path.startswith(API) or request.accept_mimetypes.best == "application/json"
+
+
 def error_answer(status: int, message: str) -> Response:
-    if request.path.startswith(API):
-        response = jsonify(error=message)
+    if _json():
+        response = jsonify(error=message, ok=False)
         response.status_code = status
         return response
+    if _for_editors():
+        _sign_in_shown()
+        page = render_template(
+            "desk/error.html", status=status, title=DESK_TITLES.get(status, SOMETHING),
+            message=message, desk="desk.this_week" in current_app.view_functions,
+        )  # fmt: skip
+        return Response(page, status, mimetype="text/html")
     html = render_template(
         "public.html",
         title=_(TITLES.get(status, SOMETHING)),
@@ -50,7 +78,7 @@ def error_answer(status: int, message: str) -> Response:
 def http_error(error: HTTPException) -> Response:
     status = error.code or 500
     if status >= 500:
-        return error_answer(status, SORRY)
+        return error_answer(status, _sorry())
     response = error_answer(status, EXPLAIN.get(status) or error.description or "")
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -58,12 +86,35 @@ def http_error(error: HTTPException) -> Response:
 
 
 def reader_error(error: NewsletterError) -> Response:
-    """For the readers' pages: the message on a page; a fault of ours stays in the log."""
+    """The message on a page (the readers' or the desk's); a fault of ours stays in the log."""
     if error.status >= 500:
         current_app.logger.error("%s: %s", type(error).__name__, error)
-        return error_answer(error.status, SORRY)
+        return error_answer(error.status, _sorry())
     text = str(error)
     return error_answer(error.status, text[:1].upper() + text[1:])
+
+
+def _sorry() -> str:
+    return DESK_SORRY if _for_editors() else SORRY
+
+
+def _sign_in_shown() -> None:
+    """A page no route matched (or one that failed early) shows the signed-in editor's
+    layout too: the session is read here, since the desk's guard did not run."""
+    if "editor" in g or "desk.this_week" not in current_app.view_functions:
+        return
+    from newsletter.web.desk.session import signed_in
+
+    try:
+        g.editor = signed_in()
+    except Exception:  # the database itself may be why this is an error page
+        g.editor = None
+
+
+def _for_editors() -> bool:
+    """The desk and its previews: the editors' pages, in the desk's layout."""
+    path = request.path
+    return path == DESK or path.startswith((DESK + "/", "/preview/"))
 
 
 def register(app: Flask) -> None:

@@ -3,10 +3,10 @@ it, send yourself a test, follow a send, look up a reader. Server-rendered forms
 work without JavaScript; every action calls the same library functions as the CLI.
 
 Every POST carries the session's CSRF token; every page but the login needs a login
-(`session`). The pages are `issues` and `readers`; importing them registers them.
+(`session`). The pages are `week`, `issues` and `readers`; importing them registers them.
 """
 
-from newsletter.web.desk import issues, readers
+from newsletter.web.desk import issues, readers, week
 from newsletter.web.desk.session import bp, csrf_token, signed_in
 
-__all__ = ["bp", "csrf_token", "issues", "readers", "signed_in"]
+__all__ = ["bp", "csrf_token", "issues", "readers", "signed_in", "week"]

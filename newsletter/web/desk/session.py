@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -97,9 +98,14 @@ def current_editor() -> Editor:
 
 
 def safe_next(target: str | None) -> str:
-    if target and target.startswith("/desk") and not target.startswith("//"):
-        return target
-    return url_for("desk.week")
+    """Where to go after a login or a change: a page of the desk or of the previews on
+    this site, never another site ("//evil.example", "/\\evil.example", "https://…")."""
+    if target and "\\" not in target and not target.startswith("//"):
+        parts = urlsplit(target)
+        ours = parts.path == "/desk" or parts.path.startswith(("/desk/", "/preview/"))
+        if not parts.scheme and not parts.netloc and ours:
+            return target
+    return url_for("desk.this_week")
 
 
 @bp.get("/login")
