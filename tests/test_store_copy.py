@@ -23,7 +23,16 @@ from newsletter.bounces.record import record_mail
 from newsletter.bounces.verdict import Verdict
 from newsletter.cli import cli
 from newsletter.curation.articles import list_articles
-from newsletter.curation.issues import approve, get_issue, list_issues, new_issue, pick, set_fields
+from newsletter.curation.issues import (
+    approve,
+    get_issue,
+    list_issues,
+    new_issue,
+    pick,
+    set_fields,
+    set_item,
+    unpick,
+)
 from newsletter.delivery.ledger import counts, reserve, uncertain_readers
 from newsletter.delivery.notice_queue import queue_mails
 from newsletter.delivery.send import send_issue
@@ -86,7 +95,9 @@ def build_desk(desk: Desk) -> None:
         conn.execute(db.scheduler_jobs.insert().values(
             id="friday-send", next_run_time=1795424400.123456, job_state=bytes(range(256))))  # fmt: skip
         next_week = new_issue(conn, date(2026, 12, 4), NOW)
-        pick(conn, next_week.id, [1, 2], NOW)
+        pick(conn, next_week.id, [1, 2, 3], NOW)
+        set_item(conn, next_week.id, 3, NOW, title="Своё название")
+        unpick(conn, next_week.id, [3], NOW)  # kept aside with its own title
         set_fields(conn, next_week.id, NOW, subject="Неделя: вторая")
         approve(conn, next_week.id, NOW)
     alert = Alert("reminder", date(2026, 12, 4), "Issue of 4 December not approved", "Approve.")
