@@ -40,24 +40,22 @@ _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE))
     for reason, pattern in (
-        # try again later: nobody's fault (Postfix's "Host not found, try again" is a DNS
-        # server that did not answer, not a domain that does not exist)
-        ("networkerror", r"greylist|graylist|host not found, try again"),
+        ("networkerror", r"greylist|graylist"),  # try again later: nobody's fault
         # Office 365's answer for an address its directory does not have (DBEB)
         ("userunknown", r"recipient address rejected: access denied"),
         ("blocked", r"black\s?list|block\s?list|blocked|spamhaus|spamcop|barracuda|\bsorbs\b|"
                     r"\brbl\b|dnsbl|listed (?:at|on|by)|listed in (?:the )?(?:rbl|dnsbl|\S*bl\b)|"
-                    r"poor reputation|ip reputation|client host .* rejected|"
+                    r"poor reputation|ip reputation|client host .{0,80} rejected|"
                     r"not allowed to send (?:mail )?from|banned|\[ts0?\d\]|permanently deferred|"
                     r"traffic not accepted|helo command rejected|not accepted from this ip"),
         ("securityerror", r"\bspf\b|\bdkim\b|\bdmarc\b|authenticat|not authorized|"
                           r"sender (?:address )?(?:rejected|denied|not permitted)|"
                           r"relay(?:ing)? (?:access )?denied|not owned by|"
-                          r"sender .*not (?:allowed|owned)|unauthenticated|sender verif|"
+                          r"sender .{0,80}not (?:allowed|owned)|unauthenticated|sender verif|"
                           r"verification failed for|address is not verified"),
         ("ratelimited", r"rate limit|too many (?:messages|recipients|mails|emails)|"
                         r"(?:hourly|daily) (?:sending )?(?:quota|limit)|"
-                        r"throttl|sending limit|exceeded .*quota for sending"),
+                        r"throttl|sending limit|exceeded .{0,80}quota for sending"),
         ("toomanyconn", r"too many (?:connections|concurrent|sessions)"),
         ("spamdetected", r"\bspam\b|junk mail|unsolicited|bulk mail|content rejected"),
         ("virusdetected", r"virus|malware|infected"),
@@ -69,9 +67,9 @@ _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("mailboxfull", r"(?:mailbox|inbox|mail ?folder|mailfolder) (?:is )?full|over ?quota|"
                         r"quota exceeded|exceed\w* (?:their |the |his |her )?(?:disk )?quota|"
                         r"insufficient (?:system )?storage|mailbox size limit|exceeded storage"),
-        ("suspend", r"suspend|disabled|inactive|deactivated|not active|account .*closed"),
-        ("hasmoved", r"has moved|no longer (?:on server|valid|with)|address .* replaced"),
-        ("hostunknown", r"host (?:not found|unknown)|unknown host|"
+        ("suspend", r"suspend|disabled|inactive|deactivated|not active|account .{0,80}closed"),
+        ("hasmoved", r"has moved|no longer (?:on server|valid|with)|address .{0,80} replaced"),
+        ("hostunknown", r"host (?:not found|unknown)|unknown host(?!name|s)\b|"
                         r"domain (?:not found|does not exist|unknown)|no such domain|"
                         r"unrouteable|nxdomain|no mx|name or service not known|"
                         r"host or domain name not found"),
@@ -84,10 +82,13 @@ _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                         r"not listed in (?:the )?(?:domino |public )?(?:name and address )?"
                         r"(?:directory|book)|no such local user|address unknown|"
                         r"recipient name is not recognized|unknown recipient|user not found|"
-                        r"did not (?:exactly )?match an? .*(?:e-?mail )?address|"
+                        r"did not (?:exactly )?match an? .{0,80}(?:e-?mail )?address|"
                         r"(?:doesn't|does not) have an? \S+ account|no such account|"
                         r"account (?:does not|doesn't) exist|user not known|"
-                        r"invalid (?:final delivery )?userid|n'existe pas|"
+                        r"invalid (?:final delivery )?userid|"
+                        r"(?<!expéditeur )(?<!expediteur )n['’]existe pas|"
+                        r"recipientnotfound|recipient not found|unknown address|"
+                        r"account (?:that you tried to reach )?(?:does not|doesn't) exist|"
                         r"no matches to nameserver query|no final (?:e-?mail )?delivery point|"
                         r"not have a final (?:e-?mail )?delivery point"),
         ("expired", r"delivery time expired|expired|too long in queue|retry timeout|"
@@ -147,8 +148,12 @@ def read(code: int | None, text: str, phase: str = "", status: str = "") -> Verd
     where the words are more specific than the code they win, so a "5.1.1" that says
     "IP blacklisted" is a block of ours, not an unknown user. The words are read without
     the addresses and links a reply quotes: <policy@…> is a mailbox, not a policy."""
+    text = text[:READ_MAX]  # a reply's or a notice's reason is in its first lines
     enhanced = status or enhanced_code(text)
     words = _from_words(_QUOTED.sub(" ", text))
+    if _DNS_AGAIN.search(text) and not enhanced.startswith("5"):
+        words = "networkerror"  # Postfix's "Host not found, try again": a DNS server that
+        # did not answer, not a domain that does not exist
     if phase in ("MAIL", "connect", "greeting", "tls", "auth"):
         # a refusal before any recipient was named cannot be about the reader
         return Verdict(words if words in SENDER else "rejected", enhanced, phase)
@@ -158,7 +163,15 @@ def read(code: int | None, text: str, phase: str = "", status: str = "") -> Verd
         by_code = "rejected"
     elif not by_code and subject.startswith("7."):
         by_code = "policyviolation"  # 5.7.x: security or policy, ours whatever the detail
-    vague = by_code in ("rejected", "policyviolation", "networkerror", "systemerror")
+    # a vague code yields to the words, but 5.1.7 and 5.1.8 name our own sender address,
+    # whatever a reply says after them; Office 365 says 5.1.10 for an unknown recipient
+    vague = subject not in _SENDER_ADDRESS and by_code in (
+        "rejected",
+        "policyviolation",
+        "networkerror",
+        "systemerror",
+        "notaccept",
+    )
     if words and (not by_code or words in _STRONG or (vague and words in HARD | SOFT)):
         reason = words
     elif by_code:
@@ -170,6 +183,8 @@ def read(code: int | None, text: str, phase: str = "", status: str = "") -> Verd
     return Verdict(reason, enhanced, phase)
 
 
+READ_MAX = 2000
+_DNS_AGAIN = re.compile(r"host not found[,.]?\s*try again", re.IGNORECASE)
 # an address in angle brackets or bare, and a link: what a reply quotes, not what it says
 _QUOTED = re.compile(r"<[^<>\s]*>|\S+@\S+|https?://\S+")
 # words of ours that beat any code: a block list, a rate, SPF/DKIM, a sender refused

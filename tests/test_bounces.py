@@ -24,6 +24,7 @@ from newsletter.readers.consent import Evidence, current_policy
 from newsletter.readers.optin import Limits, SignUp, sign_up
 from newsletter.readers.subscribers import add_active_reader, get_subscriber
 from newsletter.readers.suppression import is_suppressed
+from newsletter.reasons import read
 from newsletter.settings import Settings
 from newsletter.store import tables as db
 from newsletter.transport.base import MemoryTransport
@@ -640,6 +641,20 @@ def dsn_saying(status: str, diagnostic: str, action: str = "failed") -> bytes:
         ("5.1.3", "550 5.1.3 listed at zen.spamhaus.org", "failed", "ours", "blocked"),
         ("5.1.1", "550 5.1.1 too many recipients this hour", "failed", "ours", "ratelimited"),
         ("5.2.2", "552 5.2.2 Mailbox full", "failed", "soft", "mailboxfull"),
+        # our reverse DNS, not the reader's domain; our own sender address, whatever follows
+        ("5.7.1", "550 5.7.1 Rejected: connection from unknown hostname", "failed", "ours",
+         "rejected"),
+        ("5.7.1", "554 5.7.1 Mail from unknown hosts is not accepted", "failed", "ours",
+         "rejected"),
+        ("5.1.8", "553 5.1.8 sender user not known", "failed", "ours", "rejected"),
+        ("5.1.7", "550 5.1.7 sender mailbox unavailable", "failed", "ours", "rejected"),
+        # an earlier DNS hiccup beside a final "user unknown": the user unknown
+        ("5.1.1", "550 5.1.1 user unknown; previous attempt: Host not found, try again",
+         "failed", "hard", "userunknown"),
+        ("4.4.3", "Host not found. Try again later", "failed", "soft", "networkerror"),
+        # Office 365 says 5.1.10 (null MX in RFC 7505) for an address it does not have
+        ("5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP "
+         "address lookup", "failed", "hard", "userunknown"),
         ("5.1.1", "550 5.1.1 User unknown", "delayed", "delayed", ""),
         ("4.4.7", "Delivery time expired", "failed", "soft", "expired"),
     ],
@@ -649,6 +664,48 @@ def test_a_bounce_is_judged_by_its_words_where_they_say_more_than_its_code(
 ) -> None:
     verdict = classify(dsn_saying(status, diagnostic, action), None)
     assert (verdict.kind, verdict.reason) == (kind, reason)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("550 5.0.0 L'expéditeur n'existe pas", "undefined"),  # the sender: not the reader
+     ("550 5.0.0 L’adresse n’existe pas", "userunknown"),  # a typographic apostrophe
+     ("550 5.0.0 L'adresse n'existe pas", "userunknown")],
+)  # fmt: skip
+def test_french_words_for_an_address_that_does_not_exist(text: str, reason: str) -> None:
+    assert read(None, text, "", "5.0.0").reason == reason
+
+
+def test_a_reason_is_read_from_the_first_lines_of_what_a_server_said() -> None:
+    """A hostile notice cannot make the reading slow: only its start is read."""
+    padded = dsn_saying("5.0.0", "550 5.0.0 " + "did not match a " * 8000 + " user unknown")
+    assert classify(padded, None).reason == "undefined"  # the words came too late
+    assert classify(dsn_saying("5.0.0", "550 5.0.0 user unknown"), None).reason == "userunknown"
+
+
+def prose(lines: str) -> bytes:
+    return (
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\n"
+        "To: weekly@example.org\nSubject: Returned mail: see transcript for details\n"
+        "Message-ID: <prose.1@mx.example.net>\n\n"
+        "The original message was received at Mon, 23 Nov 2026 10:00:00 +0000\n\n"
+        "   ----- The following addresses had permanent fatal errors -----\n"
+        f"{lines}\n"
+    ).encode()
+
+
+def test_a_notice_in_prose_fails_each_address_for_its_own_words() -> None:
+    """Two addresses failing for equally bad reasons are both named; one address that
+    is the end of another ("na@" in "anna@") is not mistaken for it."""
+    both = prose("<anna@example.org> (reason: 550 user unknown)\n\n"
+                 "<bob@gone.example.net> (reason: 550 host unknown)")  # fmt: skip
+    verdict = classify(both, None)
+    assert verdict.kind == "hard" and set(verdict.addresses) == {"anna@example.org",
+                                                                 "bob@gone.example.net"}  # fmt: skip
+    near = prose("<anna@example.org> (reason: 552 mailbox full)\n\n"
+                 "<na@example.org> (reason: 550 no such user)")  # fmt: skip
+    verdict = classify(near, None)
+    assert (verdict.kind, verdict.addresses) == ("hard", ("na@example.org",))
 
 
 def test_a_plain_text_delay_warning_is_no_bounce() -> None:
@@ -682,6 +739,24 @@ def test_a_bounce_for_a_reason_of_ours_leaves_the_reader_alone(bdesk: Desk, tmp_
     assert report.kinds == {"ours": 5}
     found = reader(bdesk.engine, sid)
     assert (found.status, found.bounce_count) == ("active", 0)
+
+
+def test_a_refusal_for_our_reasons_naming_no_return_path_is_kept_aside(
+    bdesk: Desk, tmp_path: Path
+) -> None:
+    """It would count against the next send: a forgery must not hold the newsletter."""
+    [sid] = seed_readers(bdesk.engine, (("anna@example.org", ""),))
+    forged = dsn(BOUNCE_ADDRESS, "anna@example.org", "5.7.1", n=90).replace(
+        b"Recipient address rejected: User unknown", b"client IP listed at zen.spamhaus.org"
+    )
+    report = process_sources(bdesk.engine, bdesk.settings,
+                             [str(maildir(tmp_path / "m", [forged]))], NOW)  # fmt: skip
+    assert report.kinds == {"unrecognised": 1}
+    with bdesk.engine.connect() as conn:
+        kept = conn.execute(sa.select(db.bounce_mail.c.diagnostic)).scalar_one()
+        outcomes = conn.execute(sa.select(db.deliveries.c.outcome)).scalars().all()
+    assert kept == "an our-side report naming no return path of ours (anna@example.org)"
+    assert not any(outcomes) and reader(bdesk.engine, sid).status == "active"
 
 
 def test_a_report_naming_several_readers_marks_every_one(bdesk: Desk) -> None:

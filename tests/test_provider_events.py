@@ -307,8 +307,9 @@ def test_ses_through_sns_confirms_its_subscription_and_counts_only_signed_notice
     elsewhere = sns.signed(notice("tom@example.org", SigningCertURL="https://evil.example/c.pem"))
     other_topic = sns.signed(notice("tom@example.org", TopicArn="arn:aws:sns:eu-west-1:9:x"))
     tampered = {**sns.signed(notice("anna@example.org")), "MessageId": "n-changed"}
-    # signed by SNS, but published more than an hour ago (a replay), or from the future
-    replayed = sns.signed(notice("tom@example.org", Timestamp="2026-11-23T08:59:59.000Z"))
+    # signed by SNS, but published more than an hour (and a clock's skew) ago: a replay; or
+    # from the future
+    replayed = sns.signed(notice("tom@example.org", Timestamp="2026-11-23T08:54:59.000Z"))
     ahead = sns.signed(notice("tom@example.org", Timestamp="2026-11-23T10:05:01.000Z"))
     undated = sns.signed(notice("tom@example.org", Timestamp="last Monday"))
     for refused in (forged, elsewhere, other_topic, tampered, replayed, ahead, undated):
@@ -316,7 +317,7 @@ def test_ses_through_sns_confirms_its_subscription_and_counts_only_signed_notice
         assert answer.status_code == 401
     assert reader_of(desk.engine, "tom@example.org") == ("active", 0)
     assert reader_of(desk.engine, "anna@example.org") == ("active", 0)
-    good = sns.signed(notice("anna@example.org", Timestamp="2026-11-23T09:00:01.000Z"))
+    good = sns.signed(notice("anna@example.org", Timestamp="2026-11-23T08:55:01.000Z"))
     answer = client.post("/hooks/ses", data=json.dumps(good), content_type="text/plain")
     assert answer.status_code == 200 and answer.get_json()["kinds"] == {"hard": 1}
     assert reader_of(desk.engine, "anna@example.org") == ("bounced", 1)

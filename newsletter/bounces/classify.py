@@ -92,7 +92,9 @@ def classify(
 ) -> Verdict:
     message = email.message_from_bytes(raw)
     verdict = _nature(message)
-    if verdict.kind not in ACTIONABLE or reader is None:
+    # a refusal for a reason of ours counts against the next send: as a bounce does, it
+    # must name a return path of ours, or anyone could hold the newsletter with a forgery
+    if verdict.kind not in (*ACTIONABLE, OURS) or reader is None:
         return verdict
     tokens = reader.candidates(" ".join(envelope_to)) + reader.candidates(raw.decode("latin-1"))
     for token in tokens:
@@ -107,10 +109,11 @@ def classify(
     # that names none is kept for a person, or anyone could mail the bounce address a
     # report naming a reader and stop their newsletter.
     named = ", ".join(verdict.addresses) or "no address"
+    what = "an our-side" if verdict.kind == OURS else f"a {verdict.kind}"
     return Verdict(
         UNRECOGNISED,
         code=verdict.code,
-        diagnostic=f"a {verdict.kind} report naming no return path of ours ({named})",
+        diagnostic=f"{what} report naming no return path of ours ({named})",
     )
 
 
@@ -180,7 +183,8 @@ def _heuristic(message: email.message.Message) -> Verdict:
     detail = f"{_subject(message)}: {said}" if said else _subject(message)
     # the reason is read from what the server said, not from the subject, which quotes
     # the newsletter's own ("Undeliverable: Virus warning" is no virus found)
-    return judged(kind, addresses, code, detail[:DIAGNOSTIC_MAX], said or _subject(message))
+    words = (said or _subject(message))[:DIAGNOSTIC_MAX]  # bounded: the patterns read it all
+    return judged(kind, addresses, code, detail[:DIAGNOSTIC_MAX], words)
 
 
 def _worst(text: str, code: str | None, addresses: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
@@ -188,11 +192,11 @@ def _worst(text: str, code: str | None, addresses: tuple[str, ...]) -> tuple[tup
     them: "no such account" for one beside "account disabled" for another names only the
     first, as a DSN's worst status names only its own recipients."""
     if len(addresses) > 1:
-        own = {a: _said_of(text, a) for a in addresses}
+        own = {a: _said_of(text, a)[:DIAGNOSTIC_MAX] for a in addresses}
         reasons = {a: read(None, said, "", code or "").reason for a, said in own.items()}
-        if all(own.values()) and len(set(reasons.values())) > 1:
-            worst = min(reasons.values(), key=_rank)
-            addresses = tuple(a for a in addresses if reasons[a] == worst)
+        if all(own.values()) and len({_rank(r) for r in reasons.values()}) > 1:
+            worst = min(_rank(r) for r in reasons.values())  # an unknown user and a dead
+            addresses = tuple(a for a in addresses if _rank(reasons[a]) == worst)  # domain
             return addresses, " ".join(own[a] for a in addresses)
     # a notice that names no failing address in full ("userx    No matches to nameserver
     # query") says why in its opening lines
@@ -220,7 +224,7 @@ def _said_of(text: str, address: str) -> str:
     """The line naming `address`, with the next one when it names no other address."""
     lines = [ln.strip() for ln in text.splitlines()]
     for number, line in enumerate(lines):
-        if address in line.lower():
+        if address in {a.lower() for a in _ADDRESS.findall(line)}:  # "na@" is not "anna@"
             after = next((ln for ln in lines[number + 1 : number + 3] if ln), "")
             others = {a.lower() for a in _ADDRESS.findall(after)} - {address}
             return f"{line} {after}".strip() if after and not others else line
@@ -244,14 +248,18 @@ def _prose(message: email.message.Message) -> Verdict | None:
     daemon = any(d in f"{sender[0]} {sender[1]}".lower() for d in _DAEMONS)
     if not daemon and not _BOUNCE_SUBJECT.search(_subject(message)):
         return None
+    failed: list[str] = []  # every line's addresses, each line read for itself
+    first: tuple[str, str] | None = None
     for line in _text(message).splitlines()[:200]:
         found = _ADDRESS.findall(line)
         verdict = read(None, line) if found else None
         if verdict is not None and verdict.reason in HARD_REASONS:
-            addresses = valid_addresses(found)
-            detail = f"{_subject(message)}: {line.strip()}"[:DIAGNOSTIC_MAX]
-            return Verdict(HARD, None, addresses, None, detail, verdict.reason)
-    return None
+            failed += found
+            first = first or (line.strip(), verdict.reason)
+    if first is None:
+        return None
+    detail = f"{_subject(message)}: {first[0]}"[:DIAGNOSTIC_MAX]
+    return Verdict(HARD, None, valid_addresses(failed), None, detail, first[1])
 
 
 _SMTP_REPLY = re.compile(r"\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b")

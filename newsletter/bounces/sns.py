@@ -65,8 +65,8 @@ def _certificate(url: str, limits: FetchLimits) -> bytes:
 
 
 def fresh(message: dict[str, Any], now: datetime) -> bool:
-    """True when the message's signed Timestamp is from the last hour (or a few minutes
-    ahead, for a clock that runs fast)."""
+    """True when the message's signed Timestamp is from the last hour (give or take a few
+    minutes, for clocks that differ)."""
     stamp = message.get("Timestamp")
     if not isinstance(stamp, str):
         return False
@@ -76,7 +76,7 @@ def fresh(message: dict[str, Any], now: datetime) -> bool:
         return False
     if published.tzinfo is None:
         return False
-    return now - MAX_AGE <= published <= now + SKEW
+    return now - MAX_AGE - SKEW <= published <= now + SKEW
 
 
 def verified(message: dict[str, Any], limits: FetchLimits, host: str | None) -> bool:
