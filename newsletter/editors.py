@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.errors import InputError, NewsletterError, NotFound, StateError
 from newsletter.readers.addresses import normalise_address
 from newsletter.store import tables as db
 
@@ -221,3 +221,41 @@ def log_in(
     if attempt is None:
         conn.execute(f.insert().values(email=address[:320], ip=ip[:64], at=now))
     raise LoginRefused("wrong address or password")
+
+
+@dataclass(frozen=True)
+class Account:
+    """An editor as the admins' page lists them."""
+
+    id: int
+    email: str
+    role: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+def list_editors(conn: sa.Connection) -> list[Account]:
+    e = db.editors
+    rows = conn.execute(
+        sa.select(e.c.id, e.c.email, e.c.role, e.c.created_at, e.c.last_login_at).order_by(
+            e.c.email
+        )
+    )
+    return [Account(r.id, r.email, r.role, r.created_at, r.last_login_at) for r in rows]
+
+
+def set_role(conn: sa.Connection, editor_id: int, role: str) -> Account:
+    """Make an account an editor or an admin; the desk's last admin stays one, or nobody
+    could manage the desk from it again."""
+    if role not in ROLES:
+        raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+    e = db.editors
+    found = conn.execute(sa.select(e.c.role).where(e.c.id == editor_id)).scalar()
+    if found is None:
+        raise NotFound(f"no editor {editor_id}")
+    admins = conn.execute(sa.select(sa.func.count()).where(e.c.role == "admin")).scalar_one()
+    if found == "admin" and role != "admin" and admins == 1:
+        raise StateError("the desk's last admin stays an admin: make another account admin first")
+    conn.execute(e.update().where(e.c.id == editor_id).values(role=role))
+    [account] = [a for a in list_editors(conn) if a.id == editor_id]
+    return account

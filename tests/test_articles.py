@@ -170,6 +170,30 @@ def test_long_summary_is_cut_on_a_word(tmp_path: Path) -> None:
     assert words.startswith(summary[:-1]) and words[len(summary) - 1] == " "
 
 
+@pytest.mark.parametrize(
+    ("description", "summary"),
+    [
+        ("&lt;p&gt;The council met. &lt;a href='http://a.test/1'&gt;Read more…&lt;/a&gt;&lt;/p&gt;",
+         "The council met."),
+        ("&lt;p&gt;Trams run late.&lt;/p&gt;&lt;p&gt;&lt;a href='http://a.test/1'&gt;Continue "
+         "reading &lt;span&gt;“Night trams”&lt;/span&gt; →&lt;/a&gt;&lt;/p&gt;", "Trams run late."),
+        ("Snow fell on the pass [&amp;#8230;]", "Snow fell on the pass"),
+        ("&lt;p&gt;Bakers unite.&lt;/p&gt;&lt;p&gt;The post &lt;a href='x'&gt;Bakers unite&lt;/a&gt; "
+         "appeared first on &lt;a href='y'&gt;The Weekly&lt;/a&gt;.&lt;/p&gt;", "Bakers unite."),
+        ("В Москве снег. Подробнее »", "В Москве снег."),
+        ("He said: read more books.", "He said: read more books."),  # words, not a link
+    ],
+)  # fmt: skip
+def test_a_feeds_read_more_tail_is_not_kept_in_the_summary(description: str, summary: str) -> None:
+    """A mail links the story itself: "Read more" as text would go nowhere."""
+    parsed = parse_feed(
+        rss(f"<title>T</title><link>http://a.test/1</link><description>{description}"
+            "</description>"),
+        "tail.xml",
+    )  # fmt: skip
+    assert parsed.drafts[0].summary == summary
+
+
 # ------------------------------------------------------------------ Atom and odd items
 
 ATOM = b"""<?xml version="1.0" encoding="utf-8"?>

@@ -127,6 +127,8 @@ def test_nothing_typed_is_lost_through_adds_removes_moves_and_a_reload(
     second = page.locator("#picked li[data-article]").nth(1)
     second.locator("summary").click()
     second.get_by_label("Title (empty: the article's)").fill("Our own title for the second")
+    second.get_by_label("Summary (empty: the article's)").fill("Our own summary.")
+    page.get_by_label("Group the articles by section").check()
     saved(page)
     page.get_by_role("button", name="Remove: Our own title for the second").click()
     page.locator("#notice").get_by_text("Removed “Our own title for the second”").wait_for()
@@ -148,6 +150,9 @@ def test_nothing_typed_is_lost_through_adds_removes_moves_and_a_reload(
         page.get_by_label("Preheader").input_value() == "The preheader, typed then straight to Add"
     )
     assert page.get_by_label("Editor's note").input_value() == "A note the editor typed."
+    assert page.get_by_label("Group the articles by section").is_checked()
+    assert page.locator("#picked li[data-article]").nth(1).get_by_label(
+        "Summary (empty: the article's)").input_value() == "Our own summary."  # fmt: skip
     assert picked(page) == [titles[0], "Our own title for the second", titles[3], titles[2],
                             *titles[4:]]  # fmt: skip
     with desk.engine.connect() as conn:

@@ -342,3 +342,32 @@ def test_the_pool_shows_each_storys_year_and_an_empty_issue_says_so(
     assert f"{published:%d %b %Y}" in page
     assert "Nothing picked yet: add articles from the pool below." in page
     assert "<ol" not in page.split('id="items-panel"', 1)[1].split("</div>", 1)[0]
+
+
+def test_admins_manage_the_accounts_and_see_the_settings_without_secrets(
+    client: FlaskClient, desk: Desk, app: Flask
+) -> None:
+    token = logged_in(client)  # the desk's first account: its admin
+    page = client.get("/desk/admin").get_data(as_text=True)
+    secret = app.config["DESK"].settings.secret_key
+    assert "NEWSLETTER_SECRET_KEY" in page and "set (hidden)" in page and secret not in page
+    answer = post(client, "/desk/admin/editors", token, email="new@example.org",
+                  password="a fresh long passphrase", role="editor")  # fmt: skip
+    assert answer.status_code == 303
+    weak = client.post("/desk/admin/editors", data={"csrf": token, "email": "w@example.org",
+                       "password": "password1234", "role": "editor"}, follow_redirects=True)  # fmt: skip
+    assert "too easy to guess" in weak.get_data(as_text=True)
+    with desk.engine.connect() as conn:
+        roles = dict(conn.execute(sa.select(db.editors.c.email, db.editors.c.role)).all())
+    assert roles == {EDITOR: "admin", "new@example.org": "editor"}
+    me = next(i for i, in desk.engine.connect().execute(
+        sa.select(db.editors.c.id).where(db.editors.c.email == EDITOR)))  # fmt: skip
+    last = client.post(f"/desk/admin/editors/{me}/role", data={"csrf": token, "role": "editor"},
+                       follow_redirects=True)  # fmt: skip
+    assert "last admin stays an admin" in last.get_data(as_text=True)
+    client.post("/desk/logout", data={"csrf": token})
+    token = csrf_of(client)
+    client.post("/desk/login", data={"email": "new@example.org",
+                                     "password": "a fresh long passphrase", "csrf": token})  # fmt: skip
+    assert client.get("/desk/admin").status_code == 403
+    assert "Admin</a>" not in client.get("/desk/issues").get_data(as_text=True)

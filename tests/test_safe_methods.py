@@ -73,6 +73,7 @@ def test_get_head_and_options_change_nothing_on_any_route(
     with desk.engine.connect() as conn:
         version = current_policy(conn).version
         reader = conn.execute(sa.select(db.subscribers.c.id).order_by(db.subscribers.c.id)).scalar()
+        editor_id = conn.execute(sa.select(db.editors.c.id)).scalar()
     editor = app.test_client()
     logged_in(editor)
     received = len(smtp_server.handler.received)
@@ -84,7 +85,8 @@ def test_get_head_and_options_change_nothing_on_any_route(
             continue
         token = links.get(rule.endpoint, links["reader"])
         values = {"token": token, "issue_id": str(issue.id), "issue": str(issue.id),
-                  "subscriber_id": str(reader), "version": version}  # fmt: skip
+                  "subscriber_id": str(reader), "version": version,
+                  "editor_id": str(editor_id)}  # fmt: skip
         path = url_for_rule(rule, values)
         assert path is not None, f"no value for a part of {rule}"
         for client in (editor, app.test_client()):

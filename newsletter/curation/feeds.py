@@ -187,8 +187,24 @@ def _text_of(detail: Any, value: Any) -> tuple[str, tuple[str, str] | None]:
     text = str(value or "")
     kind = str((detail or {}).get("type") or "text/html")
     if kind == "text/plain":
-        return clean_text(text), None
-    return html_to_text(text)
+        return without_tail(clean_text(text)), None
+    words, image = html_to_text(text)
+    return without_tail(words), image
+
+
+# What a CMS appends to an excerpt: a link that, as text in a mail, goes nowhere
+# ("Read more…", "Continue reading →", "[…]", WordPress's "The post … appeared first on …")
+_TAIL = re.compile(
+    r"(?:\s*(?:\[(?:…|\.\.\.)\]|\b(?:read more|continue reading|keep reading|read the full "
+    r"(?:story|article)|подробнее|читать далее)(?:\s*[“\"«][^”\"»\n]{1,200}[”\"»])?|"
+    r"\bthe post .{1,300}? appeared first on .{1,200}?)[\s.…→»›>:]*)+$",
+    re.IGNORECASE,
+)
+
+
+def without_tail(text: str) -> str:
+    """An excerpt without the "Read more" its feed appended; the mail links the story."""
+    return _TAIL.sub("", text).rstrip()
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ README's table is printed from here (python -m newsletter.settings)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from newsletter.language import parse_language
@@ -278,3 +280,40 @@ def settings_table() -> str:
         "(keys are the names above without the prefix, lower case) |"
     )
     return "\n".join(rows)
+
+
+_SECRET_WORDS = ("secret", "key", "auth", "password", "token")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+
+
+def shown_value(name: str, value: Any) -> str:
+    """A setting's value for a person to read: secrets only as "set", passwords in URLs
+    hidden, lists joined."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        units = ((86400, "days"), (3600, "h"), (60, "min"), (1, "s"))
+        return (
+            next(f"{seconds // n} {u}" for n, u in units if seconds % n == 0 and seconds >= n)
+            if seconds
+            else "0 s"
+        )
+    if isinstance(value, tuple | list | frozenset | set):
+        text = ", ".join(str(item) for item in value)
+    else:
+        text = "" if value is None else str(value)
+    if any(word in name for word in _SECRET_WORDS) and "topic" not in name:
+        return "set (hidden)" if text else ""
+    return _URL_PASSWORD.sub(r"\1•••@", text)
+
+
+def described(settings: Any) -> list[tuple[str, str, str, str]]:
+    """(variable, value as shown, default, help) for every setting, as the desk lists them."""
+    return [
+        (
+            s.variable,
+            shown_value(s.name, getattr(settings, _FIELD.get(s.name, s.name))),
+            s.default,
+            s.help,
+        )
+        for s in SETTINGS
+    ]

@@ -6,7 +6,7 @@ Every POST carries the session's CSRF token; every page but the login needs a lo
 (`session`). The pages are `week`, `issues` and `readers`; importing them registers them.
 """
 
-from newsletter.web.desk import issues, readers, week
+from newsletter.web.desk import admin, issues, readers, week
 from newsletter.web.desk.session import bp, csrf_token, signed_in
 
-__all__ = ["bp", "csrf_token", "issues", "readers", "signed_in", "week"]
+__all__ = ["admin", "bp", "csrf_token", "issues", "readers", "signed_in", "week"]
