@@ -117,6 +117,7 @@ _WEB = [
     ("public.py", "python"),
     ("signup.py", "python"),
     ("error_pages.py", "python"),
+    ("archive.py", "python"),
 ]
 SOURCES = (
     (PACKAGE / "defaults" / "templates", [("**.html", "jinja2"), ("**.txt", "jinja2")]),

@@ -74,6 +74,7 @@ class Issue:
     approved_at: datetime | None = None
     sent_at: datetime | None = None
     revision: int = 1  # one more on every change
+    in_archive: bool = True  # shown in the public archive once sent
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def test_get_head_and_options_change_nothing_on_any_route(
         token = links.get(rule.endpoint, links["reader"])
         values = {"token": token, "issue_id": str(issue.id), "issue": str(issue.id),
                   "subscriber_id": str(reader), "version": version,
-                  "editor_id": str(editor_id)}  # fmt: skip
+                  "editor_id": str(editor_id), "words": "any-words"}  # fmt: skip
         path = url_for_rule(rule, values)
         assert path is not None, f"no value for a part of {rule}"
         for client in (editor, app.test_client()):

@@ -98,6 +98,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
         approved_at=row["approved_at"],
         sent_at=row["sent_at"],
         revision=int(row["revision"]),
+        in_archive=bool(row["in_archive"]),
         items=tuple(
             IssueItem(
                 article=Article.from_row(item),
@@ -339,6 +340,25 @@ def unapprove(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
         raise StateError(f"issue {issue.id} is {issue.status}, not approved")
     _touch(conn, issue.id, now, status="draft", approved_at=None, clip_forced=False)
     return get_issue(conn, issue.id)
+
+
+def set_in_archive(conn: sa.Connection, ref: str | int, shown: bool, now: datetime) -> Issue:
+    """Show the issue in the public archive once sent, or keep it out (a correction, a
+    legal matter); any state, a sent issue's too: it changes no reader's mail."""
+    issue = get_issue(conn, ref)
+    _touch(conn, issue.id, now, in_archive=shown)
+    return get_issue(conn, issue.id)
+
+
+def archived(conn: sa.Connection, limit: int, offset: int = 0) -> tuple[list[Issue], int]:
+    """The sent issues the archive shows, newest first, and how many there are in all."""
+    i = db.issues
+    shown = sa.and_(i.c.status == "sent", i.c.in_archive.is_(True))
+    total = conn.execute(sa.select(sa.func.count()).where(shown)).scalar_one()
+    ids = conn.execute(
+        sa.select(i.c.id).where(shown).order_by(i.c.send_date.desc()).limit(limit).offset(offset)
+    ).scalars()
+    return [get_issue(conn, issue_id) for issue_id in ids], int(total)
 
 
 def hold(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:

@@ -67,6 +67,8 @@ issues = sa.Table(
     sa.Column("sent_at", UTCDateTime, nullable=True),
     # one more on every change: a save from a page that showed an older one is refused
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    # shown in the public archive once sent, unless its editors keep it out
+    sa.Column("in_archive", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 issue_items = sa.Table(

@@ -20,7 +20,7 @@ MAX_BODY = 256 * 1024  # a sign-up or a desk form is a few kilobytes
 
 def create_app(settings: Settings) -> Flask:
     """The app factory: everything it needs comes from the settings passed in."""
-    from newsletter.web import desk, hooks, preview, public, signup
+    from newsletter.web import archive, desk, hooks, preview, public, signup
 
     app = _app(settings)
     the_desk: Desk = app.config["DESK"]
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(public.bp)
     app.register_blueprint(signup.bp)
     app.register_blueprint(hooks.bp)
+    app.register_blueprint(archive.bp)
 
     @app.get("/")
     def front() -> ResponseReturnValue:

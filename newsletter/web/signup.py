@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from newsletter.app import Desk
 from newsletter.compose.rendering import Site
-from newsletter.curation.issues import check_line
+from newsletter.curation.issues import archived, check_line
 from newsletter.delivery.notice_queue import Drainer, queue_mails
 from newsletter.errors import InputError, NewsletterError
 from newsletter.language import N_
@@ -185,8 +185,16 @@ def _signup_page(
         policy_url=policy_url(settings, policy),
         form=form,
         problems=problems or {},
+        preview=_preview(settings.base_url),
     )
     return html, status
+
+
+def _preview(base_url: str) -> str | None:
+    """The archive's latest issue, for people deciding; None while nothing was sent."""
+    with _desk().engine.connect() as conn:
+        issues, _total = archived(conn, 1)
+    return f"{base_url}/archive/latest" if issues else None
 
 
 def _answer_page(title: str, *paragraphs: str, status: int = 200, **extra: Any) -> Response:
@@ -240,8 +248,9 @@ def embed_snippet() -> Markup:
     template = current_app.jinja_env.get_template("_signup_form.html")
     form_macro = template.module.signup_form  # type: ignore[attr-defined]
     snippet: Markup = form_macro(
-        f"{settings.base_url}/subscribe", policy, policy_url(settings, policy)
-    )
+        f"{settings.base_url}/subscribe", policy, policy_url(settings, policy),
+        preview=_preview(settings.base_url),
+    )  # fmt: skip
     return snippet
 
 

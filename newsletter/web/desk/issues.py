@@ -133,7 +133,9 @@ def _answer(
 
 
 # a change of the issue's state: the page's script reloads the whole page after it
-_RELOADING = frozenset({"desk.approve", "desk.unapprove", "desk.hold", "desk.release"})
+_RELOADING = frozenset(
+    {"desk.approve", "desk.unapprove", "desk.hold", "desk.release", "desk.in_archive"}
+)
 
 
 def change(func: Change) -> Callable[[int], ResponseReturnValue]:
@@ -286,3 +288,13 @@ def hold(conn: sa.Connection, issue_id: int) -> tuple[str, Undo | None]:
 def release(conn: sa.Connection, issue_id: int) -> tuple[str, Undo | None]:
     library.release(conn, issue_id, desk_now())
     return "released: a draft again, to be approved", None
+
+
+@bp.post("/issues/<int:issue_id>/archive")
+@change
+def in_archive(conn: sa.Connection, issue_id: int) -> tuple[str, Undo | None]:
+    shown = request.form.get("shown") == "yes"
+    library.set_in_archive(conn, issue_id, shown, desk_now())
+    if shown:
+        return "shown in the public archive once sent", None
+    return "kept out of the public archive", None

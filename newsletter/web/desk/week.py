@@ -186,6 +186,13 @@ def span(seconds: float | None) -> str:
     return words if later else f"{words} ago"
 
 
+@bp.app_context_processor
+def _archive_words() -> dict[str, Any]:
+    from newsletter.web.archive import slug  # the archive's own address for an issue
+
+    return {"archive_words": slug}
+
+
 @bp.app_template_filter("count")
 def count(number: int) -> str:
     return f"{number:,}"
