@@ -79,7 +79,8 @@ def http_error(error: HTTPException) -> Response:
     status = error.code or 500
     if status >= 500:
         return error_answer(status, _sorry())
-    response = error_answer(status, EXPLAIN.get(status) or error.description or "")
+    said = EXPLAIN.get(status) or error.description or ""
+    response = error_answer(status, said[:1].upper() + said[1:])
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response
