@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from newsletter.app import Desk
 from newsletter.curation.issues import get_issue
@@ -25,7 +24,7 @@ from newsletter.settings import Settings
 from newsletter.store import tables as db
 
 from .browser import LiveServer
-from .conftest import ROOT, RecordingHandler, SMTPServer, free_port, seed_readers
+from .conftest import ROOT, RecordingHandler, SMTPServer, seed_readers, smtp_serving
 
 EDITOR, PASSWORD = "editor@example.org", "correct horse battery"
 MONDAY = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
@@ -51,14 +50,11 @@ class GatedHandler(RecordingHandler):
 @pytest.fixture
 def gated() -> Iterator[SMTPServer]:
     handler = GatedHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SMTPServer(handler, port)
-    finally:
-        handler.gate.set()
-        controller.stop()
+    with smtp_serving(handler) as server:
+        try:
+            yield server
+        finally:
+            handler.gate.set()  # a send still held lets go before the server stops
 
 
 @pytest.fixture

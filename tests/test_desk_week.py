@@ -69,6 +69,18 @@ def changed(client: FlaskClient, path: str, token: str, **form: Any) -> Any:
     return answer.status_code, answer.get_json()
 
 
+def one_story_issue(client: FlaskClient, desk: Desk, subject: str) -> tuple[str, int, str]:
+    """Readers, an editor signed in, and this Friday's issue with one story and a subject:
+    the session's token, the issue and its address."""
+    seed_readers(desk.engine)
+    token = logged_in(client)
+    issue_id = started(client, token)
+    base = f"/desk/issues/{issue_id}"
+    changed(client, f"{base}/pick", token, article=article_ids(desk, 1)[0])
+    changed(client, f"{base}/fields", token, subject=subject)
+    return token, issue_id, base
+
+
 def test_every_change_counts_a_revision_and_a_stale_one_is_refused(
     client: FlaskClient, desk: Desk
 ) -> None:
@@ -189,12 +201,7 @@ def test_a_running_scheduler_keeps_a_heartbeat_and_clears_it_when_it_stops(desk:
 def test_a_held_week_sends_nothing_and_alerts_nobody_until_released(
     client: FlaskClient, desk: Desk, app: Flask, smtp_server: SMTPServer
 ) -> None:
-    seed_readers(desk.engine)
-    token = logged_in(client)
-    issue_id = started(client, token)
-    base = f"/desk/issues/{issue_id}"
-    changed(client, f"{base}/pick", token, article=article_ids(desk, 1)[0])
-    changed(client, f"{base}/fields", token, subject="A week we hold")
+    token, issue_id, base = one_story_issue(client, desk, "A week we hold")
     assert changed(client, f"{base}/approve", token)[0] == 200
     status, body = changed(client, f"{base}/hold", token)
     assert status == 200 and body["message"].startswith("held: nothing goes out on Friday 27")
@@ -232,12 +239,7 @@ def test_any_coming_send_day_can_be_started_from_the_calendar(
 def test_send_now_needs_the_number_of_readers_typed_and_then_sends(
     client: FlaskClient, desk: Desk, app: Flask, smtp_server: SMTPServer
 ) -> None:
-    seed_readers(desk.engine)
-    token = logged_in(client)
-    issue_id = started(client, token)
-    base = f"/desk/issues/{issue_id}"
-    changed(client, f"{base}/pick", token, article=article_ids(desk, 1)[0])
-    changed(client, f"{base}/fields", token, subject="Now, not Friday")
+    token, _issue, base = one_story_issue(client, desk, "Now, not Friday")
     draft = client.post(f"{base}/send", data={"csrf": token, "confirm": "3"},
                         follow_redirects=True)  # fmt: skip
     assert "is draft: approve it first" in draft.get_data(as_text=True)
