@@ -253,9 +253,14 @@ def set_role(conn: sa.Connection, editor_id: int, role: str) -> Account:
     found = conn.execute(sa.select(e.c.role).where(e.c.id == editor_id)).scalar()
     if found is None:
         raise NotFound(f"no editor {editor_id}")
-    admins = conn.execute(sa.select(sa.func.count()).where(e.c.role == "admin")).scalar_one()
-    if found == "admin" and role != "admin" and admins == 1:
+    # the admins' rows locked (PostgreSQL), and the check made in the update itself (one
+    # statement, under SQLite's write lock): two admins demoting each other at once
+    # leave one
+    conn.execute(sa.select(e.c.id).where(e.c.role == "admin").with_for_update()).all()
+    others = sa.select(sa.func.count()).where(e.c.role == "admin", e.c.id != editor_id)
+    keeps = sa.or_(sa.literal(role) == "admin", e.c.role != "admin", others.scalar_subquery() > 0)
+    done = conn.execute(e.update().where(e.c.id == editor_id, keeps).values(role=role)).rowcount
+    if not done:
         raise StateError("the desk's last admin stays an admin: make another account admin first")
-    conn.execute(e.update().where(e.c.id == editor_id).values(role=role))
     [account] = [a for a in list_editors(conn) if a.id == editor_id]
     return account

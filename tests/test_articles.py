@@ -182,6 +182,10 @@ def test_long_summary_is_cut_on_a_word(tmp_path: Path) -> None:
          "appeared first on &lt;a href='y'&gt;The Weekly&lt;/a&gt;.&lt;/p&gt;", "Bakers unite."),
         ("В Москве снег. Подробнее »", "В Москве снег."),
         ("He said: read more books.", "He said: read more books."),  # words, not a link
+        ("Why our children should read more", "Why our children should read more"),
+        ("In 1840 the post office appeared first on the map.",
+         "In 1840 the post office appeared first on the map."),
+        ("Read more. " * 40 + "x", "Read more. " * 39 + "Read more. x"),  # no backtracking
     ],
 )  # fmt: skip
 def test_a_feeds_read_more_tail_is_not_kept_in_the_summary(description: str, summary: str) -> None:
@@ -601,3 +605,11 @@ def test_list_articles(engine: sa.Engine) -> None:
     ]
     assert recent == [a for a in everything if a.published_at is None or a.published_at >= since]
     assert 2 < len(recent) < 10
+
+
+def test_a_title_keeps_its_words_whatever_they_are() -> None:
+    parsed = parse_feed(
+        rss("<title>Keep reading</title><link>http://a.test/1</link><description>x</description>"),
+        "title.xml",
+    )
+    assert [d.title for d in parsed.drafts] == ["Keep reading"]

@@ -26,7 +26,7 @@ from newsletter.web import create_app
 from newsletter.web.desk.week import join_sends, span
 
 from .conftest import ROOT, SMTPServer, seed_readers
-from .test_desk import EDITOR, PASSWORD, csrf_of, logged_in, post
+from .test_desk import EDITOR, ISSUE_CHANGE, PASSWORD, csrf_of, logged_in, post, shown_revision
 
 MONDAY = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)  # the desk's clock in these tests
 FRIDAY = date(2026, 11, 27)
@@ -65,6 +65,10 @@ def article_ids(desk: Desk, n: int) -> list[int]:
 
 
 def changed(client: FlaskClient, path: str, token: str, **form: Any) -> Any:
+    """A change as the page's script makes it: JSON, with the revision the page shows."""
+    change = ISSUE_CHANGE.match(path)
+    if change and "revision" not in form:
+        form["revision"] = shown_revision(client, change.group(1))
     answer = client.post(path, data={"csrf": token, **form}, headers=JSON)
     return answer.status_code, answer.get_json()
 
@@ -104,9 +108,11 @@ def test_every_change_counts_a_revision_and_a_stale_one_is_refused(
     assert page.status_code == 409
     text = page.get_data(as_text=True)
     assert "<h1>That cannot be done now</h1>" in text and "EditConflict" not in text
-    # a form without a revision (a script of the newsroom's own) is taken as before
-    status, body = changed(client, f"{base}/fields", token, subject="No revision")
-    assert status == 200 and body["revision"] == first + 2
+    # a form without a revision, or with anything but one, is refused: nothing saved
+    for odd in ("", "abc", "-1", "v7", "²", str(2**70)):
+        status, body = changed(client, f"{base}/fields", token, subject="Odd", revision=odd)
+        assert status == 400 and body["message"].startswith("revision: "), odd
+    assert revision(desk, issue_id) == first + 1
 
 
 def test_a_removed_article_keeps_its_text_for_the_issue_and_the_remove_can_be_undone(
@@ -378,3 +384,54 @@ def test_admins_manage_the_accounts_and_see_the_settings_without_secrets(
                                      "password": "a fresh long passphrase", "csrf": token})  # fmt: skip
     assert client.get("/desk/admin").status_code == 403
     assert "Admin</a>" not in client.get("/desk/issues").get_data(as_text=True)
+
+
+def test_odd_numbers_and_control_characters_get_answers_not_errors(
+    client: FlaskClient, desk: Desk
+) -> None:
+    token = logged_in(client)
+    issue_id = started(client, token)
+    huge = str(2**70)
+    for path in (f"/desk/issues/{huge}", f"/desk/issues/{huge}/status"):
+        assert client.get(path).status_code == 404, path
+    for action in ("pick", "fields", "hold", "test", "import", "send"):
+        answer = client.post(f"/desk/issues/{huge}/{action}", data={"csrf": token}, headers=JSON)
+        assert answer.status_code == 404, action
+    for article in (huge, "²", "-3"):
+        status, body = changed(client, f"/desk/issues/{issue_id}/pick", token, article=article)
+        assert status == 400 and body["message"].startswith("article: not a number"), article
+    assert client.get(f"/desk/issues/{issue_id}?days=²&days=999999999999").status_code == 200
+    client.post("/desk/logout", data={"csrf": token})
+    token = csrf_of(client)
+    answer = client.post("/desk/login", data={"email": EDITOR, "password": PASSWORD,
+                                              "csrf": token, "next": "/desk/\r\nX-Evil: 1"})  # fmt: skip
+    assert answer.status_code == 303 and answer.headers["Location"] == "/desk/"
+
+
+def test_the_settings_view_hides_every_credential_a_url_can_carry() -> None:
+    from newsletter.settings.table import shown_value
+
+    assert shown_value("database_url", "postgresql+psycopg://u:pw@db/x?password=s3cret&ssl=1") == (
+        "postgresql+psycopg://•••@db/x?password=•••&ssl=1"
+    )
+    shown = shown_value("smtp_url", ("smtp://apikey@example.org:S3cret@mx.example.org:587",
+                                     "smtps://b:p@ss@relay.example.org:465?weight=2"))  # fmt: skip
+    assert shown == "smtp://•••@mx.example.org:587, smtps://•••@relay.example.org:465?weight=2"
+    assert shown_value("feed_url", "https://example.org/feed?token=abc&x=1") == (
+        "https://example.org/feed?token=•••&x=1"
+    )
+    assert shown_value("mailgun_signing_key", "key-123") == "set (hidden)"
+
+
+def test_an_admin_cannot_take_over_an_existing_account_by_adding_it(
+    client: FlaskClient, desk: Desk
+) -> None:
+    token = logged_in(client)
+    answer = client.post("/desk/admin/editors", data={"csrf": token, "email": EDITOR,
+                         "password": "a fresh long passphrase", "role": "editor"},
+                         follow_redirects=True)  # fmt: skip
+    assert "has an account already" in answer.get_data(as_text=True)
+    with desk.engine.connect() as conn:
+        role = conn.execute(sa.select(db.editors.c.role)).scalar_one()
+    assert role == "admin"
+    assert client.get("/desk/issues").status_code == 200  # still signed in: nothing reset

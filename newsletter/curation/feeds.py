@@ -187,24 +187,42 @@ def _text_of(detail: Any, value: Any) -> tuple[str, tuple[str, str] | None]:
     text = str(value or "")
     kind = str((detail or {}).get("type") or "text/html")
     if kind == "text/plain":
-        return without_tail(clean_text(text)), None
-    words, image = html_to_text(text)
-    return without_tail(words), image
+        return clean_text(text), None
+    return html_to_text(text)
 
 
-# What a CMS appends to an excerpt: a link that, as text in a mail, goes nowhere
-# ("Read more…", "Continue reading →", "[…]", WordPress's "The post … appeared first on …")
-_TAIL = re.compile(
-    r"(?:\s*(?:\[(?:…|\.\.\.)\]|\b(?:read more|continue reading|keep reading|read the full "
-    r"(?:story|article)|подробнее|читать далее)(?:\s*[“\"«][^”\"»\n]{1,200}[”\"»])?|"
-    r"\bthe post .{1,300}? appeared first on .{1,200}?)[\s.…→»›>:]*)+$",
-    re.IGNORECASE,
+# What a CMS appends to an excerpt, and no reader of a mail can follow as text: "Read
+# more…", "Continue reading “Title” →", "[…]", WordPress's "The post … appeared first on
+# …". Each is matched at the very end only, one at a time, on the excerpt's last few
+# hundred characters: no pattern can backtrack over a long text.
+_ENDINGS = (
+    re.compile(r"\s*\[(?:…|\.\.\.)\](?P<keep>)\Z"),
+    re.compile(
+        r"(?:(?P<keep>[.!?…:;])\s+|\s+[-–—]\s+|^)(?:read more|continue reading|keep reading|"
+        r"read the full (?:story|article)|подробнее|читать далее)"
+        r"(?:\s*[“\"«][^”\"»\n]{1,200}[”\"»])?\Z",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"(?:(?P<keep>[.!?…])\s+|^)the post [^\n]{1,200} appeared first on [^\n]{1,120}\Z",
+        re.IGNORECASE,
+    ),
 )
+_TRAILING = " \t\n.…→»›>:"
+TAIL_WINDOW = 400
 
 
 def without_tail(text: str) -> str:
-    """An excerpt without the "Read more" its feed appended; the mail links the story."""
-    return _TAIL.sub("", text).rstrip()
+    """An excerpt without the "Read more" its feed appended: only at the excerpt's end,
+    after a sentence's end (or as the whole of it); at most a few such endings."""
+    head, tail = text[:-TAIL_WINDOW], text[-TAIL_WINDOW:]
+    for _ in range(3):
+        stripped = tail.rstrip(_TRAILING)
+        found = next((m for m in (e.search(stripped) for e in _ENDINGS) if m), None)
+        if found is None:
+            break
+        tail = stripped[: found.start()] + (found.group("keep") or "")
+    return (head + tail).rstrip()
 
 
 @dataclass(frozen=True)
@@ -320,6 +338,7 @@ def parse_feed(data: bytes, source: str) -> FeedParse:
         if not body and entry.get("content"):
             body, detail = entry.content[0].get("value"), entry.content[0]
         summary, body_image = _text_of(detail, body)
+        summary = without_tail(summary)  # the title is the story's, whatever its words
         image = _image(entry, body_image)
         section = (entry.get("tags") or [{}])[0].get("term") or ""
         author = (entry.get("author_detail") or {}).get("name") or entry.get("author") or ""

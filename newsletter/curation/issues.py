@@ -59,7 +59,10 @@ def find_issue_id(conn: sa.Connection, ref: str | int) -> int:
     """An issue by its id or by its send date (YYYY-MM-DD)."""
     text = str(ref).strip()
     if text.isdigit():
-        found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.id == int(text))).scalar()
+        number = int(text) if text.isascii() and len(text) <= 10 else 0
+        found = None
+        if 0 < number < 2**31:  # beyond what an integer column holds: no such issue
+            found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.id == number)).scalar()
     else:
         try:
             day = date.fromisoformat(text)

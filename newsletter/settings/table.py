@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from newsletter.language import parse_language
 from newsletter.settings import values as v
@@ -283,7 +284,6 @@ def settings_table() -> str:
 
 
 _SECRET_WORDS = ("secret", "key", "auth", "password", "token")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
 
 def shown_value(name: str, value: Any) -> str:
@@ -303,7 +303,27 @@ def shown_value(name: str, value: Any) -> str:
         text = "" if value is None else str(value)
     if any(word in name for word in _SECRET_WORDS) and "topic" not in name:
         return "set (hidden)" if text else ""
-    return _URL_PASSWORD.sub(r"\1•••@", text)
+    return re.sub(r"[a-z][a-z0-9+.-]*://[^\s,]+", lambda m: _masked_url(m.group(0)), text)
+
+
+_SECRET_QUERY = re.compile(r"pass|pwd|token|key|secret|auth|sig|credential", re.IGNORECASE)
+
+
+def _masked_url(url: str) -> str:
+    """A URL without what would let someone in: the whole user part (an API key is often
+    the user name, and a password may hold an "@"), and secret-looking query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that does not parse: hidden)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "•••@" + netloc.rsplit("@", 1)[1]
+    pairs = [pair.partition("=") for pair in parts.query.split("&") if pair]
+    query = "&".join(
+        f"{k}={'•••' if _SECRET_QUERY.search(k) else v}" if eq else k for k, eq, v in pairs
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def described(settings: Any) -> list[tuple[str, str, str, str]]:

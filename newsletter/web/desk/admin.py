@@ -9,7 +9,8 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from newsletter.editors import ROLES, add_editor, end_sessions, list_editors, set_role
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, StateError
+from newsletter.readers.addresses import normalise_address
 from newsletter.settings.table import described
 from newsletter.web.desk.readers import admin_only
 from newsletter.web.desk.session import bp, current_editor, desk_now, desk_of_app
@@ -36,8 +37,14 @@ def admin_add_editor() -> ResponseReturnValue:
     form = request.form
     try:
         with desk_of_app().engine.begin() as conn:
-            account = add_editor(conn, form.get("email", ""), form.get("password", ""),
-                                 desk_now(), form.get("role") or "editor")  # fmt: skip
+            address = normalise_address(form.get("email", ""))
+            if any(a.email == address for a in list_editors(conn)):
+                raise StateError(
+                    f"{address} has an account already: change its role above; its owner "
+                    "sets a new password with `newsletter editors add`"
+                )
+            account = add_editor(conn, address, form.get("password", ""), desk_now(),
+                                 form.get("role") or "editor")  # fmt: skip
     except NewsletterError as exc:
         return _done(str(exc), False)
     return _done(f"{account.role} {account.email} can log in with the password you chose; "

@@ -41,7 +41,7 @@ def _pool_filters() -> dict[str, Any]:
     section = request.args.get("section", "").strip()
     days = request.args.get("days", "").strip()
     since = None
-    if days.isdigit():
+    if days.isascii() and days.isdigit() and len(days) <= 4:  # a filter: odd input ignored
         now = desk_now()
         since = datetime.combine(now.date(), time(), now.tzinfo) - timedelta(days=int(days))
     return {"search": q or None, "section": section or None, "since": since}
@@ -116,13 +116,22 @@ def issue(issue_id: int) -> Any:
 
 
 def _answer(
-    issue_id: int, message: str, ok: bool, undo: Undo | None, status: int, conflict: bool = False
+    issue_id: int,
+    message: str,
+    ok: bool,
+    undo: Undo | None,
+    status: int,
+    conflict: bool = False,
+    revision: int | None = None,
 ) -> ResponseReturnValue:
+    """`revision`: the one this change made, read in its own transaction (read after it,
+    another editor's save could slip in between and be taken for this one's)."""
     if wants_json():
         if request.endpoint in _RELOADING and ok:  # the page reloads and shows it
             flash(message, "ok")
-        with desk_of_app().engine.connect() as conn:
-            revision = library.get_issue(conn, issue_id).revision
+        if revision is None:  # a refusal: the revision the issue is at now
+            with desk_of_app().engine.connect() as conn:
+                revision = library.get_issue(conn, issue_id).revision
         body = {"ok": ok, "message": message, "revision": revision, "undo": undo,
                 "conflict": conflict}  # fmt: skip
         return jsonify(body), status
@@ -147,10 +156,9 @@ def change(func: Change) -> Callable[[int], ResponseReturnValue]:
         try:
             with desk_of_app().engine.begin() as conn:
                 library.find_issue_id(conn, issue_id)  # a 404 before anything else
-                revision = request.form.get("revision", "").strip()
-                if revision.isdigit():
-                    library.expect_revision(conn, issue_id, int(revision))
+                library.expect_revision(conn, issue_id, number("revision"))
                 message, undo = func(conn, issue_id)
+                made = library.get_issue(conn, issue_id).revision
         except NotFound:
             raise
         except NewsletterError as exc:
@@ -160,18 +168,35 @@ def change(func: Change) -> Callable[[int], ResponseReturnValue]:
             return _answer(issue_id, str(exc), False, None, exc.status, conflict)
         if undo is not None:
             session["undo"] = {"issue": issue_id, **undo}
-        elif func.__name__ != "undo_last":
-            session.pop("undo", None)  # another change: the last one can no longer be undone
-        return _answer(issue_id, message, True, undo, 200)
+        elif func.__name__ not in _KEEP_UNDO:
+            session.pop("undo", None)  # the list changed again: the last step is gone
+        return _answer(issue_id, message, True, undo, 200, revision=made)
 
     return wrapper
 
 
-def _article_id() -> int:
-    raw = request.form.get("article", "")
-    if not raw.isdigit():
-        raise InputError(f"article: not an article id: {raw!r}")
+# typing in the fields leaves the list as it was: the last remove or move stays undoable
+_KEEP_UNDO = frozenset({"undo_last", "fields", "item", "in_archive"})
+NUMBER_MAX = 2**31 - 1  # what every database here stores in an integer column
+
+
+def number(field: str, text: str | None = None) -> int:
+    """A form's whole number: plain ASCII digits, in range; else the field is named."""
+    raw = (request.form.get(field, "") if text is None else text).strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= NUMBER_MAX):
+        what = "missing" if not raw else f"not a number: {raw[:20]!r}"
+        hint = ": reload the page" if field == "revision" else ""
+        raise InputError(f"{field}: {what}{hint}")
     return int(raw)
+
+
+def _article_id() -> int:
+    return number("article")
+
+
+def _short(title: str) -> str:
+    """A title as a message names it (the undo lives in the session's cookie)."""
+    return title if len(title) <= 80 else title[:79].rstrip() + "…"
 
 
 def _item(issue: Issue, article_id: int) -> tuple[int, str]:
@@ -194,7 +219,7 @@ def unpick(conn: sa.Connection, issue_id: int) -> tuple[str, Undo | None]:
     article = _article_id()
     position, title = _item(library.get_issue(conn, issue_id), article)
     library.unpick(conn, issue_id, [article], desk_now())
-    what = f"removed “{title}”"
+    what = f"removed “{_short(title)}”"
     return what, {"do": "pick", "article": article, "position": position, "what": what}
 
 
@@ -204,16 +229,15 @@ def move(conn: sa.Connection, issue_id: int) -> tuple[str, Undo | None]:
     article = _article_id()
     found = library.get_issue(conn, issue_id)
     before, title = _item(found, article)
-    position = request.form.get("position", "")
-    if position.isdigit():  # dragged and dropped there
-        target = int(position)
+    if request.form.get("position", "").strip():  # dragged and dropped there
+        target = number("position")
     else:
         step = -1 if request.form.get("direction") == "up" else 1
         target = min(max(before + step, 1), len(found.items))
     if target == before:
         return "", None
     library.move(conn, issue_id, article, target, desk_now())
-    what = f"moved “{title}” to {target}"
+    what = f"moved “{_short(title)}” to {target}"
     return what, {"do": "move", "article": article, "position": before, "what": what}
 
 
@@ -254,10 +278,9 @@ def fields(conn: sa.Connection, issue_id: int) -> tuple[str, Undo | None]:
 
 @bp.post("/issues/<int:issue_id>/approve")
 def approve(issue_id: int) -> ResponseReturnValue:
-    revision = request.form.get("revision", "").strip()
     try:
         desk_of_app().approve(issue_id, force=request.form.get("force") == "on",
-                              revision=int(revision) if revision.isdigit() else None)  # fmt: skip
+                              revision=number("revision"))  # fmt: skip
     except NotFound:
         raise
     except NewsletterError as exc:

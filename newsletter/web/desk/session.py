@@ -100,7 +100,8 @@ def current_editor() -> Editor:
 def safe_next(target: str | None) -> str:
     """Where to go after a login or a change: a page of the desk or of the previews on
     this site, never another site ("//evil.example", "/\\evil.example", "https://…")."""
-    if target and "\\" not in target and not target.startswith("//"):
+    unsafe = not target or "\\" in target or any(c < " " or c == "\x7f" for c in target)
+    if not unsafe and target and not target.startswith("//"):
         parts = urlsplit(target)
         ours = parts.path == "/desk" or parts.path.startswith(("/desk/", "/preview/"))
         if not parts.scheme and not parts.netloc and ours:

@@ -9,6 +9,7 @@ import threading
 from datetime import date
 from typing import Any
 
+import sqlalchemy as sa
 from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -58,11 +59,16 @@ def new_issue() -> ResponseReturnValue:
             raise InputError(f"day: {day:%A %d %B %Y} is not a send day ({settings.send_at})")
         if day < now.astimezone(settings.timezone).date():
             raise InputError(f"day: {day:%A %d %B %Y} has passed")
-        with desk.engine.begin() as conn:
-            existing = library.issue_id_for_day(conn, day)
-            if existing is not None:  # already started (another tab): open it
-                return redirect(url_for("desk.issue", issue_id=existing), 303)
-            issue = library.new_issue(conn, day, now)
+        try:
+            with desk.engine.begin() as conn:
+                existing = library.issue_id_for_day(conn, day)
+                if existing is not None:  # already started (another tab): open it
+                    return redirect(url_for("desk.issue", issue_id=existing), 303)
+                issue = library.new_issue(conn, day, now)
+        except sa.exc.IntegrityError:  # started by another tab at the same moment
+            with desk.engine.connect() as conn:
+                taken = library.issue_id_for_day(conn, day)
+            return redirect(url_for("desk.issue", issue_id=taken), 303)
     except ValueError:
         flash(f"day: {raw[:40]!r} is not a date (YYYY-MM-DD)", "error")
         return redirect(url_for("desk.issues_page"), 303)
@@ -77,8 +83,15 @@ def _back(issue_id: int, message: str, ok: bool) -> ResponseReturnValue:
     return redirect(url_for("desk.issue", issue_id=issue_id), 303)
 
 
+def _existing(issue_id: int) -> None:
+    """A 404 page for an issue that is not there, before anything is done for it."""
+    with desk_of_app().engine.connect() as conn:
+        library.find_issue_id(conn, issue_id)
+
+
 @bp.post("/issues/<int:issue_id>/test")
 def test(issue_id: int) -> ResponseReturnValue:
+    _existing(issue_id)
     desk, editor = desk_of_app(), current_editor()
     try:
         with opened(desk.transport) as transport:
@@ -90,6 +103,7 @@ def test(issue_id: int) -> ResponseReturnValue:
 
 @bp.post("/issues/<int:issue_id>/import")
 def import_feed(issue_id: int) -> ResponseReturnValue:
+    _existing(issue_id)
     desk = desk_of_app()
     if not desk.settings.feed_url:
         return _back(issue_id, "NEWSLETTER_FEED_URL is not set: the desk does not know the feed",
@@ -108,6 +122,7 @@ def send_now(issue_id: int) -> ResponseReturnValue:
     """Send an approved issue now, not at its time: the editor types the number of readers
     it goes to, so a slip of the mouse mails nobody. The send runs in this process and is
     followed on the status page; if the process stops, `newsletter send` resumes it."""
+    _existing(issue_id)
     desk, now = desk_of_app(), desk_now()
     with desk.engine.connect() as conn:
         glance = week(conn, desk.settings, now, issue_id)
@@ -127,7 +142,8 @@ def send_now(issue_id: int) -> ResponseReturnValue:
 
     def send() -> None:
         result = job.send(found.send_date, issue_ref=str(issue_id))
-        outcomes[issue_id] = result  # shown on the status page: paused, failed, sent …
+        if result.outcome != "standby":  # another press's send goes on: nothing ended
+            outcomes[issue_id] = result  # shown on the status page: paused, failed, sent …
         log.info("send now of issue %s: %s", issue_id, " / ".join(result.lines()))
 
     sender = threading.Thread(target=send, name=f"send-issue-{issue_id}", daemon=True)

@@ -16,8 +16,16 @@
   const DELAY = 700; // ms after the last key
   const timers = new Map();
   const dirty = new Set();
+  const inflight = new Set();
   let chain = Promise.resolve();
   let conflict = false;
+
+  // Every exchange with the desk, one after another: a save, an action and the redraws
+  // after them never cross, so the revision this page holds is always its own.
+  function serial(task) {
+    chain = chain.then(task, task);
+    return chain;
+  }
 
   const revision = () => root.dataset.revision;
 
@@ -54,29 +62,35 @@
     return {ok: answer.ok, status: answer.status, data};
   }
 
+  function changedElsewhere(message) {
+    conflict = true;
+    say(message, "conflict");
+    const reload = document.createElement("button");
+    reload.type = "button";
+    reload.textContent = "Reload the issue";
+    reload.addEventListener("click", () => location.reload());
+    state.append(" ", reload);
+  }
+
   function refused(result) {
     const message = result.data.message || result.data.error || "not saved";
     if (result.data.conflict) {
-      conflict = true;
-      say(`Not saved: ${message}.`, "conflict");
-      const reload = document.createElement("button");
-      reload.type = "button";
-      reload.textContent = "Reload the issue";
-      reload.addEventListener("click", () => location.reload());
-      state.append(" ", reload);
-    } else {
-      say(`Not saved: ${message}`, "error");
+      changedElsewhere(`Not saved: ${message}.`);
+      return;
     }
+    say(`Not saved: ${message}`, "error");
   }
 
   function save(form) {
     clearTimeout(timers.get(form));
     timers.delete(form);
-    chain = chain.then(async () => {
+    return serial(async () => {
       if (!dirty.has(form) || conflict) return;
       dirty.delete(form);
+      inflight.add(form);
       say("Saving…", "saving");
       const result = await post(form.action, new FormData(form));
+      inflight.delete(form);
       if (result.ok) {
         if (!dirty.size) say(`All changes saved · revision ${revision()}`, "saved");
         retitle(form);
@@ -86,7 +100,6 @@
         refused(result);
       }
     });
-    return chain;
   }
 
   // An article's own title for this issue, shown at once in its line and its buttons'
@@ -133,19 +146,26 @@
     }
     if (!answer.ok) return;
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+    const latest = page.getElementById("desk-issue");
+    if (latest && Number(latest.dataset.revision) > Number(revision())) {
+      // saved by another tab or editor since: redrawn, their change would be taken for
+      // ours and our next save would overwrite it unseen
+      changedElsewhere("This issue was changed in another tab or by another editor: " +
+        "your text is still in the fields; copy what you need and reload.");
+      return;
+    }
     const open = new Set([...document.querySelectorAll("details[open][id]")].map((d) => d.id));
     const focused = document.activeElement;
+    const typing = focused && focused.matches("input, textarea, select");
     for (const id of regions) {
       const shown = document.getElementById(id);
       const fresh = page.getElementById(id);
-      if (!shown || !fresh || (focused && shown.contains(focused) && focused.form && dirty.has(focused.form))) continue;
+      if (!shown || !fresh || (typing && shown.contains(focused))) continue;  // under their hands
       shown.replaceWith(fresh);
     }
     for (const details of document.querySelectorAll("details[id]")) {
       if (open.has(details.id)) details.open = true;
     }
-    const latest = page.getElementById("desk-issue");
-    if (latest && !dirty.size && !conflict) adopt(latest.dataset.revision);
     for (const frame of document.querySelectorAll(".frames iframe")) {
       frame.src = frame.getAttribute("src");
     }
@@ -155,6 +175,11 @@
 
   async function act(form, submitter) {
     if (!(await flush())) return;
+    await serial(() => acting(form, submitter));
+  }
+
+  async function acting(form, submitter) {
+    if (conflict) return;
     const buttons = form.querySelectorAll("button");
     for (const button of buttons) button.disabled = true;
     const body = new FormData(form, submitter);
@@ -206,7 +231,7 @@
   });
 
   window.addEventListener("beforeunload", (event) => {
-    if (dirty.size) {
+    if (dirty.size || inflight.size) {
       event.preventDefault();
       event.returnValue = "";
     }
@@ -237,9 +262,11 @@
     if (!mover || !(await flush())) return;
     const body = new FormData(mover);
     body.set("position", String(items.indexOf(target) + 1));
-    const result = await post(mover.action, body);
-    if (result.ok) await refresh(ALL);
-    else refused(result);
+    await serial(async () => {
+      const result = await post(mover.action, body);
+      if (result.ok) await refresh(ALL);
+      else refused(result);
+    });
   });
   function draggable() {
     for (const item of document.querySelectorAll("#picked li[data-article]")) item.draggable = true;
