@@ -5,6 +5,7 @@ typed confirmation, roles, and the desk's own error pages."""
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +26,7 @@ from newsletter.store import tables as db
 from newsletter.web import create_app
 from newsletter.web.desk.week import join_sends, span
 
-from .conftest import ROOT, SMTPServer, seed_readers
+from .conftest import FEEDS, ROOT, SMTPServer, seed_readers
 from .test_desk import EDITOR, ISSUE_CHANGE, PASSWORD, csrf_of, logged_in, post, shown_revision
 
 MONDAY = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)  # the desk's clock in these tests
@@ -354,6 +355,11 @@ def test_the_pool_shows_each_storys_year_and_an_empty_issue_says_so(
     page = client.get(f"/desk/issues/{issue_id}").get_data(as_text=True)
     assert f"{published:%d %b %Y}" in page
     assert "Nothing picked yet: add articles from the pool below." in page
+    import_sources(desk.engine, [str(FEEDS / "liga-ru-2021.xml")], MONDAY)  # five years old
+    old = client.get(f"/desk/issues/{issue_id}?q=Кравчук").get_data(as_text=True)
+    assert re.search(
+        r"22 Aug 2021, \d\d:\d\d <span class=\"warning\">\(\d+ days \d+ hours? ago\)", old
+    )
     assert "<ol" not in page.split('id="items-panel"', 1)[1].split("</div>", 1)[0]
 
 
