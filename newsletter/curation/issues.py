@@ -337,12 +337,16 @@ def approve(
     return get_issue(conn, issue.id)
 
 
-def unapprove(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+def _back_to_draft(conn: sa.Connection, ref: str | int, now: datetime, was: str) -> Issue:
     issue = get_issue(conn, ref)
-    if issue.status != "approved":
-        raise StateError(f"issue {issue.id} is {issue.status}, not approved")
+    if issue.status != was:
+        raise StateError(f"issue {issue.id} is {issue.status}, not {was}")
     _touch(conn, issue.id, now, status="draft", approved_at=None, clip_forced=False)
     return get_issue(conn, issue.id)
+
+
+def unapprove(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
+    return _back_to_draft(conn, ref, now, "approved")
 
 
 def set_in_archive(conn: sa.Connection, ref: str | int, shown: bool, now: datetime) -> Issue:
@@ -377,11 +381,7 @@ def hold(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
 
 def release(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
     """A held issue back to draft, to be approved again."""
-    issue = get_issue(conn, ref)
-    if issue.status != "held":
-        raise StateError(f"issue {issue.id} is {issue.status}, not held")
-    _touch(conn, issue.id, now, status="draft")
-    return get_issue(conn, issue.id)
+    return _back_to_draft(conn, ref, now, "held")
 
 
 def cancel(conn: sa.Connection, ref: str | int, now: datetime) -> Issue:
