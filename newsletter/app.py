@@ -61,6 +61,13 @@ class Desk:
             self.settings = replace(self.settings, secret_key=keys[0], older_secret_keys=keys[1:])
         return self
 
+    def settings_of(self, newsletter_id: int) -> Settings:
+        """The settings as one newsletter sees them (its name, sender, schedule, templates)."""
+        from newsletter.publications import view_of
+
+        with self.engine.connect() as conn:
+            return view_of(conn, self.settings, newsletter_id)
+
     def transport(self) -> Transport:
         return open_transport(self.settings.smtp_url, self.settings.outbox)
 
@@ -87,7 +94,8 @@ class Desk:
             issue = get_issue(conn, ref)
             clipped = False
             if issue.status == "draft" and issue.items:  # else approve says what is wrong
-                report = composed_for_preview(issue, self.settings, self.now()).preflight
+                settings = self.settings_of(issue.newsletter_id)
+                report = composed_for_preview(issue, settings, self.now()).preflight
                 refusal = report.refusal(f"issue {issue.id}", force)
                 if refusal:
                     raise StateError(f"{refusal}: it stays a draft")

@@ -39,6 +39,7 @@ EVERY_WEEKDAY = (
     N_("every Saturday"),
     N_("every Sunday"),
 )
+EVERY_DAY = N_("every day")  # a daily newsletter's
 
 
 def parse_language(value: str) -> str:
@@ -103,9 +104,10 @@ def weekday_name(weekday: int, language: str) -> str:
     return str(get_day_names("wide", locale=_locale(language))[weekday])
 
 
-def every_weekday(weekday: int, language: str) -> str:
-    """ "every Friday"; "каждую пятницу"."""
-    return translations(language).gettext(EVERY_WEEKDAY[weekday])
+def every_weekday(weekday: int | None, language: str) -> str:
+    """ "every Friday"; "каждую пятницу"; for a daily newsletter (None), "every day"."""
+    words = EVERY_DAY if weekday is None else EVERY_WEEKDAY[weekday]
+    return translations(language).gettext(words)
 
 
 # The catalogue's sources: the mail templates, the reader pages and their Python
@@ -118,6 +120,7 @@ _WEB = [
     ("signup.py", "python"),
     ("error_pages.py", "python"),
     ("archive.py", "python"),
+    ("chosen.py", "python"),
 ]
 SOURCES = (
     (PACKAGE / "defaults" / "templates", [("**.html", "jinja2"), ("**.txt", "jinja2")]),

@@ -75,6 +75,7 @@ class Issue:
     sent_at: datetime | None = None
     revision: int = 1  # one more on every change
     in_archive: bool = True  # shown in the public archive once sent
+    newsletter_id: int = 1  # the newsletter it is an issue of (publications)
 
 
 @dataclass(frozen=True)

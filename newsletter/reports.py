@@ -17,7 +17,7 @@ from newsletter.delivery.ledger import reasons as ledger_reasons
 from newsletter.delivery.ledger import uncertain_readers
 from newsletter.models import Issue
 from newsletter.readers.subscribers import count_by_status
-from newsletter.schedule.lease import HEARTBEAT_EVERY, SEND_LEASE, Heartbeat, heartbeats
+from newsletter.schedule.lease import HEARTBEAT_EVERY, Heartbeat, heartbeats, send_lease
 from newsletter.schedule.when import next_fire
 from newsletter.settings import Settings
 from newsletter.store import tables as db
@@ -95,16 +95,16 @@ def week(conn: sa.Connection, settings: Settings, now: datetime, issue_id: int |
         send_at = datetime.combine(found.send_date, settings.send_at.at, tzinfo=zone)
     else:
         send_at = next_fire(settings.send_at, zone, now).astimezone(zone)
-        day_id = issue_id_for_day(conn, send_at.date())
+        day_id = issue_id_for_day(conn, send_at.date(), settings.newsletter_id)
         found = None if day_id is None else get_issue(conn, day_id)
     in_ledger = sum(ledger_counts(conn, found.id).values()) if found else 0
-    audience = in_ledger or count_by_status(conn).get("active", 0)
+    audience = in_ledger or count_by_status(conn, settings.newsletter_id).get("active", 0)
     beats = heartbeats(conn)
     latest = beats[0] if beats else None
     alive = latest is not None and now - latest.last_seen <= 2 * HEARTBEAT_EVERY
     lease = conn.execute(
         sa.select(db.leases.c.holder).where(
-            db.leases.c.name == SEND_LEASE, db.leases.c.expires_at > now
+            db.leases.c.name == send_lease(settings.newsletter_id), db.leases.c.expires_at > now
         )
     ).scalar()
     return Week(send_at, str(zone), found, audience, latest, alive, lease)
@@ -124,8 +124,10 @@ def calendar(conn: sa.Connection, settings: Settings, now: datetime, ahead: int 
     next first, then every issue before them, the newest first: the whole run of the
     newsletter on one page."""
     first = settings.next_send_day(now)
-    coming = {first + timedelta(days=7 * n) for n in range(ahead)}
-    issues = {i.send_date: i for i in list_issues(conn, limit=500)}
+    coming = {first + settings.send_at.period * n for n in range(ahead)}
+    issues = {
+        i.send_date: i for i in list_issues(conn, limit=500, newsletter_id=settings.newsletter_id)
+    }
     later = sorted(d for d in coming | set(issues) if d >= first)
     days = later + sorted((d for d in issues if d < first), reverse=True)
     return [

@@ -22,6 +22,7 @@ FOUNDATION = {
 }  # importable by all, importing only each other
 LAYERS = [  # bottom to top
     "store",
+    "publications",  # the desk's newsletters: each stage's settings are one newsletter's
     "transport",
     "curation",
     "readers",

@@ -391,6 +391,7 @@ SCENES: dict[str, tuple[Callable[[Session], AbstractContextManager[None] | None]
     "Newsletter desk": (nothing, MONDAY),
     "A week at the desk": (week, THURSDAY),
     "Every Friday: `send.py`": (issue_two_approved, FRIDAY),
+    "Several newsletters": (demo, THURSDAY),
     "Readers and their consent": (demo, THURSDAY),
     "The desk in the browser": (demo, THURSDAY),
     "Readers' pages": (served, THURSDAY),

@@ -44,6 +44,11 @@ COMMANDS = {
         "group",
         "One issue per send day: create, pick and order articles, approve.",
     ),
+    "newsletters": (
+        "newsletters",
+        "group",
+        "The desk's newsletters: each with its readers, issues, schedule and sender.",
+    ),
     "policy": ("readers", "policy", "Privacy policy versions: published once, never edited."),
     "preview": (
         "sending",

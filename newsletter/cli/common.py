@@ -79,3 +79,21 @@ def emit(as_json: bool, document: Any, lines: list[str]) -> None:
     else:
         for line in lines:
             click.echo(line)
+
+
+def newsletter_option(func: F) -> F:
+    return click.option(
+        "--newsletter",
+        "newsletter_slug",
+        metavar="SLUG",
+        help="The newsletter (newsletter newsletters list); needed only where the desk has "
+        "more than one.",
+    )(func)
+
+
+def newsletter_settings(desk: Any, slug: str | None) -> Any:
+    """The settings as the newsletter named (or the only one) sees them."""
+    from newsletter.publications import choose, view
+
+    with desk.engine.connect() as conn:
+        return view(desk.settings, choose(conn, slug))

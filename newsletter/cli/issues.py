@@ -10,9 +10,16 @@ from typing import Any
 import click
 
 from newsletter.app import Desk
-from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.cli.common import (
+    emit,
+    json_option,
+    newsletter_option,
+    newsletter_settings,
+    pass_desk,
+)
 from newsletter.curation import issues as library
 from newsletter.models import Issue
+from newsletter.publications import choose, list_newsletters
 
 
 @click.group("issue")
@@ -71,9 +78,10 @@ def _show(as_json: bool, issue: Issue) -> None:
     help="The send day on or after this date. Default: the first send day from today on "
     "that has no issue yet.",
 )
+@newsletter_option
 @json_option
 @pass_desk
-def new(desk: Desk, day: datetime | None, as_json: bool) -> None:
+def new(desk: Desk, day: datetime | None, newsletter_slug: str | None, as_json: bool) -> None:
     """Create the issue for the next send day without one (or the send day on or after
     DATE); prints its id.
 
@@ -81,15 +89,17 @@ def new(desk: Desk, day: datetime | None, as_json: bool) -> None:
     Example:
         newsletter issue new
         newsletter issue new --date 2026-12-18
+        newsletter issue new --newsletter daily
     """
-    moment, send_at = desk.now(), desk.settings.send_at
+    settings = newsletter_settings(desk, newsletter_slug)
+    moment, send_at, newsletter_id = desk.now(), settings.send_at, settings.newsletter_id
     with desk.engine.begin() as conn:
         if day is not None:
             send_date = send_at.day_on_or_after(day.date())
         else:
-            today = moment.astimezone(desk.settings.timezone).date()
-            send_date = library.first_free_send_day(conn, today, send_at)
-        issue = library.new_issue(conn, send_date, moment)
+            today = moment.astimezone(settings.timezone).date()
+            send_date = library.first_free_send_day(conn, today, send_at, newsletter_id)
+        issue = library.new_issue(conn, send_date, moment, newsletter_id)
     emit(as_json, issue_document(issue), [str(issue.id)])
 
 
@@ -216,19 +226,25 @@ def show(desk: Desk, issue: str, as_json: bool) -> None:
 
 
 @group.command("list")
+@newsletter_option
 @json_option
 @pass_desk
-def list_(desk: Desk, as_json: bool) -> None:
-    """List issues, newest send date first.
+def list_(desk: Desk, newsletter_slug: str | None, as_json: bool) -> None:
+    """List issues, newest send date first: of every newsletter, or of the one named.
 
     \b
     Example:
         newsletter issue list --json
+        newsletter issue list --newsletter daily
     """
     with desk.engine.connect() as conn:
-        found = library.list_issues(conn)
+        newsletter_id = choose(conn, newsletter_slug).id if newsletter_slug else None
+        found = library.list_issues(conn, newsletter_id=newsletter_id)
+        slugs = {one.id: one.slug for one in list_newsletters(conn)}
+    shown = {i.id: f"{slugs[i.newsletter_id]:<12} " if len(slugs) > 1 else "" for i in found}
     lines = [
-        f"{i.id:>4}  {i.send_date}  {i.status:<9} {len(i.items):>2} articles  {i.subject}"
+        f"{i.id:>4}  {shown[i.id]}{i.send_date}  {i.status:<9} {len(i.items):>2} articles  "
+        f"{i.subject}"
         for i in found
     ]
     emit(as_json, [issue_document(i) for i in found], lines or ["no issues"])

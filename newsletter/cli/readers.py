@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from newsletter.app import Desk
-from newsletter.cli.common import emit, json_option, pass_desk
+from newsletter.cli.common import (
+    emit,
+    json_option,
+    newsletter_option,
+    newsletter_settings,
+    pass_desk,
+)
 from newsletter.delivery.notices import NoticeReport, send_notices
 from newsletter.readers.access import export_csv, export_subscriber, forget
 from newsletter.readers.consent import Evidence, publish_policy
@@ -43,18 +49,28 @@ def group() -> None:
 @click.option("--consent", is_flag=True, help="The person agreed to the current privacy policy.")
 @click.option("--source", default="cli", show_default=True, help="Where they agreed (a URL…).")
 @click.option("--ip", help="The address they agreed from, when known.")
+@newsletter_option
 @json_option
 @pass_desk
 def add(
-    desk: Desk, email: str, name: str, consent: bool, source: str, ip: str | None, as_json: bool
+    desk: Desk,
+    email: str,
+    name: str,
+    consent: bool,
+    source: str,
+    ip: str | None,
+    newsletter_slug: str | None,
+    as_json: bool,
 ) -> None:
     """Sign a person up: records their consent and mails the double opt-in link.
 
     \b
     Example:
         newsletter subscribers add anna@example.org --name "Anna" --consent
+        newsletter subscribers add anna@example.org --consent --newsletter daily
     """
-    request = SignUp(email, consent, name, Evidence(source=source, ip=ip))
+    chosen = newsletter_settings(desk, newsletter_slug).newsletter_id
+    request = SignUp(email, consent, name, Evidence(source=source, ip=ip), chosen)
     with desk.engine.begin() as conn:
         mail = sign_up(
             conn,
@@ -71,18 +87,23 @@ def add(
 @group.command("import")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--pending", is_flag=True, help="Rows without evidence get a double opt-in mail.")
+@newsletter_option
 @json_option
 @pass_desk
-def import_(desk: Desk, file: Path, pending: bool, as_json: bool) -> None:
+def import_(
+    desk: Desk, file: Path, pending: bool, newsletter_slug: str | None, as_json: bool
+) -> None:
     """Import readers from CSV: email, name, consented_at, source, ip, policy_version.
 
     \b
     Example:
         newsletter subscribers import readers.csv --pending
     """
+    chosen = newsletter_settings(desk, newsletter_slug).newsletter_id
     result = import_csv(
-        desk.engine, file, pending=pending, secret=desk.settings.secret_key, now=desk.now()
-    )
+        desk.engine, file, pending=pending, secret=desk.settings.secret_key, now=desk.now(),
+        newsletter_id=chosen,
+    )  # fmt: skip
     report = mail_out(desk, result.mails)
     lines = [
         f"{file}: {result.rows} rows: {result.added} added, {result.pending} pending opt-in, "
@@ -99,18 +120,28 @@ def import_(desk: Desk, file: Path, pending: bool, as_json: bool) -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only readers with this status.")
 @click.option("--search", help="Part of the address.")
 @click.option("--limit", default=100, show_default=True)
+@newsletter_option
 @json_option
 @pass_desk
-def list_(desk: Desk, status: str | None, search: str | None, limit: int, as_json: bool) -> None:
-    """List readers and the counts by status.
+def list_(
+    desk: Desk,
+    status: str | None,
+    search: str | None,
+    limit: int,
+    newsletter_slug: str | None,
+    as_json: bool,
+) -> None:
+    """List readers and the counts by status (of one newsletter's, where the desk has
+    several).
 
     \b
     Example:
         newsletter subscribers list --status pending
     """
+    chosen = newsletter_settings(desk, newsletter_slug).newsletter_id
     with desk.engine.connect() as conn:
-        counts = count_by_status(conn)
-        found = list_subscribers(conn, status, search, limit)
+        counts = count_by_status(conn, chosen)
+        found = list_subscribers(conn, status, search, limit, newsletter_id=chosen)
     lines = [", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no readers yet"]
     lines += [f"{s.id:>6}  {s.status:<12} {s.email}  {s.name}" for s in found]
     emit(as_json, {"counts": counts, "subscribers": [asdict(s) for s in found]}, lines)
@@ -168,17 +199,24 @@ def forget_(desk: Desk, email: str, yes: bool, as_json: bool) -> None:
 @click.command("unsubscribe")
 @click.argument("email")
 @click.option("--channel", default="request by mail", show_default=True)
+@newsletter_option
 @json_option
 @pass_desk
-def unsubscribe_(desk: Desk, email: str, channel: str, as_json: bool) -> None:
+def unsubscribe_(
+    desk: Desk, email: str, channel: str, newsletter_slug: str | None, as_json: bool
+) -> None:
     """Withdraw a reader at once (a request by mail or phone).
+
+    Where the desk has several newsletters, from the one named.
 
     \b
     Example:
         newsletter unsubscribe anna@example.org
+        newsletter unsubscribe anna@example.org --newsletter daily
     """
+    chosen = newsletter_settings(desk, newsletter_slug).newsletter_id
     with desk.engine.begin() as conn:
-        found = get_subscriber(conn, email)
+        found = get_subscriber(conn, email, chosen)
         changed = unsubscribe(conn, found.id, Evidence(source=channel), desk.now())
     line = f"{email} is unsubscribed" if changed else f"{email} was not subscribed"
     emit(as_json, {"changed": changed}, [line])

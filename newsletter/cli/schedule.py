@@ -8,13 +8,22 @@ import sys
 import click
 
 from newsletter.app import Desk
-from newsletter.cli.common import DeskCommand, emit, json_option, pass_desk
+from newsletter.cli.common import (
+    DeskCommand,
+    emit,
+    json_option,
+    newsletter_option,
+    newsletter_settings,
+    pass_desk,
+)
 from newsletter.cli.progress import SendProgress, stop_on_signals
 from newsletter.cli.worker import run_worker
 from newsletter.errors import ConfigError
+from newsletter.publications import list_newsletters, view
 from newsletter.schedule.job import FridayJob, run_once
-from newsletter.schedule.outcome import EXIT_CODES, JobResult
+from newsletter.schedule.outcome import JobResult
 from newsletter.schedule.scheduler import FridayScheduler
+from newsletter.settings import Settings
 
 EXITS = "exit codes: 0 sent, 3 nothing to do, 1 failed (editors alerted where it applies), 5 paused"
 
@@ -44,6 +53,7 @@ def log_to_stderr() -> None:
     help="Be a send worker instead (newsletter worker): join sends under way; with --once, "
     "work what is there and exit.",
 )
+@newsletter_option
 @json_option
 @pass_desk
 def schedule(
@@ -53,12 +63,16 @@ def schedule(
     once: bool,
     dry_run: bool,
     as_worker: bool,
+    newsletter_slug: str | None,
     as_json: bool,
 ) -> None:
     """Send the approved issue every send day (NEWSLETTER_SEND_AT, default Friday 09:00,
     in NEWSLETTER_TIMEZONE); remind the editors the day before when it is not approved.
 
-    Without options it runs until SIGTERM or SIGINT and prints the next run times.
+    Without options it runs until SIGTERM or SIGINT and prints the next run times: one
+    send for each newsletter of the desk, on that newsletter's schedule. --once runs every
+    newsletter's send that is due; --now sends the newsletter named (--newsletter SLUG)
+    where the desk has several.
 
     \b
     Example:
@@ -79,10 +93,35 @@ def schedule(
             raise ConfigError("NEWSLETTER_CLOCK", "goes with --now or --once, not the scheduler")
         FridayScheduler(desk, desk.now).run()
         return
-    result = _run_now_or_once(desk, issue, once, dry_run)
-    emit(as_json, result.as_dict(), result.lines())
-    if EXIT_CODES[result.outcome]:
-        raise SystemExit(result.exit_code)
+    if once and newsletter_slug is None:
+        every = _every_newsletter(desk)
+    else:
+        every = [newsletter_settings(desk, newsletter_slug)]
+    results = [_run_now_or_once(desk, one, issue, once, dry_run) for one in every]
+    if len(results) == 1:
+        emit(as_json, results[0].as_dict(), results[0].lines())
+    else:
+        pairs = zip(every, results, strict=True)
+        lines = [f"{one.site_name}: {line}" for one, r in pairs for line in r.lines()]
+        emit(as_json, [r.as_dict() for r in results], lines)
+    code = combined_exit(results)
+    if code:
+        raise SystemExit(code)
+
+
+def combined_exit(results: list[JobResult]) -> int:
+    """Several newsletters' runs as one exit code: a failure (1) or a pause (5) first;
+    else 0 when any sent; else 3, nothing to do."""
+    codes = {r.exit_code for r in results}
+    for code in (1, 5, 0):
+        if code in codes:
+            return code
+    return 3
+
+
+def _every_newsletter(desk: Desk) -> list[Settings]:
+    with desk.engine.connect() as conn:
+        return [view(desk.settings, one) for one in list_newsletters(conn)]
 
 
 def _check_options(
@@ -98,14 +137,17 @@ def _check_options(
         raise click.UsageError("--dry-run goes with --now or --once")
 
 
-def _run_now_or_once(desk: Desk, issue: str | None, once: bool, dry_run: bool) -> JobResult:
-    """One run in the foreground: --once as cron would (only when due), or --now."""
+def _run_now_or_once(
+    desk: Desk, settings: Settings, issue: str | None, once: bool, dry_run: bool
+) -> JobResult:
+    """One newsletter's run in the foreground: --once as cron would (only when due), or
+    --now."""
     with stop_on_signals() as stop, SendProgress() as progress:
-        job = FridayJob(desk, desk.now, stop, progress)
+        job = FridayJob(desk, desk.now, stop, progress, settings=settings)
         if once:
             return run_once(job, desk.now(), dry_run)
         now = desk.now()
-        today, day = now.astimezone(desk.settings.timezone).date(), desk.settings.send_day(now)
+        today, day = now.astimezone(settings.timezone).date(), settings.send_day(now)
         # editors are alerted only on the send day itself: a run days before must not
         # use up the alert that the send time's own run would mail
         return job.send(day, issue_ref=issue, dry_run=dry_run, alert=day == today)

@@ -19,6 +19,7 @@ from newsletter.compose.messages import Sender
 from newsletter.curation.issues import get_issue
 from newsletter.errors import NotFound
 from newsletter.models import Issue, Reader
+from newsletter.publications import view_of
 from newsletter.readers.addresses import normalise_address
 from newsletter.settings import Settings
 from newsletter.store import tables as db
@@ -40,10 +41,14 @@ class PreviewCopy:
     text: str
 
 
-def find_reader(conn: sa.Connection, email: str) -> Reader:
+def find_reader(conn: sa.Connection, email: str, newsletter_id: int | None = None) -> Reader:
+    """A reader by address: their subscription to the newsletter, where one is named."""
     address = normalise_address(email)
     s = db.subscribers
-    row = conn.execute(sa.select(s.c.id, s.c.email, s.c.name).where(s.c.email == address)).first()
+    query = sa.select(s.c.id, s.c.email, s.c.name).where(s.c.email == address)
+    if newsletter_id is not None:
+        query = query.where(s.c.newsletter_id == newsletter_id)
+    row = conn.execute(query.order_by(s.c.id)).first()
     if row is None:
         raise NotFound(f"no subscriber {address}")
     return Reader(row.id, row.email, row.name)
@@ -52,9 +57,12 @@ def find_reader(conn: sa.Connection, email: str) -> Reader:
 def preview_copy(
     engine: sa.Engine, settings: Settings, issue_ref: str | int, as_email: str | None, now: datetime
 ) -> PreviewCopy:
+    """An issue as one reader (or a sample reader) gets it, from its newsletter."""
     with engine.connect() as conn:
         issue = get_issue(conn, issue_ref)
-        reader = find_reader(conn, as_email) if as_email else SAMPLE_READER
+        settings = view_of(conn, settings, issue.newsletter_id)
+        found = find_reader(conn, as_email, issue.newsletter_id) if as_email else None
+    reader = found or SAMPLE_READER
     composed = composed_for_preview(issue, settings, now)
     values = composed.sender.reader_values(reader, issue.id)
     html, text = personalise(composed.rendered, values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,36 +27,62 @@ PREHEADER_MAX = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def first_free_send_day(conn: sa.Connection, day: date, send_at: SendAt) -> date:
-    """The first send day on or after `day` that has no issue yet."""
+def first_free_send_day(
+    conn: sa.Connection, day: date, send_at: SendAt, newsletter_id: int = db.FIRST_NEWSLETTER
+) -> date:
+    """The first send day on or after `day` that has no issue of the newsletter yet."""
+    i = db.issues
     taken = set(
-        conn.execute(sa.select(db.issues.c.send_date).where(db.issues.c.send_date >= day)).scalars()
+        conn.execute(
+            sa.select(i.c.send_date).where(i.c.send_date >= day, i.c.newsletter_id == newsletter_id)
+        ).scalars()
     )
     send_date = send_at.day_on_or_after(day)
     while send_date in taken:
-        send_date += timedelta(days=7)
+        send_date += send_at.period
     return send_date
 
 
-def issue_id_for_day(conn: sa.Connection, day: date) -> int | None:
-    """The id of the issue for a send day, if there is one (one issue per send day)."""
-    found = conn.execute(sa.select(db.issues.c.id).where(db.issues.c.send_date == day)).scalar()
+def issue_id_for_day(
+    conn: sa.Connection, day: date, newsletter_id: int = db.FIRST_NEWSLETTER
+) -> int | None:
+    """The id of a newsletter's issue for a send day, if there is one (one issue per
+    newsletter and send day)."""
+    i = db.issues
+    found = conn.execute(
+        sa.select(i.c.id).where(i.c.send_date == day, i.c.newsletter_id == newsletter_id)
+    ).scalar()
     return None if found is None else int(found)
 
 
-def new_issue(conn: sa.Connection, send_date: date, now: datetime) -> Issue:
-    existing = issue_id_for_day(conn, send_date)
+def new_issue(
+    conn: sa.Connection, send_date: date, now: datetime, newsletter_id: int = db.FIRST_NEWSLETTER
+) -> Issue:
+    """A newsletter's issue for a send day, with the newsletter's appeal setting."""
+    existing = issue_id_for_day(conn, send_date, newsletter_id)
     if existing is not None:
         raise StateError(f"issue {existing} is already the issue for {send_date.isoformat()}")
+    appeal = conn.execute(
+        sa.select(db.newsletters.c.appeal).where(db.newsletters.c.id == newsletter_id)
+    ).scalar()
+    if appeal is None:
+        raise NotFound(f"no newsletter {newsletter_id}")
     issue_id = conn.execute(
-        db.issues.insert().values(send_date=send_date, created_at=now, updated_at=now)
+        db.issues.insert().values(
+            newsletter_id=newsletter_id,
+            send_date=send_date,
+            appeal=bool(appeal),
+            created_at=now,
+            updated_at=now,
+        )
     ).inserted_primary_key
     assert issue_id is not None
     return get_issue(conn, issue_id[0])
 
 
 def find_issue_id(conn: sa.Connection, ref: str | int) -> int:
-    """An issue by its id or by its send date (YYYY-MM-DD)."""
+    """An issue by its id or by its send date (YYYY-MM-DD: the one issue of that day, of
+    whichever newsletter; two newsletters' issues of one day are named by id)."""
     text = str(ref).strip()
     if text.isdigit():
         number = int(text) if text.isascii() and len(text) <= 10 else 0
@@ -68,7 +94,12 @@ def find_issue_id(conn: sa.Connection, ref: str | int) -> int:
             day = date.fromisoformat(text)
         except ValueError:
             raise InputError(f"issue: {text!r} is neither an issue id nor a date") from None
-        found = issue_id_for_day(conn, day)
+        i = db.issues
+        ids = conn.execute(sa.select(i.c.id).where(i.c.send_date == day).limit(2)).scalars()
+        several = list(ids)
+        if len(several) > 1:
+            raise InputError(f"issue: {text} is the day of several newsletters' issues: use an id")
+        found = several[0] if several else None
     if found is None:
         raise NotFound(f"no issue {text}")
     return int(found)
@@ -90,6 +121,7 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
     ).mappings()
     return Issue(
         id=row["id"],
+        newsletter_id=int(row["newsletter_id"]),
         send_date=row["send_date"],
         status=row["status"],
         subject=row["subject"],
@@ -115,10 +147,14 @@ def get_issue(conn: sa.Connection, ref: str | int) -> Issue:
     )
 
 
-def list_issues(conn: sa.Connection, limit: int = 50) -> list[Issue]:
-    ids = conn.execute(
-        sa.select(db.issues.c.id).order_by(db.issues.c.send_date.desc()).limit(limit)
-    ).scalars()
+def list_issues(
+    conn: sa.Connection, limit: int = 50, newsletter_id: int | None = None
+) -> list[Issue]:
+    """The issues, the latest send day first: of one newsletter, or of them all."""
+    query = sa.select(db.issues.c.id).order_by(db.issues.c.send_date.desc(), db.issues.c.id)
+    if newsletter_id is not None:
+        query = query.where(db.issues.c.newsletter_id == newsletter_id)
+    ids = conn.execute(query.limit(limit)).scalars()
     return [get_issue(conn, issue_id) for issue_id in ids]
 
 
@@ -357,13 +393,22 @@ def set_in_archive(conn: sa.Connection, ref: str | int, shown: bool, now: dateti
     return get_issue(conn, issue.id)
 
 
-def archived(conn: sa.Connection, limit: int, offset: int = 0) -> tuple[list[Issue], int]:
-    """The sent issues the archive shows, newest first, and how many there are in all."""
+def archived(
+    conn: sa.Connection, limit: int, offset: int = 0, newsletter_id: int | None = None
+) -> tuple[list[Issue], int]:
+    """The sent issues the archive shows (of one newsletter, or of all), newest first,
+    and how many there are in all."""
     i = db.issues
     shown = sa.and_(i.c.status == "sent", i.c.in_archive.is_(True))
+    if newsletter_id is not None:
+        shown = sa.and_(shown, i.c.newsletter_id == newsletter_id)
     total = conn.execute(sa.select(sa.func.count()).where(shown)).scalar_one()
     ids = conn.execute(
-        sa.select(i.c.id).where(shown).order_by(i.c.send_date.desc()).limit(limit).offset(offset)
+        sa.select(i.c.id)
+        .where(shown)
+        .order_by(i.c.send_date.desc(), i.c.id.desc())
+        .limit(limit)
+        .offset(offset)
     ).scalars()
     return [get_issue(conn, issue_id) for issue_id in ids], int(total)
 

@@ -54,12 +54,16 @@ def alive_here(worker: str) -> bool:
 
 
 def snapshot_audience(conn: sa.Connection, issue_id: int, now: datetime) -> int:
-    """One ledger row per active reader, in one INSERT … SELECT; returns rows added."""
+    """One ledger row per active reader of the issue's newsletter, in one INSERT … SELECT;
+    returns rows added."""
     d, s = db.deliveries, db.subscribers
     already = sa.exists().where(d.c.issue_id == issue_id).where(d.c.subscriber_id == s.c.id)
+    newsletter = (
+        sa.select(db.issues.c.newsletter_id).where(db.issues.c.id == issue_id).scalar_subquery()
+    )
     query = sa.select(
         sa.literal(issue_id), s.c.id, sa.literal("pending"), sa.literal(now, db.UTCDateTime)
-    ).where(s.c.status == "active", ~already)
+    ).where(s.c.status == "active", s.c.newsletter_id == newsletter, ~already)
     result = conn.execute(
         d.insert().from_select(["issue_id", "subscriber_id", "status", "updated_at"], query)
     )

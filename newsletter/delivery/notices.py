@@ -19,11 +19,13 @@ from newsletter.compose.messages import PreparedMessage, Sender, build_message, 
 from newsletter.compose.rendering import Site, render_mail
 from newsletter.compose.returnpath import NO_ISSUE, return_paths
 from newsletter.errors import DeliveryError, PermanentDeliveryError
-from newsletter.language import weekday_name
+from newsletter.language import every_weekday, weekday_name
 from newsletter.models import Reader
+from newsletter.publications import view_of
 from newsletter.readers.consent import current_policy
 from newsletter.readers.subscribers import Mail
 from newsletter.settings import Settings
+from newsletter.store import tables as db
 from newsletter.transport.base import Envelope, Transport
 
 
@@ -39,7 +41,11 @@ def notice_context(conn: sa.Connection, settings: Settings, now: datetime) -> di
     return {
         "policy": current_policy(conn),
         "send_weekday": settings.send_at.weekday,  # every_weekday(send_weekday): "every Friday"
-        "send_day": weekday_name(settings.send_at.weekday, settings.language),  # "Friday"
+        "send_day": (  # "Friday"; a daily newsletter's: "every day"
+            every_weekday(None, settings.language)
+            if settings.send_at.weekday is None
+            else weekday_name(settings.send_at.weekday, settings.language)
+        ),
         "next_send": settings.next_send_day(now),
         "confirm_days": settings.confirm_ttl.days or 1,
     }
@@ -52,9 +58,37 @@ def send_notices(
     transport: Transport,
     now: datetime,
 ) -> NoticeReport:
-    """Send each mail; a failure is reported, never raised: the decision is already recorded."""
+    """Send each mail, in the name of the newsletter its reader subscribes to; a failure
+    is reported, never raised: the decision is already recorded."""
     if not mails:
         return NoticeReport(0, ())
+    s = db.subscribers
+    groups: dict[int, list[int]] = {}
+    with engine.connect() as conn:
+        ids = [mail.subscriber_id for mail in mails]
+        of = dict(conn.execute(sa.select(s.c.id, s.c.newsletter_id).where(s.c.id.in_(ids))).all())
+        for position, mail in enumerate(mails):
+            newsletter_id = of.get(mail.subscriber_id, settings.newsletter_id)
+            groups.setdefault(newsletter_id, []).append(position)
+        views = {one: view_of(conn, settings, one) for one in groups}
+    sent, failures, failed, permanent = 0, list[str](), list[int](), list[int]()
+    for one, positions in groups.items():
+        report = _send_notices([mails[p] for p in positions], engine, views[one], transport, now)
+        sent += report.sent
+        failures += report.failures
+        failed += [positions[i] for i in report.failed]
+        permanent += [positions[i] for i in report.permanent]
+    return NoticeReport(sent, tuple(failures), tuple(failed), tuple(permanent))
+
+
+def _send_notices(
+    mails: Sequence[Mail],
+    engine: sa.Engine,
+    settings: Settings,
+    transport: Transport,
+    now: datetime,
+) -> NoticeReport:
+    """One newsletter's notices: `settings` are its view of the desk's."""
     sender = Sender.from_settings(settings)
     with engine.connect() as conn:
         context = notice_context(conn, settings, now)

@@ -18,6 +18,7 @@ from time import monotonic
 
 import sqlalchemy as sa
 
+from newsletter import publications
 from newsletter.compose.issue import compose, envelope_sender
 from newsletter.compose.messages import build_message
 from newsletter.curation.issues import get_issue
@@ -51,6 +52,7 @@ def send_test(
     """A marked test copy to each address, outside the ledger; returns the Message-IDs."""
     with engine.connect() as conn:
         issue = get_issue(conn, issue_ref)
+        settings = publications.view_of(conn, settings, issue.newsletter_id)
     composed = compose(issue, settings, now, test=True)
     ids = []
     for number, address in enumerate(addresses):
@@ -141,6 +143,7 @@ def send_issue(
     options = options or SendOptions.from_settings(settings)
     with engine.connect() as conn:
         issue = get_issue(conn, issue_ref)
+        settings = publications.view_of(conn, settings, issue.newsletter_id)  # its sender, …
     composed = compose(issue, settings, clock())
     report = SendReport(issue.id, dry_run=dry_run, preflight=composed.preflight.as_dict())
     # Gmail's clipping goes out only when the editor approved it so: the issue may have
@@ -255,7 +258,10 @@ def _dry_run(engine: sa.Engine, issue: Issue, report: SendReport, started: float
         raise StateError(f"issue {issue.id} is {issue.status}: only an approved issue is sent")
     with engine.connect() as conn:
         active = conn.execute(
-            sa.select(sa.func.count()).where(db.subscribers.c.status == "active")
+            sa.select(sa.func.count()).where(
+                db.subscribers.c.status == "active",
+                db.subscribers.c.newsletter_id == issue.newsletter_id,
+            )
         ).scalar_one()
     report.audience, report.status = int(active), issue.status
     report.seconds = monotonic() - started

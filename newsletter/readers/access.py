@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.readers.consent import Evidence, record_consent
-from newsletter.readers.subscribers import get_subscriber, set_status
+from newsletter.readers.subscribers import Subscriber, of_address, set_status
 from newsletter.readers.suppression import suppress
 from newsletter.store import tables as db
 
@@ -30,11 +30,14 @@ def from_spreadsheet_safe(value: str) -> str:
 
 
 def export_subscriber(conn: sa.Connection, ref: str | int) -> dict[str, Any]:
-    """Everything held about one reader: the record, the whole consent ledger, deliveries."""
-    found = get_subscriber(conn, ref)
+    """Everything held about one reader: the record (the first subscription's, and every
+    subscription's with its newsletter), the whole consent ledger, deliveries."""
+    rows = of_address(conn, ref)
+    found, ids = rows[0], [one.id for one in rows]
+    slugs = dict(conn.execute(sa.select(db.newsletters.c.id, db.newsletters.c.slug)).all())
     e, d = db.consent_events, db.deliveries
     events = conn.execute(
-        sa.select(e).where(e.c.subscriber_id == found.id).order_by(e.c.id)
+        sa.select(e).where(e.c.subscriber_id.in_(ids)).order_by(e.c.id)
     ).mappings()
     deliveries = conn.execute(
         sa.select(
@@ -47,11 +50,14 @@ def export_subscriber(conn: sa.Connection, ref: str | int) -> dict[str, Any]:
             d.c.outcome_detail,
             d.c.updated_at,
         )
-        .where(d.c.subscriber_id == found.id)
+        .where(d.c.subscriber_id.in_(ids))
         .order_by(d.c.issue_id)
     ).mappings()
     return {
         "subscriber": asdict(found),
+        "subscriptions": [
+            {**asdict(one), "newsletter": slugs.get(one.newsletter_id)} for one in rows
+        ],
         "consent_events": [dict(row) for row in events],
         "deliveries": [dict(row) for row in deliveries],
     }
@@ -90,8 +96,15 @@ def forget(conn: sa.Connection, ref: str | int, now: datetime, channel: str = "c
     """Erase a reader's personal data; keep a keyed hash so the address is never mailed again.
 
     The consent events stay (blanked of address, IP and user agent) as the record that
-    consent existed and ended; an `erased` event is added. Returns the subscriber id."""
-    found = get_subscriber(conn, ref)
+    consent existed and ended; an `erased` event is added. Every newsletter's subscription
+    of the address is erased: it is the person's data. Returns the first subscription's id."""
+    rows = of_address(conn, ref)
+    for found in rows:
+        _erase(conn, found, now, channel)
+    return rows[0].id
+
+
+def _erase(conn: sa.Connection, found: Subscriber, now: datetime, channel: str) -> None:
     if found.email is not None:
         suppress(conn, found.email, "erased", now)
     e, d = db.consent_events, db.deliveries
@@ -103,4 +116,3 @@ def forget(conn: sa.Connection, ref: str | int, now: datetime, channel: str = "c
     set_status(conn, found.id, "erased", now, email=None, name="", offered_name=None)
     conn.execute(db.notice_queue.delete().where(db.notice_queue.c.subscriber_id == found.id))
     record_consent(conn, found.id, "erased", Evidence(source=channel), now)
-    return found.id

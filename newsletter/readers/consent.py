@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -90,6 +90,16 @@ def current_policy(conn: sa.Connection) -> Policy:
     if version is None:
         raise NotFound("no privacy policy is published: run `newsletter init` or `policy publish`")
     return get_policy(conn, version)
+
+
+def newsletter_policy(conn: sa.Connection, newsletter_id: int) -> Policy:
+    """The current policy as a newsletter's sign-up shows it: with the newsletter's own
+    wording, if it has one (the evidence keeps the words the person saw)."""
+    policy = current_policy(conn)
+    wording = conn.execute(
+        sa.select(db.newsletters.c.wording).where(db.newsletters.c.id == newsletter_id)
+    ).scalar()
+    return replace(policy, wording=wording) if wording else policy
 
 
 def load_policy_folder(conn: sa.Connection, folder: Path, now: datetime) -> list[Policy]:

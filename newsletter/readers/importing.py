@@ -46,9 +46,16 @@ def _staging() -> sa.Table:
 
 
 def import_csv(
-    engine: sa.Engine, path: Path, *, pending: bool, secret: str | None, now: datetime
+    engine: sa.Engine,
+    path: Path,
+    *,
+    pending: bool,
+    secret: str | None,
+    now: datetime,
+    newsletter_id: int = db.FIRST_NEWSLETTER,
 ) -> ImportResult:
-    """Import a CSV file in one transaction; returns the report and the opt-in mails to send."""
+    """Import a CSV file in one transaction, as subscriptions to the newsletter; returns
+    the report and the opt-in mails to send."""
     result = ImportResult(str(path))
     with engine.begin() as conn, _page_cache(conn):
         published = set(conn.execute(sa.select(db.policy_versions.c.version)).scalars())
@@ -61,9 +68,9 @@ def import_csv(
         _stage(conn, stage, rows)
         if pending and not secret and _any_pending(conn, stage):
             raise InputError("--pending: NEWSLETTER_SECRET_KEY is needed to sign opt-in links")
-        before = _load(conn, stage, path, now, result)
+        before = _load(conn, stage, path, now, result, newsletter_id)
         if pending:
-            result.mails = _opt_in_mails(conn, stage, before, secret or "", now)
+            result.mails = _opt_in_mails(conn, stage, before, secret or "", now, newsletter_id)
         stage.drop(conn)
     return result
 
@@ -88,20 +95,27 @@ def _page_cache(conn: sa.Connection) -> Iterator[None]:
 
 
 def _load(
-    conn: sa.Connection, stage: sa.Table, path: Path, now: datetime, result: ImportResult
+    conn: sa.Connection,
+    stage: sa.Table,
+    path: Path,
+    now: datetime,
+    result: ImportResult,
+    newsletter_id: int,
 ) -> int:
     """Add the new readers and their events from the staged rows; returns the id they start
     after."""
     suppressed = sa.exists().where(db.suppressions.c.address_hash == stage.c.address_hash)
-    present = sa.exists().where(db.subscribers.c.email == stage.c.email)
+    present = sa.exists().where(
+        db.subscribers.c.email == stage.c.email, db.subscribers.c.newsletter_id == newsletter_id
+    )
     tally = sa.select(sa.func.count()).select_from(stage)
     result.suppressed = conn.execute(tally.where(suppressed)).scalar_one()
     result.already_present = conn.execute(tally.where(present, ~suppressed)).scalar_one()
     s = db.subscribers
     before = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(s.c.id), 0))).scalar_one())
     _count_added(conn, stage, sa.and_(~present, ~suppressed), result)
-    _add_readers(conn, stage, sa.and_(~present, ~suppressed), now)
-    _add_events(conn, stage, before, path, now)
+    _add_readers(conn, stage, sa.and_(~present, ~suppressed), now, newsletter_id)
+    _add_events(conn, stage, before, path, now, newsletter_id)
     complained = sa.select(
         stage.c.address_hash, sa.literal("complained"), sa.literal(now, db.UTCDateTime)
     ).where(stage.c.status == "complained", ~suppressed)
@@ -166,11 +180,16 @@ def sqlite_time(at: datetime | None) -> str | None:
 
 
 def _add_readers(
-    conn: sa.Connection, stage: sa.Table, new: sa.ColumnElement[bool], now: datetime
+    conn: sa.Connection,
+    stage: sa.Table,
+    new: sa.ColumnElement[bool],
+    now: datetime,
+    newsletter_id: int,
 ) -> None:
     """A reader for each new staged row, in file order: pending where no policy was agreed."""
     status = sa.case((stage.c.policy_version.is_(None), "pending"), else_=stage.c.status)
     new_rows = sa.select(
+        sa.literal(newsletter_id),
         stage.c.email,
         stage.c.name,
         status,
@@ -180,14 +199,22 @@ def _add_readers(
     )
     conn.execute(
         db.subscribers.insert().from_select(
-            ["email", "name", "status", "policy_version", "created_at", "updated_at"],
+            [
+                "newsletter_id",
+                "email",
+                "name",
+                "status",
+                "policy_version",
+                "created_at",
+                "updated_at",
+            ],
             new_rows.where(new).order_by(stage.c.line),
         )
     )
 
 
 def _add_events(
-    conn: sa.Connection, stage: sa.Table, before: int, path: Path, now: datetime
+    conn: sa.Connection, stage: sa.Table, before: int, path: Path, now: datetime, newsletter_id: int
 ) -> None:
     """An `imported` event for each reader added, keeping the row's evidence and its line."""
     s, p = db.subscribers, db.policy_versions
@@ -205,7 +232,7 @@ def _add_events(
             detail,
         )
         .select_from(stage)
-        .join(s, s.c.email == stage.c.email)
+        .join(s, (s.c.email == stage.c.email) & (s.c.newsletter_id == newsletter_id))
         .outerjoin(p, p.c.version == stage.c.policy_version)
         .where(s.c.id > before)
     )
@@ -236,7 +263,12 @@ def _count_added(
 
 
 def _opt_in_mails(
-    conn: sa.Connection, stage: sa.Table, before: int, secret: str, now: datetime
+    conn: sa.Connection,
+    stage: sa.Table,
+    before: int,
+    secret: str,
+    now: datetime,
+    newsletter_id: int,
 ) -> list[Mail]:
     """A double opt-in mail for each reader this import added as pending (its own staged
     readers: another import may commit pending readers beside ours on PostgreSQL)."""
@@ -246,6 +278,7 @@ def _opt_in_mails(
         .join(e, e.c.subscriber_id == s.c.id)
         .join(stage, stage.c.email == s.c.email)
         .where(s.c.id > before, s.c.status == "pending", e.c.kind == "imported")
+        .where(s.c.newsletter_id == newsletter_id)
         .order_by(s.c.id)
     ).all()
     return [

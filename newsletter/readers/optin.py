@@ -4,7 +4,7 @@ address is), and the click that makes a pending reader active."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,13 @@ from newsletter.curation.issues import check_line
 from newsletter.errors import InputError
 from newsletter.language import N_
 from newsletter.readers.addresses import normalise_address
-from newsletter.readers.consent import Evidence, Policy, current_policy, get_policy, record_consent
+from newsletter.readers.consent import (
+    Evidence,
+    Policy,
+    get_policy,
+    newsletter_policy,
+    record_consent,
+)
 from newsletter.readers.subscribers import (
     MAILABLE_AGAIN,
     NAME_MAX,
@@ -37,6 +43,7 @@ class SignUp:
     consent: bool
     name: str = ""
     evidence: Evidence = field(default_factory=lambda: Evidence(source="cli"))
+    newsletter_id: int = db.FIRST_NEWSLETTER  # the newsletter it subscribes to
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def sign_up(
     ):
         raise RateLimited("too many sign-ups from your network in the last hour: try again later")
     address_hash = keyed_hash(conn, address, "address")
-    mail = _sign_up(conn, address, name, request.evidence, secret, now)
+    mail = _sign_up(conn, address, name, request, secret, now)
     if (
         mail
         and _attempts(
@@ -107,12 +114,14 @@ def sign_up(
 
 
 def _sign_up(
-    conn: sa.Connection, address: str, name: str, evidence: Evidence, secret: str, now: datetime
+    conn: sa.Connection, address: str, name: str, request: SignUp, secret: str, now: datetime
 ) -> Mail | None:
     if is_suppressed(conn, address):
         return None
-    policy = current_policy(conn)
-    found = find_subscriber(conn, db.subscribers.c.email == address)
+    evidence, newsletter_id = request.evidence, request.newsletter_id
+    policy = newsletter_policy(conn, newsletter_id)
+    s = db.subscribers
+    found = find_subscriber(conn, (s.c.email == address) & (s.c.newsletter_id == newsletter_id))
     if found is not None and found.status not in MAILABLE_AGAIN:
         return None  # active or complained: nothing changes, nothing is sent
     # the name waits for the confirmation: until the address's owner clicks, it is a
@@ -121,7 +130,13 @@ def _sign_up(
     if found is None:
         inserted = conn.execute(
             db.subscribers.insert().values(
-                email=address, name="", status="pending", created_at=now, updated_at=now, **offered
+                newsletter_id=newsletter_id,
+                email=address,
+                name=_known_name(conn, address),
+                status="pending",
+                created_at=now,
+                updated_at=now,
+                **offered,
             )
         ).inserted_primary_key
         assert inserted is not None
@@ -131,7 +146,20 @@ def _sign_up(
         set_status(conn, subscriber_id, "pending", now, **offered)
     event_id = record_consent(conn, subscriber_id, "given", evidence, now, policy)
     token = timed_token(secret, CONFIRM, subscriber_id, str(event_id), now)
-    return Mail("confirm", subscriber_id, address, found.name if found else "", token)
+    known = found.name if found else _known_name(conn, address)
+    return Mail("confirm", subscriber_id, address, known, token)
+
+
+def _known_name(conn: sa.Connection, address: str) -> str:
+    """The name the address confirmed for another newsletter: theirs, not a stranger's."""
+    s = db.subscribers
+    found = conn.execute(
+        sa.select(s.c.name)
+        .where(s.c.email == address, s.c.status.in_(("active", "reconsent")), s.c.name != "")
+        .order_by(s.c.id)
+        .limit(1)
+    ).scalar()
+    return str(found or "")
 
 
 def confirm_target(
@@ -165,7 +193,10 @@ def confirm_target(
         raise TokenError(N_("this link is no longer valid: the subscription was ended since"))
     # an import without evidence offered today's policy in its opt-in mail
     version = given["policy_version"]
-    return found, get_policy(conn, version) if version else current_policy(conn)
+    if not version:
+        return found, newsletter_policy(conn, found.newsletter_id)
+    policy = get_policy(conn, version)  # with the words that sign-up showed
+    return found, replace(policy, wording=given["wording"] or policy.wording)
 
 
 def confirm(

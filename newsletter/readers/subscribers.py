@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from newsletter.curation.issues import check_line
 from newsletter.errors import InputError, NotFound, StateError
 from newsletter.language import N_
+from newsletter.publications import Newsletter, list_newsletters
 from newsletter.readers.addresses import normalise_address
 from newsletter.readers.consent import Evidence, Policy, current_policy, record_consent
 from newsletter.readers.suppression import is_suppressed, suppress
@@ -45,6 +46,7 @@ class Subscriber:
     updated_at: datetime
     bounce_count: int
     offered_name: str | None = None  # a sign-up's name, until the address confirms it
+    newsletter_id: int = 1  # the newsletter this subscription is to
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,24 @@ def find_subscriber(conn: sa.Connection, where: Any) -> Subscriber | None:
     return Subscriber(**row) if row else None
 
 
-def get_subscriber(conn: sa.Connection, ref: str | int) -> Subscriber:
-    """By id or by address."""
+def get_subscriber(
+    conn: sa.Connection, ref: str | int, newsletter_id: int | None = None
+) -> Subscriber:
+    """By id, or by address: the address's subscription to the newsletter (with several
+    newsletters, one must be named)."""
     s = db.subscribers
     text = str(ref).strip()
     found = find_subscriber(conn, s.c.id == int(text)) if text.isdigit() else None
+    if found is not None and newsletter_id is not None and found.newsletter_id != newsletter_id:
+        found = None
     if found is None and "@" in text:
-        found = find_subscriber(conn, s.c.email == normalise_address(text))
+        where = s.c.email == normalise_address(text)
+        if newsletter_id is not None:
+            where = sa.and_(where, s.c.newsletter_id == newsletter_id)
+        rows = conn.execute(sa.select(s).where(where).limit(2)).mappings().all()
+        if len(rows) > 1:
+            raise InputError(f"{text} subscribes to several newsletters: name one (--newsletter)")
+        found = Subscriber(**rows[0]) if rows else None
     if found is None:
         raise NotFound(f"no subscriber {text}")
     return found
@@ -120,13 +133,26 @@ def record_permanent_failure(
 def mark_bounced(
     conn: sa.Connection, subscriber_id: int, diagnostic: str, source: str, now: datetime
 ) -> bool:
-    """An active reader becomes bounced, with an event carrying the diagnostic."""
+    """An active reader becomes bounced, with an event carrying the diagnostic; an address
+    that does not take mail bounces in every newsletter it subscribes to."""
     found = find_subscriber(conn, db.subscribers.c.id == subscriber_id)
     if found is None or found.status != "active":
         return False
-    set_status(conn, subscriber_id, "bounced", now)
-    record_consent(conn, subscriber_id, "bounced", Evidence(source=source, detail=diagnostic), now)
+    for one in _same_address(conn, found):
+        if one.status == "active":
+            set_status(conn, one.id, "bounced", now)
+            evidence = Evidence(source=source, detail=diagnostic)
+            record_consent(conn, one.id, "bounced", evidence, now)
     return True
+
+
+def _same_address(conn: sa.Connection, found: Subscriber) -> list[Subscriber]:
+    """The address's subscriptions, to every newsletter (the one found among them)."""
+    if found.email is None:
+        return [found]
+    s = db.subscribers
+    rows = conn.execute(sa.select(s).where(s.c.email == found.email).order_by(s.c.id))
+    return [Subscriber(**row) for row in rows.mappings()]
 
 
 def record_complaint(conn: sa.Connection, subscriber_id: int, detail: str, now: datetime) -> bool:
@@ -135,11 +161,12 @@ def record_complaint(conn: sa.Connection, subscriber_id: int, detail: str, now: 
     found = find_subscriber(conn, db.subscribers.c.id == subscriber_id)
     if found is None or found.email is None or found.status == "complained":
         return False
-    set_status(conn, subscriber_id, "complained", now)
-    suppress(conn, found.email, "complained", now)
-    record_consent(
-        conn, subscriber_id, "complained", Evidence(source="complaint", detail=detail), now
-    )
+    suppress(conn, found.email, "complained", now)  # never mailed again, by any newsletter
+    for one in _same_address(conn, found):
+        if one.status not in ("complained", "erased"):
+            set_status(conn, one.id, "complained", now)
+            evidence = Evidence(source="complaint", detail=detail)
+            record_consent(conn, one.id, "complained", evidence, now)
     return True
 
 
@@ -199,15 +226,18 @@ def add_active_reader(
     policy: Policy,
     now: datetime,
     kind: str = "imported",
+    newsletter_id: int = db.FIRST_NEWSLETTER,
 ) -> int:
     """A reader whose consent was given elsewhere (the demo, an import): active, with evidence."""
     address = normalise_address(email)
     if is_suppressed(conn, address):
         raise StateError(f"{address} is suppressed (erased or complained) and is never re-added")
-    if find_subscriber(conn, db.subscribers.c.email == address) is not None:
+    s = db.subscribers
+    if find_subscriber(conn, (s.c.email == address) & (s.c.newsletter_id == newsletter_id)):
         raise StateError(f"{address} is already a subscriber")
     inserted = conn.execute(
         db.subscribers.insert().values(
+            newsletter_id=newsletter_id,
             email=address,
             name=check_line("name", name, NAME_MAX),
             status="active",
@@ -221,9 +251,13 @@ def add_active_reader(
     return int(inserted[0])
 
 
-def count_by_status(conn: sa.Connection) -> dict[str, int]:
+def count_by_status(conn: sa.Connection, newsletter_id: int | None = None) -> dict[str, int]:
+    """Subscriptions by status: to one newsletter, or to any."""
     s = db.subscribers
-    rows = conn.execute(sa.select(s.c.status, sa.func.count()).group_by(s.c.status))
+    query = sa.select(s.c.status, sa.func.count()).group_by(s.c.status)
+    if newsletter_id is not None:
+        query = query.where(s.c.newsletter_id == newsletter_id)
+    rows = conn.execute(query)
     return {status: int(count) for status, count in rows}
 
 
@@ -234,6 +268,7 @@ def list_subscribers(
     limit: int = 100,
     *,
     newest_first: bool = False,
+    newsletter_id: int | None = None,
 ) -> list[Subscriber]:
     """The readers, by status and part of the address; erased ones only when asked for
     by status (they keep no address to show)."""
@@ -246,6 +281,38 @@ def list_subscribers(
         query = query.where(s.c.status == status)
     else:
         query = query.where(s.c.status != "erased")
+    if newsletter_id is not None:
+        query = query.where(s.c.newsletter_id == newsletter_id)
     if search:
         query = query.where(s.c.email.contains(search.strip().lower(), autoescape=True))
     return [Subscriber(**row) for row in conn.execute(query).mappings()]
+
+
+def subscriptions(
+    conn: sa.Connection, subscriber_id: int
+) -> list[tuple[Newsletter, Subscriber | None]]:
+    """Every newsletter of the desk, with the address's subscription to it (None: never
+    subscribed), for the address of this subscription; empty if it is gone (erased)."""
+    found = find_subscriber(conn, db.subscribers.c.id == subscriber_id)
+    if found is None or found.email is None:
+        return []
+    mine = {one.newsletter_id: one for one in _same_address(conn, found)}
+    return [(newsletter, mine.get(newsletter.id)) for newsletter in list_newsletters(conn)]
+
+
+def of_address(conn: sa.Connection, ref: str | int) -> list[Subscriber]:
+    """Every subscription of the address a reference (an id, or the address) finds: what
+    an export or an erasure covers, since it is the person's, not one newsletter's."""
+    s = db.subscribers
+    text = str(ref).strip()
+    found = None
+    if text.isdigit() and text.isascii() and len(text) <= 10:
+        found = find_subscriber(conn, s.c.id == int(text))
+    if found is None and "@" in text:
+        rows = conn.execute(
+            sa.select(s).where(s.c.email == normalise_address(text)).order_by(s.c.id).limit(1)
+        ).mappings()
+        found = next((Subscriber(**row) for row in rows), None)
+    if found is None:
+        raise NotFound(f"no subscriber {text}")
+    return _same_address(conn, found)

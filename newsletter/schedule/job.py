@@ -32,7 +32,7 @@ from newsletter.delivery.workers import WorkerStop
 from newsletter.errors import LeaseHeld, NewsletterError, NotFound
 from newsletter.models import Issue
 from newsletter.schedule.alerts import Alert, alert_editors
-from newsletter.schedule.lease import LEASE_TTL, SEND_LEASE, holding
+from newsletter.schedule.lease import LEASE_TTL, holding, send_lease
 from newsletter.schedule.outcome import JobResult, send_outcome, trouble_alert
 from newsletter.schedule.when import describe, last_fire, next_fire
 from newsletter.settings import Settings
@@ -48,9 +48,9 @@ RETRY_EVERY = timedelta(minutes=10)  # a paused scheduled send is tried again th
 # What -----------------------------------------------------------------------------------
 
 
-def issue_of_day(engine: sa.Engine, day: date) -> Issue | None:
+def issue_of_day(engine: sa.Engine, day: date, newsletter_id: int = 1) -> Issue | None:
     with engine.connect() as conn:
-        issue_id = issue_id_for_day(conn, day)
+        issue_id = issue_id_for_day(conn, day, newsletter_id)
         return None if issue_id is None else get_issue(conn, issue_id)
 
 
@@ -101,10 +101,12 @@ class FridayJob:
         clock: Clock,
         stop: threading.Event | WorkerStop | None = None,
         progress: Callable[[SendReport], None] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         """`stop`: an event for a one-shot run; a WorkerStop for a long-lived scheduler, so
-        that a send that pauses (its relays are down) stops that send, not the scheduler."""
-        self.desk, self.settings, self.clock = desk, desk.settings, clock
+        that a send that pauses (its relays are down) stops that send, not the scheduler.
+        `settings`: one newsletter's view of the desk's (publications.view); else the first."""
+        self.desk, self.settings, self.clock = desk, settings or desk.settings, clock
         self.stops = stop if isinstance(stop, WorkerStop) else None
         self.stop = stop.asked if isinstance(stop, WorkerStop) else stop or threading.Event()
         self.progress = progress
@@ -118,6 +120,11 @@ class FridayJob:
     def alert(self, kind: str, day: date, subject: str, body: str, dry_run: bool) -> str:
         if dry_run:
             return f"{subject} (dry run: editors not mailed)"
+        if self.settings.newsletter_id != 1:  # each newsletter's alerts count apart
+            kind, subject = (
+                f"{kind}:{self.settings.newsletter_id}",
+                f"{self.settings.site_name}: {subject}",
+            )
         alert = Alert(kind, day, subject, body)
         return alert_editors(
             alert, self.desk.engine, self.settings, self.desk.transport, self.clock()
@@ -141,7 +148,8 @@ class FridayJob:
         deadline = self.clock() + patience
         while True:
             try:
-                with holding(self.desk.engine, SEND_LEASE, self.clock, self._new_send_stop()):
+                lease = send_lease(self.settings.newsletter_id)
+                with holding(self.desk.engine, lease, self.clock, self._new_send_stop()):
                     return self._send(day, issue_ref, dry_run=False)
             except LeaseHeld as exc:
                 if self.clock() >= deadline or self.stop.is_set():
@@ -158,7 +166,7 @@ class FridayJob:
             except NotFound as exc:
                 return JobResult("failed", str(exc))
         else:
-            issue = issue_of_day(engine, day)
+            issue = issue_of_day(engine, day, self.settings.newsletter_id)
         if issue is not None and issue.status == "sent":
             return JobResult("nothing", f"issue {issue.id} for {issue.send_date} was sent already")
         if issue is not None and issue.status in ("cancelled", "held"):
@@ -211,7 +219,7 @@ class FridayJob:
     def missed(self, fire: datetime) -> JobResult:
         """The send time passed with no scheduler running, beyond the grace: tell the editors."""
         day = fire.astimezone(self.settings.timezone).date()
-        issue = issue_of_day(self.desk.engine, day)
+        issue = issue_of_day(self.desk.engine, day, self.settings.newsletter_id)
         if issue is not None and issue.status in ("sent", "cancelled", "held"):
             return JobResult("nothing", f"issue {issue.id} for {day} is {issue.status}")
         zone = self.settings.timezone
@@ -233,7 +241,7 @@ class FridayJob:
         """The day before: tell the editors when the coming issue is not approved yet."""
         settings = self.settings
         day = settings.send_day(fire)
-        issue = issue_of_day(self.desk.engine, day)
+        issue = issue_of_day(self.desk.engine, day, self.settings.newsletter_id)
         if issue is not None and issue.status != "draft":
             return JobResult("nothing", f"issue {issue.id} for {day} is {issue.status}")
         send_time = datetime.combine(day, settings.send_at.at, tzinfo=settings.timezone)
@@ -259,7 +267,8 @@ def run_once(job: FridayJob, now: datetime, dry_run: bool = False) -> JobResult:
     if now - fire <= settings.misfire_grace:
         return job.send(fire.astimezone(settings.timezone).date(), dry_run=dry_run)
     coming = next_fire(settings.send_at, settings.timezone, now)
-    issue = issue_of_day(job.desk.engine, fire.astimezone(settings.timezone).date())
+    day = fire.astimezone(settings.timezone).date()
+    issue = issue_of_day(job.desk.engine, day, settings.newsletter_id)
     if issue is not None and issue.status in ("approved", "sending") and not dry_run:
         return job.missed(fire)  # approved and never (fully) sent, and now too late
     return JobResult("not-due", f"not due: next send {describe(coming, settings.timezone)}")
@@ -269,14 +278,14 @@ def run_once(job: FridayJob, now: datetime, dry_run: bool = False) -> JobResult:
 
 # A stored job names its function by path (newsletter.schedule.job:scheduled_send), so
 # these stay here; the scheduler that runs in this process points `firing` at itself.
-firing: Callable[[str], None] | None = None
+firing: Callable[[str, int], object] | None = None
 
 
-def scheduled_send() -> None:
+def scheduled_send(newsletter_id: int = 1) -> None:
     assert firing is not None, "no scheduler runs in this process"
-    firing(SEND_JOB)
+    firing(SEND_JOB, newsletter_id)
 
 
-def scheduled_reminder() -> None:
+def scheduled_reminder(newsletter_id: int = 1) -> None:
     assert firing is not None, "no scheduler runs in this process"
-    firing(REMIND_JOB)
+    firing(REMIND_JOB, newsletter_id)

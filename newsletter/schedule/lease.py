@@ -21,7 +21,14 @@ from newsletter.store import tables as db
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
-SEND_LEASE = "send"
+SEND_LEASE = "send"  # the first newsletter's; another's is send_lease(its id)
+
+
+def send_lease(newsletter_id: int) -> str:
+    """Each newsletter's sends are held apart: two schedules due at one hour both send."""
+    return SEND_LEASE if newsletter_id == 1 else f"{SEND_LEASE}:{newsletter_id}"
+
+
 LEASE_TTL = timedelta(seconds=60)  # a process killed while sending blocks others this long
 
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 
@@ -26,6 +27,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.delivery.workers import WorkerStop
+from newsletter.publications import list_newsletters, view
 from newsletter.schedule import job as jobs
 from newsletter.schedule.job import (
     REMIND_JOB,
@@ -41,19 +43,47 @@ from newsletter.schedule.job import (
 from newsletter.schedule.lease import beating
 from newsletter.schedule.outcome import JobResult
 from newsletter.schedule.when import cron_trigger, describe, last_fire, next_fire
+from newsletter.settings import Settings
 from newsletter.store.engine import create_db_engine
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Letter:
+    """One newsletter as the scheduler runs it: its settings (its schedule, sender and
+    name over the desk's), its job, and the ids its stored jobs go by."""
+
+    newsletter_id: int
+    slug: str
+    settings: Settings
+    job: FridayJob
+
+    def job_id(self, kind: str) -> str:
+        # the first newsletter's jobs keep the ids they had before there were several
+        return kind if self.newsletter_id == 1 else f"{kind}:{self.slug}"
+
+    @property
+    def label(self) -> str:
+        return "" if self.newsletter_id == 1 else f" of {self.slug}"
+
+
 class FridayScheduler:
-    """APScheduler's BlockingScheduler with its jobs in the app's database."""
+    """APScheduler's BlockingScheduler with its jobs in the app's database: a send (and
+    its reminder) for each newsletter of the desk, on that newsletter's schedule."""
 
     def __init__(self, desk: Desk, clock: Clock) -> None:
         self.desk, self.settings, self.clock = desk, desk.settings, clock
         self.stops = WorkerStop()
         self.stop = self.stops.asked
-        self.job = FridayJob(desk, clock, self.stops)
+        with desk.engine.connect() as conn:
+            found = list_newsletters(conn)
+        self.letters = {}
+        for newsletter in found:
+            seen = view(self.settings, newsletter)
+            job = FridayJob(desk, clock, self.stops, settings=seen)
+            self.letters[newsletter.id] = Letter(newsletter.id, newsletter.slug, seen, job)
+        self.job = self.letters[min(self.letters)].job  # the first newsletter's
         # its own engine: the scheduler disposes of it on shutdown while a send may still run
         self.store = SQLAlchemyJobStore(
             engine=create_db_engine(self.settings.database_url), tablename="scheduler_jobs"
@@ -74,109 +104,144 @@ class FridayScheduler:
         self.started = threading.Event()
         self.closer: threading.Thread | None = None
 
-    def wanted(self) -> dict[str, tuple[Callable[[], None], CronTrigger, str]]:
-        settings, zone = self.settings, self.settings.timezone
-        jobs = {SEND_JOB: (scheduled_send, cron_trigger(settings.send_at, zone), "send")}
-        if settings.remind_at is not None:
-            jobs[REMIND_JOB] = (
-                scheduled_reminder,
-                cron_trigger(settings.remind_at, zone),
-                "reminder",
-            )
+    def wanted(self) -> dict[str, tuple[Callable[[int], None], CronTrigger, str, int]]:
+        """Each newsletter's send, and its reminder where it has one (a weekly send's,
+        the day before; a daily one has none)."""
+        jobs: dict[str, tuple[Callable[[int], None], CronTrigger, str, int]] = {}
+        for letter in self.letters.values():
+            settings, zone = letter.settings, letter.settings.timezone
+            jobs[letter.job_id(SEND_JOB)] = (
+                scheduled_send, cron_trigger(settings.send_at, zone), "send" + letter.label,
+                letter.newsletter_id,
+            )  # fmt: skip
+            if settings.remind_at is not None and settings.send_at.weekday is not None:
+                jobs[letter.job_id(REMIND_JOB)] = (
+                    scheduled_reminder, cron_trigger(settings.remind_at, zone),
+                    "reminder" + letter.label, letter.newsletter_id,
+                )  # fmt: skip
         return jobs
 
     def install(self, now: datetime) -> dict[str, datetime]:
         """Put the jobs in the store. A job whose schedule is unchanged keeps its stored
         next run time, so a run missed while no scheduler was up is found (and run late
-        within the grace, or reported). Returns each job's next run time."""
+        within the grace, or reported). Returns each job's next run time, by its name."""
         self.store.start(self.scheduler, "default")  # to read what an earlier process left
         wanted = self.wanted()
         for stale in self.store.get_all_jobs():
             if stale.id not in wanted:
                 self.store.remove_job(stale.id)
         planned = {}
-        for job_id, (func, trigger, name) in wanted.items():
+        for job_id, (func, trigger, name, newsletter_id) in wanted.items():
             old = self.store.lookup_job(job_id)
             keep = old is not None and repr(old.trigger) == repr(trigger)
             run_at = old.next_run_time if keep and old is not None else None
             run_at = run_at or trigger.get_next_fire_time(None, now)
             planned[name] = run_at
             self.scheduler.add_job(
-                func, trigger, id=job_id, name=name, replace_existing=True, next_run_time=run_at
-            )
+                func, trigger, args=(newsletter_id,), id=job_id, name=name,
+                replace_existing=True, next_run_time=run_at,
+            )  # fmt: skip
         return planned
 
-    def resume_interrupted(self, now: datetime, planned: datetime) -> bool:
+    def resume_interrupted(self, now: datetime, planned: dict[str, datetime]) -> list[int]:
         """A scheduler that died mid-send (or before it began) already moved its job to
-        next week; if the send day's issue is still approved or sending within the
-        grace, run the send once more now: the ledger makes it a resume."""
-        settings = self.settings
-        fire = last_fire(settings.send_at, settings.timezone, now)
-        if planned <= now or now - fire > settings.misfire_grace:
-            return False  # the job itself is due (and runs), or it is too late
-        issue = issue_of_day(self.desk.engine, fire.astimezone(settings.timezone).date())
-        if issue is None or issue.status not in ("approved", "sending"):
-            return False
-        log.info(
-            "issue %s for %s is %s: resuming its send", issue.id, issue.send_date, issue.status
-        )
-        self.scheduler.add_job(scheduled_send, id="resume-send", jobstore="transient")
-        return True
+        the next send day; if the send day's issue is still approved or sending within the
+        grace, run the send once more now: the ledger makes it a resume. Returns the
+        newsletters resumed."""
+        resumed = []
+        for letter in self.letters.values():
+            settings = letter.settings
+            fire = last_fire(settings.send_at, settings.timezone, now)
+            due = planned["send" + letter.label]
+            if due <= now or now - fire > settings.misfire_grace:
+                continue  # the job itself is due (and runs), or it is too late
+            day = fire.astimezone(settings.timezone).date()
+            issue = issue_of_day(self.desk.engine, day, letter.newsletter_id)
+            if issue is None or issue.status not in ("approved", "sending"):
+                continue
+            log.info("issue %s for %s is %s: resuming its send", issue.id, issue.send_date,
+                     issue.status)  # fmt: skip
+            self.scheduler.add_job(
+                scheduled_send, args=(letter.newsletter_id,), jobstore="transient",
+                id=letter.job_id("resume-send"),
+            )  # fmt: skip
+            resumed.append(letter.newsletter_id)
+        return resumed
 
-    def fire(self, job_id: str) -> None:
-        now = self.clock()
-        if job_id == SEND_JOB:
-            fire = last_fire(self.settings.send_at, self.settings.timezone, now)
-            day = fire.astimezone(self.settings.timezone).date()
-            log.info("send for %s: started", day)
-            patience = fire + self.settings.misfire_grace - now
-            result = self.job.send(day, patience=patience)
+    def fire(self, kind: str, newsletter_id: int = 1) -> JobResult | None:
+        """Run a newsletter's send or reminder now (what its stored job calls)."""
+        letter = self.letters.get(newsletter_id)
+        if letter is None:  # removed since the job was stored
+            log.warning("a %s for newsletter %s, which is gone: skipped", kind, newsletter_id)
+            return None
+        now, settings = self.clock(), letter.settings
+        if kind == SEND_JOB:
+            fire = last_fire(settings.send_at, settings.timezone, now)
+            day = fire.astimezone(settings.timezone).date()
+            log.info("send%s for %s: started", letter.label, day)
+            patience = fire + settings.misfire_grace - now
+            result = letter.job.send(day, patience=patience)
         else:
-            assert self.settings.remind_at is not None
-            fire = last_fire(self.settings.remind_at, self.settings.timezone, now)
-            log.info("reminder: started")
-            result = self.job.remind(fire)
+            assert settings.remind_at is not None
+            fire = last_fire(settings.remind_at, settings.timezone, now)
+            log.info("reminder%s: started", letter.label)
+            result = letter.job.remind(fire)
         for line in result.lines():
             log.info("%s", line)
-        if job_id == SEND_JOB and result.outcome in ("paused", "incomplete"):
-            self._follow_up(fire, result)
-        self._log_next(job_id)
+        if kind == SEND_JOB and result.outcome in ("paused", "incomplete"):
+            self._follow_up(letter, fire, result)
+        self._log_next(letter, kind)
+        return result
 
-    def _follow_up(self, fire: datetime, result: JobResult) -> None:
+    def _follow_up(self, letter: Letter, fire: datetime, result: JobResult) -> None:
         """A send that paused (relays down) or left readers deferred: the editors hear of it
         once, and the job runs again every few minutes while the grace lasts."""
-        day = fire.astimezone(self.settings.timezone).date()
+        settings = letter.settings
+        day = fire.astimezone(settings.timezone).date()
         subject = f"Send {result.outcome} for {day:%A %d %B}: {result.message}"
         body = (
             f"{result.message}\n\nThe scheduler tries again every {RETRY_EVERY.seconds // 60} "
-            f"minutes until {describe(fire + self.settings.misfire_grace, self.settings.timezone)}"
+            f"minutes until {describe(fire + settings.misfire_grace, settings.timezone)}"
             ". To resume it by hand: python send.py --now\n"
         )
-        log.warning("%s", self.job.alert(result.outcome, day, subject, body, dry_run=False))
+        log.warning("%s", letter.job.alert(result.outcome, day, subject, body, dry_run=False))
         again = self.clock() + RETRY_EVERY
-        if again < fire + self.settings.misfire_grace and not self.stop.is_set():
+        if again < fire + settings.misfire_grace and not self.stop.is_set():
             self.scheduler.add_job(
-                scheduled_send, "date", run_date=again, id="retry-send", jobstore="transient",
-                replace_existing=True,
+                scheduled_send, "date", run_date=again, args=(letter.newsletter_id,),
+                id=letter.job_id("retry-send"), jobstore="transient", replace_existing=True,
             )  # fmt: skip
-            log.info("send for %s: tried again at %s", day, describe(again, self.settings.timezone))
+            log.info("send%s for %s: tried again at %s", letter.label, day,
+                     describe(again, settings.timezone))  # fmt: skip
 
-    def _log_next(self, job_id: str) -> None:
+    def _log_next(self, letter: Letter, kind: str) -> None:
         """From the trigger, not the scheduler: asking the scheduler while it shuts down
         would wait for the lock its shutdown holds until this very job ends."""
-        at = self.settings.send_at if job_id == SEND_JOB else self.settings.remind_at
+        settings = letter.settings
+        at = settings.send_at if kind == SEND_JOB else settings.remind_at
         if at is not None:
-            name = "send" if job_id == SEND_JOB else "reminder"
-            upcoming = next_fire(at, self.settings.timezone, self.clock() + timedelta(seconds=1))
-            log.info("next %s: %s", name, describe(upcoming, self.settings.timezone))
+            name = ("send" if kind == SEND_JOB else "reminder") + letter.label
+            upcoming = next_fire(at, settings.timezone, self.clock() + timedelta(seconds=1))
+            log.info("next %s: %s", name, describe(upcoming, settings.timezone))
+
+    def _letter_of(self, job_id: str) -> tuple[str, Letter | None]:
+        kind = job_id.partition(":")[0]
+        for letter in self.letters.values():
+            if letter.job_id(kind) == job_id:
+                return kind, letter
+        return kind, None
 
     def _missed(self, event: JobExecutionEvent) -> None:
-        if event.job_id != SEND_JOB:
-            log.warning("the reminder due %s was missed; skipped", event.scheduled_run_time)
+        kind, letter = self._letter_of(event.job_id)
+        if letter is None:
             return
-        result = self.job.missed(event.scheduled_run_time)
-        log.warning("send missed: %s", result.message)
-        self._log_next(event.job_id)
+        if kind != SEND_JOB:
+            log.warning("the reminder%s due %s was missed; skipped", letter.label,
+                        event.scheduled_run_time)  # fmt: skip
+            return
+        result = letter.job.missed(event.scheduled_run_time)
+        log.warning("send%s missed: %s", letter.label, result.message)
+        self._log_next(letter, kind)
 
     def _failed(self, event: JobExecutionEvent) -> None:
         log.error("job %s failed: %r", event.job_id, event.exception)
@@ -206,11 +271,13 @@ class FridayScheduler:
         try:
             now = self.clock()
             planned = self.install(now)
+            zones = {name: letter.settings.timezone for letter in self.letters.values()
+                     for name in ("send" + letter.label, "reminder" + letter.label)}  # fmt: skip
             for name, run_at in planned.items():
-                when = describe(run_at, self.settings.timezone)
+                when = describe(run_at, zones[name])
                 late = " (missed while no scheduler ran: handled now)" if run_at < now else ""
                 log.info("next %s: %s%s", name, when, late)
-            self.resume_interrupted(now, planned["send"])
+            self.resume_interrupted(now, planned)
             with beating(self.desk.engine, self.clock):  # the desk shows it runs
                 self.scheduler.start()
                 if self.closer is not None:

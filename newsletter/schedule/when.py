@@ -14,7 +14,7 @@ from newsletter.settings.values import WEEKDAYS, SendAt
 
 def cron_trigger(at: SendAt, zone: ZoneInfo) -> CronTrigger:
     return CronTrigger(
-        day_of_week=WEEKDAYS[at.weekday],
+        day_of_week="*" if at.weekday is None else WEEKDAYS[at.weekday],
         hour=at.at.hour,
         minute=at.at.minute,
         second=at.at.second,
@@ -31,10 +31,11 @@ def next_fire(at: SendAt, zone: ZoneInfo, now: datetime) -> datetime:
 def last_fire(at: SendAt, zone: ZoneInfo, now: datetime) -> datetime:
     """The latest fire time at or before `now`."""
     local = now.astimezone(zone)
-    day = local.date() - timedelta(days=(local.weekday() - at.weekday) % 7)
+    back = 0 if at.weekday is None else (local.weekday() - at.weekday) % 7
+    day = local.date() - timedelta(days=back)
     fire = datetime.combine(day, at.at, tzinfo=zone)
     if fire > now:
-        fire = datetime.combine(day - timedelta(days=7), at.at, tzinfo=zone)
+        fire = datetime.combine(day - at.period, at.at, tzinfo=zone)
     return fire
 
 

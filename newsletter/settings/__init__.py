@@ -78,6 +78,9 @@ class Settings:
     worker_poll: timedelta = declared("worker_poll")
     clock: datetime | None = declared("clock")
     older_secret_keys: tuple[str, ...] = ()  # still verify links: kept by `secret rotate`
+    # the newsletter these settings are seen from (publications.view puts its own name,
+    # sender, schedule and templates over the desk's); the first one, unless told
+    newsletter_id: int = 1
 
     def send_day(self, now: datetime) -> date:
         """The send day of the week `now` is in: today's, if today is one, else the next
@@ -89,7 +92,7 @@ class Settings:
         local = now.astimezone(self.timezone)
         day = self.send_day(now)
         if day == local.date() and local.time() >= self.send_at.at:
-            day += timedelta(days=7)
+            day += self.send_at.period
         return day
 
     def require_secret(self) -> str:

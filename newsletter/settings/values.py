@@ -20,15 +20,25 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 @dataclass(frozen=True)
 class SendAt:
-    weekday: int  # Monday is 0, as in datetime.weekday()
+    weekday: int | None  # Monday is 0, as in datetime.weekday(); None: every day
     at: time
 
     def __str__(self) -> str:
         at = f"{self.at:%H:%M:%S}" if self.at.second else f"{self.at:%H:%M}"
-        return f"{WEEKDAYS[self.weekday]} {at}"
+        return f"{'daily' if self.weekday is None else WEEKDAYS[self.weekday]} {at}"
+
+    @property
+    def period(self) -> timedelta:
+        """From one send day to the next."""
+        return timedelta(days=1 if self.weekday is None else 7)
+
+    def is_send_day(self, day: date) -> bool:
+        return self.weekday is None or day.weekday() == self.weekday
 
     def day_on_or_after(self, day: date) -> date:
-        """The first date on or after `day` that falls on this weekday."""
+        """The first send day on or after `day`."""
+        if self.weekday is None:
+            return day
         return day + timedelta(days=(self.weekday - day.weekday()) % 7)
 
 
@@ -111,19 +121,30 @@ def zone(value: str) -> ZoneInfo:
         raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Amsterdam)") from None
 
 
-_SEND_AT = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$", re.IGNORECASE)
+_SEND_AT = re.compile(r"^\s*([a-z]+)\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$", re.IGNORECASE)
 
 
 def parse_send_at(value: str) -> SendAt:
     """'fri 09:00' (a weekday, any spelling that starts with its three letters, and a
-    wall-clock time; seconds are allowed: 'friday 09:00:30')."""
+    wall-clock time; seconds are allowed: 'friday 09:00:30'), or 'daily 07:00'."""
     match = _SEND_AT.match(value)
-    if not match or match.group(1).lower() not in WEEKDAYS:
-        raise ValueError(f"{value!r} is not a weekday and a time, e.g. 'fri 09:00'")
+    word = match.group(1).lower() if match else ""
+    if not match or (word[:3] not in WEEKDAYS and word != "daily"):
+        raise ValueError(f"{value!r} is not a weekday (or daily) and a time, e.g. 'fri 09:00'")
     hour, minute, second = (int(g or 0) for g in match.group(2, 3, 4))
     if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"{value!r} has no such time of day")
-    return SendAt(WEEKDAYS.index(match.group(1).lower()), time(hour, minute, second))
+    weekday = None if word == "daily" else WEEKDAYS.index(word[:3])
+    return SendAt(weekday, time(hour, minute, second))
+
+
+def parse_schedule(value: str) -> tuple[SendAt, ZoneInfo | None]:
+    """A newsletter's schedule: 'fri 09:00 Europe/Moscow' or 'daily 07:00' (no zone: the
+    desk's NEWSLETTER_TIMEZONE)."""
+    words = value.split()
+    if len(words) == 3:
+        return parse_send_at(" ".join(words[:2])), zone(words[2])
+    return parse_send_at(value), None
 
 
 def optional_send_at(value: str) -> SendAt | None:

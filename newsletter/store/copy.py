@@ -179,9 +179,12 @@ def _prepare(dst: sa.Connection, replace: bool) -> None:
     from alembic.util import CommandError
 
     try:
+        fresh = not sa.inspect(dst).get_table_names()
         upgrade_connection(dst)
     except (sa.exc.DBAPIError, CommandError) as exc:
         raise CopyRefused("target schema", _first_line(exc)) from None
+    if fresh:  # the first newsletter a new database is made with comes from the source
+        dst.execute(db.newsletters.delete())
     tables = db.metadata.sorted_tables
     for table in tables:
         held = dst.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()

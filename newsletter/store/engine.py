@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 
 from newsletter.errors import ConfigError
+from newsletter.store import tables
 from newsletter.store.tables import metadata
 
 
@@ -49,8 +50,29 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def upgrade_database(engine: Engine, *, replay: bool = False, to: str = "head") -> None:
     """Create or upgrade every table to the newest migration (or the one named, for the
     tests of a migration); harmless to run twice."""
-    with engine.begin() as connection:
-        upgrade_connection(connection, replay=replay, to=to)
+    with engine.connect() as connection:
+        # SQLite alters a table by copying it and dropping the old one, which rows of
+        # other tables refer to: its foreign keys are off while the migrations run (they
+        # cannot be turned off inside a transaction), and checked before the commit
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                upgrade_connection(connection, replay=replay, to=to)
+                check = "PRAGMA foreign_key_check"
+                broken = connection.exec_driver_sql(check).all() if sqlite else []
+                if broken:
+                    raise ConfigError(
+                        "NEWSLETTER_DATABASE_URL",
+                        f"the upgrade would leave rows referring to rows that do not exist "
+                        f"({broken[:3]}); nothing was changed",
+                    )
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+                connection.commit()
 
 
 def upgrade_connection(
@@ -68,6 +90,11 @@ def upgrade_connection(
     config.attributes["connection"] = connection
     if not replay and to == "head" and not sa.inspect(connection).get_table_names():
         metadata.create_all(connection)
+        # the first newsletter, as migration 0017 makes it in an older database: the
+        # table's first row, so its id is 1 and the id sequence goes on after it
+        first = tables.newsletters.insert().values(slug="main", created_at=now_utc())
+        made = connection.execute(first).inserted_primary_key
+        assert made is not None and made[0] == tables.FIRST_NEWSLETTER
         command.stamp(config, "head")
     else:
         command.upgrade(config, to)

@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
+FIRST_NEWSLETTER = 1  # the one every desk has: made with the database, or by migration 0017
+
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
@@ -48,11 +50,37 @@ articles = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# A newsletter of the desk: each has its readers, issues and schedule. An unset value
+# follows the desk's setting (NEWSLETTER_SITE_NAME, _FROM, _LIST_ID, _SEND_AT in
+# _TIMEZONE, _TEMPLATES), so a desk with one newsletter is configured as before.
+newsletters = sa.Table(
+    "newsletters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(300), nullable=True),
+    sa.Column("from_addr", sa.String(400), nullable=True),
+    sa.Column("list_id", sa.String(200), nullable=True),
+    sa.Column(
+        "schedule", sa.String(100), nullable=True
+    ),  # "fri 09:00 Europe/Moscow", "daily 07:00"
+    sa.Column("templates", sa.String(1000), nullable=True),
+    sa.Column("appeal", sa.Boolean, nullable=False, server_default=sa.true()),  # new issues'
+    sa.Column("wording", sa.Text, nullable=True),  # the sign-up's consent words; unset: the desk's
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 issues = sa.Table(
     "issues",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("send_date", sa.Date, nullable=False, unique=True),
+    sa.Column(
+        "newsletter_id",
+        sa.ForeignKey("newsletters.id"),
+        nullable=False,
+        server_default=str(FIRST_NEWSLETTER),
+    ),
+    sa.Column("send_date", sa.Date, nullable=False),
     sa.Column("status", sa.String(20), nullable=False, server_default="draft"),
     sa.Column("subject", sa.Text, nullable=False, server_default=""),
     sa.Column("preheader", sa.Text, nullable=False, server_default=""),
@@ -69,6 +97,7 @@ issues = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     # shown in the public archive once sent, unless its editors keep it out
     sa.Column("in_archive", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.UniqueConstraint("newsletter_id", "send_date", name="uq_issues_newsletter_day"),
 )
 
 issue_items = sa.Table(
@@ -105,11 +134,19 @@ policy_versions = sa.Table(
     sa.Column("published_at", UTCDateTime, nullable=False),
 )
 
+# One address's subscription to one newsletter: its status, consent events, confirmation
+# and unsubscribe link are that newsletter's; suppression and bounces are the address's.
 subscribers = sa.Table(
     "subscribers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("email", sa.String(320), nullable=True, unique=True),
+    sa.Column(
+        "newsletter_id",
+        sa.ForeignKey("newsletters.id"),
+        nullable=False,
+        server_default=str(FIRST_NEWSLETTER),
+    ),
+    sa.Column("email", sa.String(320), nullable=True),
     sa.Column("name", sa.String(300), nullable=False, server_default=""),
     sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
     sa.Column("policy_version", sa.ForeignKey("policy_versions.version"), nullable=True),
@@ -120,6 +157,8 @@ subscribers = sa.Table(
     # up someone's address does not choose the words that greet them
     sa.Column("offered_name", sa.String(300), nullable=True),
     sa.Index("ix_subscribers_status", "status"),
+    sa.Index("ix_subscribers_email", "email"),
+    sa.UniqueConstraint("newsletter_id", "email", name="uq_subscribers_newsletter_email"),
 )
 
 consent_events = sa.Table(

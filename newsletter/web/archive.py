@@ -18,7 +18,9 @@ from newsletter.curation.issues import archived, get_issue
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.language import long_date
 from newsletter.models import Issue
-from newsletter.readers.consent import current_policy
+from newsletter.publications import get_newsletter, view
+from newsletter.readers.consent import newsletter_policy
+from newsletter.web.chosen import chosen, several
 from newsletter.web.error_pages import reader_error
 from newsletter.web.signup import policy_url
 from newsletter.web.words import _
@@ -68,27 +70,38 @@ def archive_list() -> Any:
         raise NotFound(_("There is no such page of the archive."))
     page = int(raw)
     desk = _desk()
+    one = _one_newsletter()
     with desk.engine.connect() as conn:
-        issues, total = archived(conn, PER_PAGE, (page - 1) * PER_PAGE)
+        issues, total = archived(conn, PER_PAGE, (page - 1) * PER_PAGE, one)
     if page > 1 and not issues:
         raise NotFound(_("There is no such page of the archive."))
-    site = Site.from_settings(desk.settings)
+    site = Site.from_settings(chosen()[1] if one else desk.settings)
     language = desk.settings.language
     return render_template(
         "archive.html", site=site, title=_("The archive of %(site)s", site=site.name),
         entries=[(i, issue_path(i), long_date(i.send_date, language)) for i in issues],
         page=page, pages=max(1, -(-total // PER_PAGE)), total=total,
-        canonical=desk.settings.base_url + url_for("archive.archive_list"),
+        canonical=desk.settings.base_url + url_for("archive.archive_list", newsletter=_asked()),
     )  # fmt: skip
+
+
+def _asked() -> str | None:
+    return request.args.get("newsletter") or None
+
+
+def _one_newsletter() -> int | None:
+    """The newsletter `?newsletter=SLUG` names (its issues only), or None: every one's."""
+    return chosen()[0].id if _asked() else None
 
 
 @bp.get("/archive/latest")
 def latest() -> ResponseReturnValue:
     """The newest issue readers got: the sign-up form's preview, a link that stays."""
+    one = _one_newsletter()
     with _desk().engine.connect() as conn:
-        issues, _total = archived(conn, 1)
+        issues, _total = archived(conn, 1, newsletter_id=one)
     if not issues:
-        return redirect(url_for("archive.archive_list"))
+        return redirect(url_for("archive.archive_list", newsletter=_asked()))
     return redirect(issue_path(issues[0]))
 
 
@@ -99,18 +112,20 @@ def issue_page(issue_id: int, words: str = "") -> ResponseReturnValue:
     if words != slug(issue.subject):
         return redirect(issue_path(issue), 301)  # one address per issue
     desk = _desk()
-    settings = desk.settings
+    with desk.engine.connect() as conn:
+        newsletter = get_newsletter(conn, issue.newsletter_id)
+        policy = newsletter_policy(conn, newsletter.id)
+    settings = view(desk.settings, newsletter)
     site = Site.from_settings(settings)
     page_url = settings.base_url + issue_path(issue)
-    with desk.engine.connect() as conn:
-        policy = current_policy(conn)
+    signup = url_for("signup.subscribe_page", newsletter=newsletter.slug if several() else None)
     head = render_template("_archive_head.html", issue=issue, site=site, url=page_url)
     template = current_app.jinja_env.get_template("_archive_foot.html")
-    foot = template.render(site=site, policy=policy, action=url_for("signup.subscribe_page"),
+    foot = template.render(site=site, policy=policy, action=signup,
                            policy_url=policy_url(settings, policy),
                            archive=url_for("archive.archive_list"))  # fmt: skip
     rendered = render_issue(issue, site, settings.templates)
-    html = public_copy(rendered, page_url=page_url, signup_url=f"{settings.base_url}/subscribe",
+    html = public_copy(rendered, page_url=page_url, signup_url=settings.base_url + signup,
                        signup_words=_("Sign up"), head=head, foot=foot)  # fmt: skip
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = ARCHIVE_CSP
@@ -121,10 +136,11 @@ def issue_page(issue_id: int, words: str = "") -> ResponseReturnValue:
 @bp.get("/archive/feed.atom")
 def feed() -> Response:
     desk = _desk()
+    one = _one_newsletter()
     with desk.engine.connect() as conn:
-        issues, _total = archived(conn, FEED_ENTRIES)
+        issues, _total = archived(conn, FEED_ENTRIES, newsletter_id=one)
     base = desk.settings.base_url
-    site = Site.from_settings(desk.settings)
+    site = Site.from_settings(chosen()[1] if one else desk.settings)
     xml = render_template(
         "archive.atom.xml", site=site, base=base, issues=issues,
         links={i.id: base + issue_path(i) for i in issues},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
@@ -20,11 +20,20 @@ from newsletter.delivery.notice_queue import queue_mails
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.language import long_date
 from newsletter.models import Reader
+from newsletter.publications import of_issue, of_reader, view
 from newsletter.readers.consent import Evidence, current_policy, get_policy
 from newsletter.readers.optin import confirm, confirm_target
-from newsletter.readers.subscribers import get_subscriber, reconsent, reconsent_target, unsubscribe
-from newsletter.readers.tokens import TokenError, read_reader_token
+from newsletter.readers.subscribers import (
+    get_subscriber,
+    reconsent,
+    reconsent_target,
+    subscriptions,
+    unsubscribe,
+)
+from newsletter.readers.tokens import TokenError, read_reader_token, reader_token
+from newsletter.settings import Settings
 from newsletter.web import MAIL_CSP
+from newsletter.web.chosen import several
 from newsletter.web.error_pages import reader_error
 from newsletter.web.signup import wake_notices_after_answer
 from newsletter.web.words import _
@@ -38,10 +47,24 @@ def _desk() -> Desk:
     return desk
 
 
-def page(title: str, *paragraphs: str, status: int = 200, **extra: Any) -> tuple[str, int]:
-    site = Site.from_settings(_desk().settings)
-    html = render_template("public.html", title=title, paragraphs=paragraphs, site=site, **extra)
+def page(
+    title: str,
+    *paragraphs: str,
+    status: int = 200,
+    settings: Settings | None = None,
+    template: str = "public.html",
+    **extra: Any,
+) -> tuple[str, int]:
+    """A reader's page, in the name of the newsletter `settings` are the view of."""
+    site = Site.from_settings(settings or _desk().settings)
+    html = render_template(template, title=title, paragraphs=paragraphs, site=site, **extra)
     return html, status
+
+
+def _of_reader(subscriber_id: int) -> Settings:
+    desk = _desk()
+    with desk.engine.connect() as conn:
+        return of_reader(conn, desk.settings, subscriber_id)
 
 
 def _evidence(source: str) -> Evidence:
@@ -66,10 +89,11 @@ def confirm_page(token: str) -> tuple[str, int]:
         found, _policy = confirm_target(
             conn, token, desk.settings.verify_keys(), desk.settings.confirm_ttl, desk.now()
         )
+    settings = _of_reader(found.id)
     if found.status != "pending":
-        return page(_("You are already subscribed"), _("Nothing has changed."))
+        return page(_("You are already subscribed"), _("Nothing has changed."), settings=settings)
     return page(_("Confirm your subscription"), _("One click and the newsletter is on its way."),
-                button=_("Yes, send me the newsletter"))  # fmt: skip
+                button=_("Yes, send me the newsletter"), settings=settings)  # fmt: skip
 
 
 @bp.post("/confirm/<token>")
@@ -84,19 +108,33 @@ def confirm_click(token: str) -> tuple[str, int]:
     if welcome is None:
         return page(_("You are already subscribed"), _("Nothing has changed."))
     wake_notices_after_answer()
-    day = desk.settings.next_send_day(now)
-    language = desk.settings.language
+    settings = _of_reader(welcome.subscriber_id)
+    day = settings.next_send_day(now)
     return page(
         _("You are subscribed"),
-        _("The next issue arrives on %(date)s.", date=long_date(day, language)),
+        _("The next issue arrives on %(date)s.", date=long_date(day, settings.language)),
+        settings=settings,
     )
+
+
+def _no_more(settings: Settings) -> str:
+    """What unsubscribing ends: with several newsletters, this one only."""
+    if not several():
+        return _("You will get no more newsletters at this address.")
+    return _("You will get no more of %(newsletter)s at this address; the other newsletters "
+             "you subscribe to keep coming.", newsletter=settings.site_name)  # fmt: skip
 
 
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> tuple[str, int]:
-    read_reader_token(_desk().settings.verify_keys(), token)  # a bad link says so at once
-    return page(_("Unsubscribe"), _("You will get no more newsletters at this address."),
-                button=_("Unsubscribe"))  # fmt: skip
+    subscriber_id = read_reader_token(_desk().settings.verify_keys(), token)  # a bad link
+    settings = _of_reader(subscriber_id)  # says so at once
+    return page(_("Unsubscribe"), _no_more(settings), button=_("Unsubscribe"), settings=settings,
+                manage=_manage_link(token))  # fmt: skip
+
+
+def _manage_link(token: str) -> str | None:
+    return url_for("public.subscriptions_page", token=token) if several() else None
 
 
 @bp.post("/unsubscribe/<token>")
@@ -110,7 +148,41 @@ def unsubscribe_click(token: str) -> tuple[str, int] | Response:
         unsubscribe(conn, subscriber_id, _evidence(source), desk.now())
     if one_click:  # RFC 8058: a plain 200, no redirect, no cookie
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
-    return page(_("You are unsubscribed"), _("You will get no more newsletters at this address."))
+    settings = _of_reader(subscriber_id)
+    return page(_("You are unsubscribed"), _no_more(settings), settings=settings,
+                manage=_manage_link(token))  # fmt: skip
+
+
+@bp.get("/subscriptions/<token>")
+def subscriptions_page(token: str) -> tuple[str, int]:
+    """Every newsletter of the desk, and whether this address gets it: an unsubscribe
+    button for each it gets (that newsletter only), a sign-up link for the others."""
+    desk = _desk()
+    subscriber_id = read_reader_token(desk.settings.verify_keys(), token)
+    secret = desk.settings.require_secret()
+    with desk.engine.connect() as conn:
+        rows = subscriptions(conn, subscriber_id)
+    if not rows:
+        raise NotFound(_("There is nothing left to show for this address."))
+    states = {
+        "active": _("You get it."),
+        "reconsent": _("You get it once you agree to the new privacy policy."),
+        "pending": _("Waiting for you to confirm your address."),
+    }
+    shown = []
+    for newsletter, found in rows:
+        settings = view(desk.settings, newsletter)
+        state = states.get(found.status if found else "", _("You do not get it."))
+        gets = found is not None and found.status in states
+        mine = reader_token(secret, found.id) if gets and found else None
+        shown.append({
+            "name": settings.site_name,
+            "state": state,
+            "unsubscribe": url_for("public.unsubscribe_click", token=mine) if mine else None,
+            "subscribe": None if mine else url_for("signup.subscribe_page",
+                                                  newsletter=newsletter.slug),
+        })  # fmt: skip
+    return page(_("Your subscriptions"), template="subscriptions.html", rows=shown)
 
 
 @bp.get("/reconsent/<token>")
@@ -145,11 +217,12 @@ def view_online(issue_id: int, token: str) -> Response:
     with desk.engine.connect() as conn:
         issue = get_issue(conn, issue_id)
         found = get_subscriber(conn, subscriber_id)
+        settings = of_issue(conn, desk.settings, issue.id)
     if issue.status not in ("sending", "sent"):
         raise NotFound(f"issue {issue_id} has not been sent")
-    sender = Sender.from_settings(desk.settings)
+    sender = Sender.from_settings(settings)
     reader = Reader(found.id, found.email or "", found.name)
-    rendered = render_issue(issue, Site.from_settings(desk.settings), desk.settings.templates)
+    rendered = render_issue(issue, Site.from_settings(settings), settings.templates)
     html, _text = personalise(rendered, sender.reader_values(reader, issue.id))
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = MAIL_CSP

@@ -28,13 +28,15 @@ from newsletter.app import Desk
 from newsletter.compose.rendering import Site
 from newsletter.curation.issues import archived, check_line
 from newsletter.delivery.notice_queue import Drainer, queue_mails
-from newsletter.errors import InputError, NewsletterError
+from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.language import N_
+from newsletter.publications import Newsletter
 from newsletter.readers.addresses import normalise_address
-from newsletter.readers.consent import Evidence, Policy, current_policy
+from newsletter.readers.consent import Evidence, Policy, current_policy, newsletter_policy
 from newsletter.readers.optin import Limits, RateLimited, SignUp, sign_up
 from newsletter.readers.subscribers import NAME_MAX
 from newsletter.settings import Settings
+from newsletter.web.chosen import chosen, several
 from newsletter.web.error_pages import reader_error
 from newsletter.web.words import _, speaks_english
 
@@ -55,6 +57,7 @@ RETRY_AFTER = "3600"  # the per-network limit counts the last hour
 class Form:
     """A sign-up as posted: by the page, an embedded copy of it, or a site's backend."""
 
+    newsletter: str | None = None  # its slug; none: the desk's first newsletter
     email: str = ""
     name: str = ""
     consent: bool = False
@@ -128,11 +131,15 @@ def take_sign_up(form: Form) -> None:
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
     )
+    try:
+        newsletter, _settings = chosen(form.newsletter or "")
+    except NotFound as exc:
+        raise FormInvalid({"newsletter": str(exc)}) from None
     with desk.engine.begin() as conn:
         problems = check_form(form, current_policy(conn))
         if problems:
             raise FormInvalid(problems)
-        signup = SignUp(form.email, form.consent, form.name, evidence)
+        signup = SignUp(form.email, form.consent, form.name, evidence, newsletter.id)
         mail = sign_up(
             conn, signup, Limits.from_settings(desk.settings), desk.settings.require_secret(), now
         )
@@ -166,35 +173,47 @@ def _form_url() -> str:
 
 
 def _site() -> Site:
-    return Site.from_settings(_desk().settings)
+    return Site.from_settings(chosen()[1])
+
+
+def _action(newsletter: Newsletter, absolute: str = "") -> str:
+    """Where the form posts: the newsletter's slug rides in the address when the desk
+    has several, so an embedded copy keeps to its newsletter."""
+    if not several():
+        return absolute + url_for("signup.subscribe_page")
+    return absolute + url_for("signup.subscribe_page", newsletter=newsletter.slug)
 
 
 def _signup_page(
     form: Form | None = None, problems: dict[str, str] | None = None, status: int = 200
 ) -> tuple[str, int]:
-    settings = _desk().settings
+    newsletter, settings = chosen()
     with _desk().engine.connect() as conn:
-        policy = current_policy(conn)
+        policy = newsletter_policy(conn, newsletter.id)
     html = render_template(
         "signup.html",
         title=_("Sign up for %(site)s", site=settings.site_name),
-        site=_site(),
+        site=Site.from_settings(settings),
         pitch=_(PITCH),
-        action=url_for("signup.subscribe_page"),
+        action=_action(newsletter),
         policy=policy,
         policy_url=policy_url(settings, policy),
         form=form,
         problems=problems or {},
-        preview=_preview(settings.base_url),
+        preview=_preview(settings.base_url, newsletter),
     )
     return html, status
 
 
-def _preview(base_url: str) -> str | None:
-    """The archive's latest issue, for people deciding; None while nothing was sent."""
+def _preview(base_url: str, newsletter: Newsletter) -> str | None:
+    """The newsletter's latest archived issue, for people deciding; None while none was sent."""
     with _desk().engine.connect() as conn:
-        issues, _total = archived(conn, 1)
-    return f"{base_url}/archive/latest" if issues else None
+        issues, _total = archived(conn, 1, newsletter_id=newsletter.id)
+    if not issues:
+        return None
+    if not several():
+        return f"{base_url}/archive/latest"
+    return f"{base_url}/archive/latest?newsletter={newsletter.slug}"
 
 
 def _answer_page(title: str, *paragraphs: str, status: int = 200, **extra: Any) -> Response:
@@ -210,6 +229,7 @@ def subscribe_page() -> tuple[str, int] | Response:
 @bp.post("/subscribe")
 def subscribe_form() -> tuple[str, int] | Response:
     form = Form(
+        newsletter=request.args.get("newsletter"),
         email=request.form.get("email", ""),
         name=request.form.get("name", ""),
         consent=request.form.get("consent") in TICKED,
@@ -242,14 +262,14 @@ def subscribe_form() -> tuple[str, int] | Response:
 
 def embed_snippet() -> Markup:
     """The form a site pastes into its pages: absolute links, the current policy's wording."""
-    settings = _desk().settings
+    newsletter, settings = chosen()
     with _desk().engine.connect() as conn:
-        policy = current_policy(conn)
+        policy = newsletter_policy(conn, newsletter.id)
     template = current_app.jinja_env.get_template("_signup_form.html")
     form_macro = template.module.signup_form  # type: ignore[attr-defined]
     snippet: Markup = form_macro(
-        f"{settings.base_url}/subscribe", policy, policy_url(settings, policy),
-        preview=_preview(settings.base_url),
+        _action(newsletter, settings.base_url), policy, policy_url(settings, policy),
+        preview=_preview(settings.base_url, newsletter),
     )  # fmt: skip
     return snippet
 
@@ -283,12 +303,13 @@ def _form_from_json(body: Any) -> Form:
         raise FormInvalid({"body": 'Send one JSON object: {"email": …, "consent": true}.'})
     problems = {
         field: f"Must be a string, not {type(body[field]).__name__}."
-        for field in ("email", "name", "source", "policy_version")
+        for field in ("email", "name", "source", "policy_version", "newsletter")
         if body.get(field) is not None and not isinstance(body[field], str)
     }
     if problems:
         raise FormInvalid(problems)
     return Form(
+        newsletter=body.get("newsletter") or request.args.get("newsletter"),
         email=body.get("email") or "",
         name=body.get("name") or "",
         consent=body.get("consent") is True,

@@ -26,7 +26,14 @@ from newsletter.curation.articles import list_articles, list_sections
 from newsletter.errors import EditConflict, InputError, NewsletterError, NotFound, StateError
 from newsletter.models import Issue
 from newsletter.reports import week
-from newsletter.web.desk.session import bp, current_editor, desk_now, desk_of_app, safe_next
+from newsletter.web.desk.session import (
+    bp,
+    current_editor,
+    desk_now,
+    desk_of_app,
+    issue_settings,
+    safe_next,
+)
 
 Undo = dict[str, Any]  # what the last remove or move undoes: {"do", "article", "position", …}
 Change = Callable[[sa.Connection, int], tuple[str, Undo | None]]
@@ -95,7 +102,8 @@ def issue(issue_id: int) -> Any:
         found = library.get_issue(conn, issue_id)
         pool = list_articles(conn, limit=60, **filters)
         sections = list_sections(conn)
-        glance = week(conn, desk.settings, now, found.id)
+        settings = issue_settings(found)
+        glance = week(conn, settings, now, found.id)
     preflight, problem = None, None
     try:
         copy = preview_copy(desk.engine, desk.settings, issue_id, as_email, now)

@@ -33,7 +33,16 @@ from newsletter.editors import (
     open_session,
     session_editor,
 )
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, NotFound
+from newsletter.models import Issue
+from newsletter.publications import (
+    Newsletter,
+    get_newsletter,
+    list_newsletters,
+    shown_name,
+    view,
+)
+from newsletter.settings import Settings
 
 bp = Blueprint("desk", __name__, url_prefix="/desk")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,6 +56,51 @@ def desk_of_app() -> Desk:
 
 def desk_now() -> datetime:
     return desk_of_app().now()
+
+
+def desk_newsletter() -> tuple[Newsletter, Settings]:
+    """The newsletter the editor works on: `?newsletter=SLUG` switches to one (and the
+    session keeps it), else the one they had, else the desk's first."""
+    desk = desk_of_app()
+    with desk.engine.connect() as conn:
+        found = list_newsletters(conn)
+    by_slug = {one.slug: one for one in found}
+    asked = request.args.get("newsletter")
+    if asked is not None:
+        if asked not in by_slug:
+            raise NotFound(f"there is no newsletter {asked[:40]!r}")
+        session["newsletter"] = asked
+    kept = session.get("newsletter")
+    chosen = by_slug.get(kept, found[0]) if isinstance(kept, str) else found[0]
+    return chosen, view(desk.settings, chosen)
+
+
+def issue_settings(issue: Issue) -> Settings:
+    """The settings an issue's page works with: its newsletter's; the session follows it."""
+    desk = desk_of_app()
+    with desk.engine.connect() as conn:
+        newsletter = get_newsletter(conn, issue.newsletter_id)
+    if session.get("newsletter") != newsletter.slug and len(_all()) > 1:
+        session["newsletter"] = newsletter.slug
+    return view(desk.settings, newsletter)
+
+
+def _all() -> list[Newsletter]:
+    with desk_of_app().engine.connect() as conn:
+        return list_newsletters(conn)
+
+
+@bp.app_context_processor
+def _newsletters() -> dict[str, Any]:
+    def switcher() -> tuple[list[tuple[str, str]], str]:
+        """The desk's newsletters (slug, name), for the switch in the page's header (one:
+        none shown), and the one worked on."""
+        found = _all()
+        kept = session.get("newsletter")
+        names = [(one.slug, shown_name(desk_of_app().settings, one)) for one in found]
+        return names, kept if isinstance(kept, str) else found[0].slug
+
+    return {"newsletter_switcher": switcher}
 
 
 def csrf_token() -> str:

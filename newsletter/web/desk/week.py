@@ -16,11 +16,18 @@ from flask.typing import ResponseReturnValue
 from newsletter.curation import issues as library
 from newsletter.delivery.send import send_test
 from newsletter.errors import InputError, NewsletterError
+from newsletter.publications import of_issue
 from newsletter.reports import calendar, live, send_status, week
 from newsletter.schedule.job import FridayJob
 from newsletter.transport.base import opened
 from newsletter.web.desk.issues import wants_json
-from newsletter.web.desk.session import bp, current_editor, desk_now, desk_of_app
+from newsletter.web.desk.session import (
+    bp,
+    current_editor,
+    desk_newsletter,
+    desk_now,
+    desk_of_app,
+)
 
 SENDS = "DESK_SENDS"  # app.config: the sends this process started, to be joined on the way out
 OUTCOMES = "DESK_SEND_OUTCOMES"  # app.config: how each ended, by issue id
@@ -30,9 +37,10 @@ log = logging.getLogger(__name__)
 @bp.get("/")
 def this_week() -> Any:
     """The issue of the next send to come, or the calendar to start it from."""
-    desk = desk_of_app()
+    desk, (_newsletter, settings) = desk_of_app(), desk_newsletter()
     with desk.engine.connect() as conn:
-        issue_id = library.issue_id_for_day(conn, desk.settings.next_send_day(desk_now()))
+        day = settings.next_send_day(desk_now())
+        issue_id = library.issue_id_for_day(conn, day, settings.newsletter_id)
     if issue_id is not None:
         return redirect(url_for("desk.issue", issue_id=issue_id))
     return issues_page()
@@ -41,33 +49,35 @@ def this_week() -> Any:
 @bp.get("/issues")
 def issues_page() -> Any:
     desk, now = desk_of_app(), desk_now()
+    _newsletter, settings = desk_newsletter()
     with desk.engine.connect() as conn:
-        days = calendar(conn, desk.settings, now)
-        glance = week(conn, desk.settings, now, None)
+        days = calendar(conn, settings, now)
+        glance = week(conn, settings, now, None)
     return render_template("desk/issues.html", days=days, week=glance, now=now,
-                           today=now.astimezone(desk.settings.timezone).date())  # fmt: skip
+                           today=now.astimezone(settings.timezone).date())  # fmt: skip
 
 
 @bp.post("/issues")
 def new_issue() -> ResponseReturnValue:
     desk, now = desk_of_app(), desk_now()
-    settings = desk.settings
+    _newsletter, settings = desk_newsletter()
+    newsletter_id = settings.newsletter_id
     raw = request.form.get("day", "").strip()
     try:
         day = date.fromisoformat(raw) if raw else settings.next_send_day(now)
-        if day.weekday() != settings.send_at.weekday:
+        if not settings.send_at.is_send_day(day):
             raise InputError(f"day: {day:%A %d %B %Y} is not a send day ({settings.send_at})")
         if day < now.astimezone(settings.timezone).date():
             raise InputError(f"day: {day:%A %d %B %Y} has passed")
         try:
             with desk.engine.begin() as conn:
-                existing = library.issue_id_for_day(conn, day)
+                existing = library.issue_id_for_day(conn, day, newsletter_id)
                 if existing is not None:  # already started (another tab): open it
                     return redirect(url_for("desk.issue", issue_id=existing), 303)
-                issue = library.new_issue(conn, day, now)
+                issue = library.new_issue(conn, day, now, newsletter_id)
         except sa.exc.IntegrityError:  # started by another tab at the same moment
             with desk.engine.connect() as conn:
-                taken = library.issue_id_for_day(conn, day)
+                taken = library.issue_id_for_day(conn, day, newsletter_id)
             return redirect(url_for("desk.issue", issue_id=taken), 303)
     except ValueError:
         flash(f"day: {raw[:40]!r} is not a date (YYYY-MM-DD)", "error")
@@ -125,7 +135,8 @@ def send_now(issue_id: int) -> ResponseReturnValue:
     _existing(issue_id)
     desk, now = desk_of_app(), desk_now()
     with desk.engine.connect() as conn:
-        glance = week(conn, desk.settings, now, issue_id)
+        settings = of_issue(conn, desk.settings, issue_id)
+        glance = week(conn, settings, now, issue_id)
     found = glance.issue
     assert found is not None
     typed = request.form.get("confirm", "").replace(",", "").replace(" ", "").strip()
@@ -136,7 +147,7 @@ def send_now(issue_id: int) -> ResponseReturnValue:
                      "confirm", False)  # fmt: skip
     if glance.sending:
         return _back(issue_id, f"not sent: {glance.sending} is sending now", False)
-    job = FridayJob(desk, desk.now)
+    job = FridayJob(desk, desk.now, settings=settings)
     outcomes = current_app.config.setdefault(OUTCOMES, {})
     outcomes.pop(issue_id, None)
 
