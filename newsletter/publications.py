@@ -163,6 +163,14 @@ def view(settings: Settings, newsletter: Newsletter) -> Settings:
         changes["send_at"] = send_at
         if zone is not None:
             changes["timezone"] = zone
+        # its reminder: the day before its own send day, at NEWSLETTER_REMIND_AT's hour
+        # (a daily one has none)
+        remind = settings.remind_at
+        changes["remind_at"] = (
+            None
+            if remind is None or send_at.weekday is None
+            else v.SendAt((send_at.weekday - 1) % 7, remind.at)
+        )
     return replace(settings, **changes)
 
 

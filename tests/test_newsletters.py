@@ -6,6 +6,7 @@ newsletter with nothing lost. Browser test at the end, in Chromium."""
 from __future__ import annotations
 
 import email.policy
+import re
 import shutil
 import sqlite3
 from dataclasses import dataclass, replace
@@ -111,6 +112,30 @@ def test_a_desk_of_the_version_before_migrates_into_one_newsletter_with_nothing_
         assert new_issue(conn, taken, NOW, daily.id).newsletter_id == daily.id
         with pytest.raises(StateError):
             new_issue(conn, taken, NOW, 1)
+    engine.dispose()
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_desk_as_it_was(tmp_path: Path) -> None:
+    """On SQLite too the migrations run in one transaction, their DDL included: one that
+    fails after 0017 made its table (here at the copy of `subscribers`, whose scratch
+    table's name is taken) takes everything back, and the upgrade runs once it is fixed."""
+    path = tmp_path / "desk.db"
+    shutil.copyfile(FIXTURE, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE _alembic_tmp_subscribers (x INTEGER)")
+    before = _rows(path)
+    engine = create_db_engine(f"sqlite:///{path}")
+    with pytest.raises(sa.exc.OperationalError, match="_alembic_tmp_subscribers"):
+        upgrade_database(engine)
+    assert _rows(path) == before  # no newsletters table, issues as they were
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0016"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE _alembic_tmp_subscribers")
+    upgrade_database(engine)
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0017"
     engine.dispose()
 
 
@@ -257,7 +282,11 @@ def test_notices_go_out_in_the_name_of_the_newsletter_signed_up_to(
         "r2@example.org": "Еженедельник <weekly@example.org>",
     }
     daily = next(m for m in messages(smtp_server) if str(m["To"]) == "r1@example.org")
-    assert "The Daily Briefing" in daily.get_body(("plain",)).get_content()
+    text = " ".join(daily.get_body(("plain",)).get_content().split())
+    assert "asked to receive The Daily Briefing at r1@example.org. It arrives every day" in text
+    weekly = next(m for m in messages(smtp_server) if str(m["To"]) == "r0@example.org")
+    assert "Our weekly newsletter arrives every Friday" in " ".join(
+        weekly.get_body(("plain",)).get_content().split())  # fmt: skip
 
 
 def test_a_hard_bounce_or_a_complaint_ends_every_subscription_of_the_address(two: Two) -> None:
@@ -272,6 +301,15 @@ def test_a_hard_bounce_or_a_complaint_ends_every_subscription_of_the_address(two
         status = dict(conn.execute(sa.select(db.subscribers.c.id, db.subscribers.c.status)).all())
     assert (status[a1], status[a2], status[b1], status[b2]) == (
         "bounced", "bounced", "complained", "complained")  # fmt: skip
+    # a new subscription's confirmation bounced: the address's others bounce with it
+    c1 = subscribed(desk, "c@example.org", 1)
+    with desk.engine.begin() as conn:
+        mail = sign_up(conn, SignUp("c@example.org", True, "", Evidence(source="form"),
+                                    two.daily), Limits(), SECRET, NOW)  # fmt: skip
+        assert mail is not None
+        assert mark_bounced(conn, mail.subscriber_id, "550 5.1.1 gone", "bounce", NOW)
+        status = dict(conn.execute(sa.select(db.subscribers.c.id, db.subscribers.c.status)).all())
+    assert (status[c1], status[mail.subscriber_id]) == ("bounced", "pending")
 
 
 def test_an_erasure_or_an_export_covers_every_newsletter_of_the_address(two: Two) -> None:
@@ -379,7 +417,11 @@ def test_two_schedules_fire_independently_under_a_faked_clock(
     try:
         planned = scheduler.install(start)
         wanted = scheduler.wanted()
-        assert set(wanted) == {SEND_JOB, REMIND_JOB, f"{SEND_JOB}:daily"}  # daily: no reminder
+        assert set(wanted) == {
+            SEND_JOB,
+            REMIND_JOB,
+            f"{SEND_JOB}:{two.daily}",
+        }  # daily: no reminder
         due = {job_id: planned[name] for job_id, (_f, _t, name, _n) in wanted.items()}
         fired = []
         while min(due.values()) < start + timedelta(days=5):
@@ -413,6 +455,34 @@ def test_two_schedules_fire_independently_under_a_faked_clock(
     assert sorted(alerts) == sorted(
         ("not-ready:2", date(2026, 11, 30) + timedelta(days=n)) for n in (0, 1, 3, 4)
     )
+
+
+def test_a_stop_reaches_every_send_under_way_and_each_newsletter_has_its_lease(
+    two: Two,
+) -> None:
+    """Two newsletters due at one hour send side by side (a lease each); SIGTERM must
+    stop both, not only the one started last."""
+    from newsletter.delivery.workers import WorkerStop
+    from newsletter.schedule.lease import send_lease
+
+    stop = WorkerStop()
+    weekly, daily = stop.for_send(), stop.for_send()
+    stop.set()
+    assert weekly.is_set() and daily.is_set() and stop.for_send().is_set()
+    assert send_lease(1) != send_lease(two.daily)
+    scheduler = FridayScheduler(two.desk, FakeClock(NOW))
+    try:
+        jobs = {letter.newsletter_id: letter.job for letter in scheduler.letters.values()}
+        assert jobs[1].named == " --newsletter main" and jobs[two.daily].named.endswith("daily")
+        reminder = scheduler.letters[1].settings.remind_at
+        assert (
+            str(reminder) == "thu 15:00" and scheduler.letters[two.daily].settings.remind_at is None
+        )
+    finally:
+        scheduler.store.engine.dispose()
+    with two.desk.engine.begin() as conn:  # a weekly of its own is reminded the day before
+        monday = add_newsletter(conn, "monday", NOW, schedule="mon 07:00 Europe/Moscow")
+    assert str(view(two.desk.settings, monday).remind_at) == "sun 15:00"
 
 
 # The reader's side, in Chromium ----------------------------------------------------------
@@ -572,7 +642,10 @@ def test_the_desk_switches_newsletter_and_starts_the_chosen_ones_issue(
     assert 'aria-current="page">The Weekly<' in page and ">The Daily Briefing<" in page
     page = web.get("/desk/issues?newsletter=daily").get_data(as_text=True)
     assert 'aria-current="page">The Daily Briefing<' in page
-    made = web.post("/desk/issues", data={"csrf": token, "day": "2026-11-24"})
+    action = re.search(r'<form method="post" action="([^"]+)"', page)
+    assert action is not None and action.group(1) == "/desk/issues?newsletter=daily"
+    web.get("/desk/issues?newsletter=main")  # another tab switches the session meanwhile
+    made = web.post(action.group(1), data={"csrf": token, "day": "2026-11-24"})
     assert made.status_code == 303  # a Tuesday: every day is the daily's send day
     with desk.engine.connect() as conn:
         issue = conn.execute(sa.select(db.issues.c.id, db.issues.c.newsletter_id)).one()
@@ -613,3 +686,35 @@ def test_an_editor_switches_to_the_daily_and_starts_its_issue_in_the_browser(
         made = conn.execute(sa.select(db.issues.c.newsletter_id, db.issues.c.send_date)).one()
     assert made.newsletter_id == 2
     page.screenshot(path=str(screenshots / "desk-daily-issue.png"), full_page=True)
+
+
+def test_a_new_policy_asks_an_address_once_and_its_yes_counts_for_every_newsletter(
+    two: Two,
+) -> None:
+    from newsletter.readers.consent import publish_policy
+    from newsletter.readers.subscribers import reconsent, request_reconsent
+
+    desk = two.desk
+    ids = subscribed(desk, "p@example.org", 1), subscribed(desk, "p@example.org", two.daily)
+    other = subscribed(desk, "q@example.org", two.daily)
+    with desk.engine.begin() as conn:
+        policy = publish_policy(conn, "2027-01-01", "A new text.", "I agree.", NOW)
+        mails = request_reconsent(conn, policy, SECRET, NOW)
+    assert [(m.email, m.subscriber_id) for m in mails] == [
+        ("p@example.org", ids[0]), ("q@example.org", other)]  # fmt: skip
+    with desk.engine.begin() as conn:
+        assert reconsent(conn, mails[0].token, Evidence(source="click"), (SECRET,), NOW)
+        status = dict(conn.execute(sa.select(db.subscribers.c.id, db.subscribers.c.status)).all())
+    assert (status[ids[0]], status[ids[1]], status[other]) == ("active", "active", "reconsent")
+
+
+def test_the_desks_readers_are_the_chosen_newsletters(desk: Desk, web: Any) -> None:
+    from .test_desk import logged_in
+
+    subscribed(desk, "weekly-only@example.org", 1)
+    subscribed(desk, "daily-only@example.org", 2)
+    logged_in(web)
+    weekly = web.get("/desk/readers").get_data(as_text=True)
+    daily = web.get("/desk/readers?newsletter=daily").get_data(as_text=True)
+    assert "weekly-only@example.org" in weekly and "daily-only@example.org" not in weekly
+    assert "daily-only@example.org" in daily and "weekly-only@example.org" not in daily

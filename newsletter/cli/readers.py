@@ -151,10 +151,21 @@ def list_(
 @click.argument("email", required=False)
 @click.option("--csv", "as_csv", is_flag=True, help="The whole list as CSV.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write here.")
+@newsletter_option
 @json_option
 @pass_desk
-def export(desk: Desk, email: str | None, as_csv: bool, out: Path | None, as_json: bool) -> None:
+def export(
+    desk: Desk,
+    email: str | None,
+    as_csv: bool,
+    out: Path | None,
+    newsletter_slug: str | None,
+    as_json: bool,
+) -> None:
     """Everything held about one reader (JSON), or the whole list (--csv).
+
+    The reader's export covers every newsletter they subscribe to; the list is one
+    newsletter's where the desk has several.
 
     \b
     Example:
@@ -165,7 +176,7 @@ def export(desk: Desk, email: str | None, as_csv: bool, out: Path | None, as_jso
         raise click.UsageError("give either EMAIL or --csv")
     with desk.engine.connect() as conn:
         text = (
-            export_csv(conn)
+            export_csv(conn, newsletter_settings(desk, newsletter_slug).newsletter_id)
             if as_csv
             else json.dumps(
                 export_subscriber(conn, email or ""), indent=2, ensure_ascii=False, default=str

@@ -18,8 +18,9 @@ from newsletter.cli.common import (
 )
 from newsletter.cli.progress import SendProgress, stop_on_signals
 from newsletter.cli.worker import run_worker
-from newsletter.errors import ConfigError
-from newsletter.publications import list_newsletters, view
+from newsletter.curation.issues import find_issue_id
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.publications import list_newsletters, of_issue, view
 from newsletter.schedule.job import FridayJob, run_once
 from newsletter.schedule.outcome import JobResult
 from newsletter.schedule.scheduler import FridayScheduler
@@ -95,6 +96,8 @@ def schedule(
         return
     if once and newsletter_slug is None:
         every = _every_newsletter(desk)
+    elif issue is not None and newsletter_slug is None:
+        every = [_of_issue(desk, issue)]  # the issue's newsletter: its lease, its alerts
     else:
         every = [newsletter_settings(desk, newsletter_slug)]
     results = [_run_now_or_once(desk, one, issue, once, dry_run) for one in every]
@@ -117,6 +120,16 @@ def combined_exit(results: list[JobResult]) -> int:
         if code in codes:
             return code
     return 3
+
+
+def _of_issue(desk: Desk, issue: str) -> Settings:
+    """The settings of the issue's newsletter; the desk's when there is no such issue
+    (the job says so)."""
+    with desk.engine.connect() as conn:
+        try:
+            return of_issue(conn, desk.settings, find_issue_id(conn, issue))
+        except NewsletterError:
+            return desk.settings
 
 
 def _every_newsletter(desk: Desk) -> list[Settings]:

@@ -177,8 +177,9 @@ def send(
     emit(as_json, report.as_dict(), report.lines())
     trouble = trouble_alert(found, report)
     if trouble is not None:  # the editors hear of it as from the scheduler
-        alert_editors(Alert("failures", found.send_date, *trouble), desk.engine, desk.settings,
-                      desk.transport, desk.now())  # fmt: skip
+        settings = desk.settings_of(found.newsletter_id)
+        alert = Alert("failures", found.send_date, *trouble)
+        alert_editors(alert, desk.engine, settings, desk.transport, desk.now())
     if report.paused:
         raise SystemExit(5)
     if report.with_failures:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from time import monotonic
@@ -33,21 +34,27 @@ log = logging.getLogger("newsletter.worker")
 class WorkerStop:
     """A stop request (SIGTERM, SIGINT) for the worker, passed on to the send under way.
     Each send gets its own event, so a send that pauses (its relays are down) does not
-    stop the worker: it tries again at a later poll."""
+    stop the worker: it tries again at a later poll. A stop reaches every send under way
+    (a scheduler runs one per newsletter at once)."""
 
     def __init__(self) -> None:
         self.asked = threading.Event()
-        self.current = threading.Event()
+        self._sends: weakref.WeakSet[threading.Event] = weakref.WeakSet()  # the live ones
+        self._lock = threading.Lock()
 
     def set(self) -> None:
-        self.asked.set()
-        self.current.set()
+        with self._lock:
+            self.asked.set()
+            for event in list(self._sends):
+                event.set()
 
     def for_send(self) -> threading.Event:
-        self.current = threading.Event()
-        if self.asked.is_set():  # asked between two sends
-            self.current.set()
-        return self.current
+        event = threading.Event()
+        with self._lock:
+            self._sends.add(event)
+            if self.asked.is_set():  # asked between two sends
+                event.set()
+        return event
 
 
 def sends_under_way(engine: sa.Engine) -> list[int]:

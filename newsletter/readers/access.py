@@ -63,8 +63,9 @@ def export_subscriber(conn: sa.Connection, ref: str | int) -> dict[str, Any]:
     }
 
 
-def export_csv(conn: sa.Connection) -> str:
-    """The whole list, one row per reader with the evidence of consent, for moving elsewhere.
+def export_csv(conn: sa.Connection, newsletter_id: int | None = None) -> str:
+    """The whole list (of one newsletter, or of all), one row per subscription with the
+    evidence of consent, for moving elsewhere.
 
     The columns are the ones `subscribers import` reads, plus status."""
     s, e = db.subscribers, db.consent_events
@@ -80,6 +81,7 @@ def export_csv(conn: sa.Connection) -> str:
         .outerjoin(first, first.c.subscriber_id == s.c.id)
         .outerjoin(e, e.c.id == first.c.event_id)
         .where(s.c.status != "erased")
+        .where(s.c.newsletter_id == newsletter_id if newsletter_id is not None else sa.true())
         .order_by(s.c.id)
     )
     out = io.StringIO()

@@ -134,16 +134,19 @@ def mark_bounced(
     conn: sa.Connection, subscriber_id: int, diagnostic: str, source: str, now: datetime
 ) -> bool:
     """An active reader becomes bounced, with an event carrying the diagnostic; an address
-    that does not take mail bounces in every newsletter it subscribes to."""
+    that does not take mail bounces in every newsletter it subscribes to (the bounce of a
+    new subscription's confirmation too). True when a subscription changed."""
     found = find_subscriber(conn, db.subscribers.c.id == subscriber_id)
-    if found is None or found.status != "active":
+    if found is None:
         return False
+    changed = False
     for one in _same_address(conn, found):
         if one.status == "active":
             set_status(conn, one.id, "bounced", now)
             evidence = Evidence(source=source, detail=diagnostic)
             record_consent(conn, one.id, "bounced", evidence, now)
-    return True
+            changed = True
+    return changed
 
 
 def _same_address(conn: sa.Connection, found: Subscriber) -> list[Subscriber]:
@@ -174,19 +177,25 @@ def request_reconsent(
     conn: sa.Connection, policy: Policy, secret: str, now: datetime
 ) -> list[Mail]:
     """After a policy change: active readers on an older version stop getting the newsletter
-    until they agree again; returns the notices to send."""
+    until they agree again; returns the notices to send, one per address (its first
+    subscription's: agreeing there agrees for each newsletter of the address)."""
     s = db.subscribers
     rows = conn.execute(
-        sa.select(s.c.id, s.c.email, s.c.name).where(
+        sa.select(s.c.id, s.c.email, s.c.name)
+        .where(
             s.c.status.in_(("active", "reconsent")),  # those still waiting get the newer link
             sa.or_(s.c.policy_version.is_(None), s.c.policy_version != policy.version),
         )
+        .order_by(s.c.id)
     ).all()
-    mails = []
+    mails, mailed = [], set()
     evidence = Evidence(source="policy publish --reconsent")
     for row in rows:
         set_status(conn, row.id, "reconsent", now)
         record_consent(conn, row.id, "reconsent_requested", evidence, now, policy)
+        if row.email in mailed:
+            continue
+        mailed.add(row.email)
         token = timed_token(secret, RECONSENT, row.id, policy.version, now)
         mails.append(Mail("reconsent", row.id, row.email, row.name, token))
     return mails
@@ -209,12 +218,15 @@ def reconsent_target(
 def reconsent(
     conn: sa.Connection, token: str, evidence: Evidence, keys: Keys, now: datetime
 ) -> bool:
-    """A reader agrees to the new policy; True when that made them active again."""
+    """A reader agrees to the new policy, for every newsletter of the address that waits on
+    it; True when that made them active again."""
     found, policy = reconsent_target(conn, token, keys, now)
     if found is None:
         return False
-    set_status(conn, found.id, "active", now, policy_version=policy.version)
-    record_consent(conn, found.id, "confirmed", evidence, now, policy)
+    for one in _same_address(conn, found):
+        if one.status == "reconsent":
+            set_status(conn, one.id, "active", now, policy_version=policy.version)
+            record_consent(conn, one.id, "confirmed", evidence, now, policy)
     return True
 
 

@@ -54,7 +54,9 @@ def alert_editors(
     transport: Callable[[], Transport],
     now: datetime,
 ) -> str:
-    """Mail the alert to every editor once; returns a line saying what happened."""
+    """Mail the alert to every editor once (once per newsletter: `settings` are its view,
+    and the subject carries its name); returns a line saying what happened."""
+    kind = alert.kind if settings.newsletter_id == 1 else f"{alert.kind}:{settings.newsletter_id}"
     if not settings.editors:
         log.warning("%s (NEWSLETTER_EDITORS is unset: nobody was mailed)", alert.subject)
         return f"{alert.subject} (NEWSLETTER_EDITORS is unset: nobody was mailed)"
@@ -62,7 +64,7 @@ def alert_editors(
         with engine.begin() as conn:
             conn.execute(
                 db.alerts.insert().values(
-                    kind=alert.kind, day=alert.day, reason=alert.subject, sent_at=now
+                    kind=kind, day=alert.day, reason=alert.subject, sent_at=now
                 )
             )
     except sa.exc.IntegrityError:
@@ -72,9 +74,7 @@ def alert_editors(
     except Exception as exc:  # whatever stopped it, the editors were not told: try next run
         with engine.begin() as conn:
             conn.execute(
-                db.alerts.delete().where(
-                    db.alerts.c.kind == alert.kind, db.alerts.c.day == alert.day
-                )
+                db.alerts.delete().where(db.alerts.c.kind == kind, db.alerts.c.day == alert.day)
             )
         log.error("could not mail the editors: %s", exc)
         return f"{alert.subject} (could not mail the editors: {exc})"

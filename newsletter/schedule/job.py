@@ -31,6 +31,7 @@ from newsletter.delivery.send import send_issue
 from newsletter.delivery.workers import WorkerStop
 from newsletter.errors import LeaseHeld, NewsletterError, NotFound
 from newsletter.models import Issue
+from newsletter.publications import list_newsletters
 from newsletter.schedule.alerts import Alert, alert_editors
 from newsletter.schedule.lease import LEASE_TTL, holding, send_lease
 from newsletter.schedule.outcome import JobResult, send_outcome, trouble_alert
@@ -62,12 +63,13 @@ def not_ready_reason(issue: Issue | None, day: date) -> str:
     return f"issue {issue.id} for {day:%A %d %B %Y} is a draft ({len(issue.items)} articles)"
 
 
-def how_to_fix(issue: Issue | None, settings: Settings) -> str:
+def how_to_fix(issue: Issue | None, settings: Settings, named: str = "") -> str:
+    """`named`: " --newsletter SLUG" where the desk has several newsletters."""
     if issue is None:
         return (
             f"Start it in the desk: {settings.base_url}/desk/\n"
-            "or on the command line: newsletter issue new\n"
-            "then pick articles, approve it, and send it: python send.py --now\n"
+            f"or on the command line: newsletter issue new{named}\n"
+            f"then pick articles, approve it, and send it: python send.py --now{named}\n"
         )
     return (
         f"Open it in the desk: {settings.base_url}/desk/issues/{issue.id}\n"
@@ -113,6 +115,15 @@ class FridayJob:
         self.send_stop = self.stop  # the stop of the send under way
         self.alerting = True
 
+    @property
+    def named(self) -> str:
+        """How a command names this job's newsletter: " --newsletter SLUG" where the desk
+        has several, else nothing."""
+        with self.desk.engine.connect() as conn:
+            found = list_newsletters(conn)
+        mine = [one.slug for one in found if one.id == self.settings.newsletter_id]
+        return f" --newsletter {mine[0]}" if len(found) > 1 and mine else ""
+
     def _new_send_stop(self) -> threading.Event:
         self.send_stop = self.stops.for_send() if self.stops else self.stop
         return self.send_stop
@@ -120,11 +131,6 @@ class FridayJob:
     def alert(self, kind: str, day: date, subject: str, body: str, dry_run: bool) -> str:
         if dry_run:
             return f"{subject} (dry run: editors not mailed)"
-        if self.settings.newsletter_id != 1:  # each newsletter's alerts count apart
-            kind, subject = (
-                f"{kind}:{self.settings.newsletter_id}",
-                f"{self.settings.site_name}: {subject}",
-            )
         alert = Alert(kind, day, subject, body)
         return alert_editors(
             alert, self.desk.engine, self.settings, self.desk.transport, self.clock()
@@ -178,7 +184,7 @@ class FridayJob:
                 return JobResult("failed", f"{reason}: only an approved issue is sent")
             body = (
                 f"{reason[0].upper()}{reason[1:]}, so nothing was sent to the readers.\n\n"
-                f"{how_to_fix(issue, self.settings)}"
+                f"{how_to_fix(issue, self.settings, self.named)}"
             )
             line = self.alert("not-ready", day, f"Nothing sent: {reason}", body, dry_run)
             return JobResult("alerted", line)
@@ -232,7 +238,8 @@ class FridayJob:
             "Nothing was sent.\n\n"
         )
         if issue is None or issue.status == "draft":
-            body += f"Also: {not_ready_reason(issue, day)}.\n\n{how_to_fix(issue, self.settings)}"
+            fix = how_to_fix(issue, self.settings, self.named)
+            body += f"Also: {not_ready_reason(issue, day)}.\n\n{fix}"
         else:
             body += f"To send it now:\n    python send.py --now --issue {issue.id}\n"
         return JobResult("alerted", self.alert("missed", day, subject, body, dry_run=False))
@@ -249,7 +256,7 @@ class FridayJob:
         reason = not_ready_reason(issue, day)
         body = (
             f"{reason[0].upper()}{reason[1:]}. It goes out {when} only if it is approved by "
-            f"then.\n\n{how_to_fix(issue, settings)}"
+            f"then.\n\n{how_to_fix(issue, settings, self.named)}"
         )
         subject = f"Reminder: {reason}"
         return JobResult("alerted", self.alert("reminder", day, subject, body, dry_run=False))

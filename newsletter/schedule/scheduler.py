@@ -60,8 +60,9 @@ class Letter:
     job: FridayJob
 
     def job_id(self, kind: str) -> str:
-        # the first newsletter's jobs keep the ids they had before there were several
-        return kind if self.newsletter_id == 1 else f"{kind}:{self.slug}"
+        # the first newsletter's jobs keep the ids they had before there were several;
+        # the others' go by id, so a new slug keeps a stored job's next run time
+        return kind if self.newsletter_id == 1 else f"{kind}:{self.newsletter_id}"
 
     @property
     def label(self) -> str:
@@ -202,7 +203,7 @@ class FridayScheduler:
         body = (
             f"{result.message}\n\nThe scheduler tries again every {RETRY_EVERY.seconds // 60} "
             f"minutes until {describe(fire + settings.misfire_grace, settings.timezone)}"
-            ". To resume it by hand: python send.py --now\n"
+            f". To resume it by hand: python send.py --now{letter.job.named}\n"
         )
         log.warning("%s", letter.job.alert(result.outcome, day, subject, body, dry_run=False))
         again = self.clock() + RETRY_EVERY

@@ -4,6 +4,7 @@ The tables are `tables`; a database gets them by `upgrade_database`, never by ha
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,19 +61,28 @@ def upgrade_database(engine: Engine, *, replay: bool = False, to: str = "head") 
             connection.commit()
         try:
             with connection.begin():
+                if sqlite:  # pysqlite begins only before a write: the DDL too is inside
+                    connection.exec_driver_sql("BEGIN")
+                before = _dangling(connection) if sqlite else Counter()
                 upgrade_connection(connection, replay=replay, to=to)
-                check = "PRAGMA foreign_key_check"
-                broken = connection.exec_driver_sql(check).all() if sqlite else []
+                broken = (_dangling(connection) - before) if sqlite else Counter()
                 if broken:
                     raise ConfigError(
                         "NEWSLETTER_DATABASE_URL",
-                        f"the upgrade would leave rows referring to rows that do not exist "
-                        f"({broken[:3]}); nothing was changed",
+                        "the upgrade would leave rows referring to rows that do not exist "
+                        f"({', '.join(f'{t} -> {p}' for t, p in broken)}); nothing was changed",
                     )
         finally:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys = ON")
                 connection.commit()
+
+
+def _dangling(connection: sa.Connection) -> Counter[tuple[str, str]]:
+    """SQLite's rows that refer to a missing row, counted by (table, the table referred
+    to): an upgrade may leave what was there before, and must add none."""
+    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    return Counter((str(row[0]), str(row[2])) for row in rows)
 
 
 def upgrade_connection(

@@ -76,7 +76,7 @@ issues = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column(
         "newsletter_id",
-        sa.ForeignKey("newsletters.id"),
+        sa.ForeignKey("newsletters.id", name="fk_issues_newsletter_id_newsletters"),
         nullable=False,
         server_default=str(FIRST_NEWSLETTER),
     ),
@@ -142,7 +142,7 @@ subscribers = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column(
         "newsletter_id",
-        sa.ForeignKey("newsletters.id"),
+        sa.ForeignKey("newsletters.id", name="fk_subscribers_newsletter_id_newsletters"),
         nullable=False,
         server_default=str(FIRST_NEWSLETTER),
     ),

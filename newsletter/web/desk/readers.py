@@ -27,7 +27,13 @@ from newsletter.readers.subscribers import (
     get_subscriber,
     list_subscribers,
 )
-from newsletter.web.desk.session import bp, current_editor, desk_now, desk_of_app
+from newsletter.web.desk.session import (
+    bp,
+    current_editor,
+    desk_newsletter,
+    desk_now,
+    desk_of_app,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +54,12 @@ def admin_only(func: F) -> F:
 def readers() -> Any:
     q = request.args.get("q", "").strip().lower()
     wanted = request.args.get("status", "")
+    newsletter_id = desk_newsletter()[1].newsletter_id  # the newsletter worked on's readers
     with desk_of_app().engine.connect() as conn:
-        counts = count_by_status(conn)
+        counts = count_by_status(conn, newsletter_id)
         rows = list_subscribers(conn, wanted if wanted in STATUSES else None, q or None,
-                                limit=100, newest_first=True)  # fmt: skip
+                                limit=100, newest_first=True,
+                                newsletter_id=newsletter_id)  # fmt: skip
         agreed = consent_dates(conn, [r.id for r in rows])
     return render_template("desk/readers.html", counts=counts, rows=rows, q=q, agreed=agreed,
                            wanted=wanted, statuses=STATUSES, editor=current_editor())  # fmt: skip
@@ -95,7 +103,8 @@ def reader_export(subscriber_id: int) -> Response:
 @bp.get("/readers/export.csv")
 @admin_only
 def readers_export() -> Response:
+    newsletter_id = desk_newsletter()[1].newsletter_id
     with desk_of_app().engine.connect() as conn:
-        text = export_csv(conn)
+        text = export_csv(conn, newsletter_id)
     disposition = {"Content-Disposition": "attachment; filename=readers.csv"}
     return Response(text, mimetype="text/csv", headers=disposition)

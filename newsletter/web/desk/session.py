@@ -76,12 +76,12 @@ def desk_newsletter() -> tuple[Newsletter, Settings]:
 
 
 def issue_settings(issue: Issue) -> Settings:
-    """The settings an issue's page works with: its newsletter's; the session follows it."""
+    """The settings an issue's page works with: its newsletter's, which the page's header
+    shows as the one worked on (a page only looks: the session keeps its choice)."""
     desk = desk_of_app()
     with desk.engine.connect() as conn:
         newsletter = get_newsletter(conn, issue.newsletter_id)
-    if session.get("newsletter") != newsletter.slug and len(_all()) > 1:
-        session["newsletter"] = newsletter.slug
+    g.newsletter_shown = newsletter.slug
     return view(desk.settings, newsletter)
 
 
@@ -96,7 +96,7 @@ def _newsletters() -> dict[str, Any]:
         """The desk's newsletters (slug, name), for the switch in the page's header (one:
         none shown), and the one worked on."""
         found = _all()
-        kept = session.get("newsletter")
+        kept = g.get("newsletter_shown") or session.get("newsletter")
         names = [(one.slug, shown_name(desk_of_app().settings, one)) for one in found]
         return names, kept if isinstance(kept, str) else found[0].slug
 

@@ -49,12 +49,14 @@ def this_week() -> Any:
 @bp.get("/issues")
 def issues_page() -> Any:
     desk, now = desk_of_app(), desk_now()
-    _newsletter, settings = desk_newsletter()
+    newsletter, settings = desk_newsletter()
     with desk.engine.connect() as conn:
         days = calendar(conn, settings, now)
         glance = week(conn, settings, now, None)
+    # the forms name their newsletter: another tab may have switched the session's since
     return render_template("desk/issues.html", days=days, week=glance, now=now,
-                           today=now.astimezone(settings.timezone).date())  # fmt: skip
+                           today=now.astimezone(settings.timezone).date(),
+                           newsletter_slug=newsletter.slug)  # fmt: skip
 
 
 @bp.post("/issues")
