@@ -254,7 +254,30 @@ def test_an_address_holds_a_subscription_to_each_newsletter_with_its_own_consent
     }
     daily_copy = next(m for m in messages(smtp_server) if "daily@" in str(m["From"]))
     assert daily_copy["List-Id"] == "The Daily Briefing <daily.example.org>"
-    assert "Support us" not in daily_copy.as_string()  # the daily's issues carry no appeal
+    weekly_copy = next(m for m in messages(smtp_server) if "weekly@" in str(m["From"]))
+    appeal = "Support independent journalism"  # the appeal's heading
+    assert appeal in weekly_copy.get_body(("html",)).get_content()
+    assert appeal not in daily_copy.get_body(("html",)).get_content()  # the daily: none
+
+
+def test_a_newsletter_with_templates_of_its_own_is_rendered_from_them(
+    two: Two, tmp_path: Path
+) -> None:
+    from newsletter.compose.copies import preview_copy
+    from newsletter.publications import change_newsletter, get_newsletter
+
+    desk = two.desk
+    own = tmp_path / "daily-templates"
+    shutil.copytree(desk.settings.templates, own)
+    page = own / "issue.html"
+    page.write_text(page.read_text().replace("<body", "<body data-daily-design", 1))
+    with desk.engine.begin() as conn:
+        change_newsletter(conn, get_newsletter(conn, two.daily), templates=str(own))
+    daily = approved_for(desk, two.daily, date(2026, 11, 24), "The day")
+    weekly = approved_for(desk, 1, date(2026, 11, 27), "The week")
+    assert "data-daily-design" in preview_copy(desk.engine, desk.settings, daily, None, NOW).html
+    assert "data-daily-design" not in preview_copy(
+        desk.engine, desk.settings, weekly, None, NOW).html  # fmt: skip
 
 
 def test_notices_go_out_in_the_name_of_the_newsletter_signed_up_to(
