@@ -171,7 +171,7 @@ def build_rate(desk: Desk, issue_id: int, count: int) -> tuple[float, int]:
     size = 0
     for reader in readers:
         values = composed.sender.reader_values(reader, issue_id)
-        msgid = message_id(issue_id, reader.id, "example.org")
+        msgid = message_id(issue_id, reader.id, composed.sender)
         size += len(build_message(composed.prepared, reader, values, msgid, True))
     return count / (time.perf_counter() - started), size // count
 
