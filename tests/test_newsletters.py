@@ -741,3 +741,20 @@ def test_the_desks_readers_are_the_chosen_newsletters(desk: Desk, web: Any) -> N
     daily = web.get("/desk/readers?newsletter=daily").get_data(as_text=True)
     assert "weekly-only@example.org" in weekly and "daily-only@example.org" not in weekly
     assert "daily-only@example.org" in daily and "weekly-only@example.org" not in daily
+
+
+def test_the_admin_page_lists_each_newsletter_with_what_it_takes_from_the_settings(
+    desk: Desk, web: Any
+) -> None:
+    from .test_desk import logged_in
+
+    logged_in(web)  # the desk's first account: an admin
+    answer = web.get("/desk/admin")
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200, page[:300]
+    table = page[page.index('id="newsletters"') : page.index('id="settings"')]
+    assert "<code>main</code></td><td>The Weekly</td><td>fri 09:00 UTC</td>" in table
+    assert (
+        "<code>daily</code></td><td>The Daily Briefing</td><td>daily 07:00 Europe/Moscow" in table
+    )
+    assert "The Daily &lt;daily@example.org&gt;" in table

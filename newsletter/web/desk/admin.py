@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from newsletter.editors import ROLES, add_editor, end_sessions, list_editors, set_role
 from newsletter.errors import NewsletterError, StateError
+from newsletter.publications import list_newsletters, view
 from newsletter.readers.addresses import normalise_address
 from newsletter.settings.table import described
 from newsletter.web.desk.readers import admin_only
@@ -22,8 +23,9 @@ def admin() -> Any:
     desk = desk_of_app()
     with desk.engine.connect() as conn:
         accounts = list_editors(conn)
-    return render_template("desk/admin.html", accounts=accounts, roles=ROLES,
-                           settings=described(desk.settings), me=current_editor())  # fmt: skip
+        rows = [(one, view(desk.settings, one)) for one in list_newsletters(conn)]
+    return render_template("desk/admin.html", accounts=accounts, roles=ROLES, settings=described(
+        desk.settings), me=current_editor(), newsletter_rows=rows)  # fmt: skip
 
 
 def _done(message: str, ok: bool = True) -> ResponseReturnValue:
