@@ -508,6 +508,39 @@ def test_a_stop_reaches_every_send_under_way_and_each_newsletter_has_its_lease(
     assert str(view(two.desk.settings, monday).remind_at) == "sun 15:00"
 
 
+def test_a_newsletter_added_or_rescheduled_while_the_scheduler_runs_gets_its_jobs(
+    two: Two,
+) -> None:
+    """The scheduler reads the newsletters again every minute: a new one is scheduled,
+    a rescheduled one moves, one unchanged keeps its next run time."""
+    from newsletter.publications import change_newsletter, get_newsletter
+
+    clock = FakeClock(datetime(2026, 11, 30, 0, 0, tzinfo=UTC))
+    scheduler = FridayScheduler(two.desk, clock)
+    try:
+        scheduler.install(clock.now)
+        assert scheduler.reload(clock.now) is False
+        weekly_next = scheduler.scheduler.get_job(SEND_JOB).next_run_time
+        with two.desk.engine.begin() as conn:
+            evening = add_newsletter(conn, "evening", NOW, schedule="daily 18:00")
+            change_newsletter(conn, get_newsletter(conn, two.daily), schedule="mon 06:00 UTC")
+        assert scheduler.reload(clock.now) is True
+        jobs = {job.id: job for job in scheduler.scheduler.get_jobs(jobstore="default")}
+        assert f"{SEND_JOB}:{evening.id}" in jobs
+        assert f"{jobs[f'{SEND_JOB}:{evening.id}'].next_run_time:%a %H:%M}" == "Mon 18:00"
+        moved = jobs[f"{SEND_JOB}:{two.daily}"]
+        assert f"{moved.next_run_time.astimezone(UTC):%a %H:%M}" == "Mon 06:00"
+        assert f"{REMIND_JOB}:{two.daily}" in jobs  # a weekly now: reminded on Sunday
+        assert jobs[SEND_JOB].next_run_time == weekly_next
+        assert scheduler.letters[evening.id].slug == "evening"
+        with two.desk.engine.begin() as conn:
+            conn.execute(db.newsletters.delete().where(db.newsletters.c.id == evening.id))
+        assert scheduler.reload(clock.now) is True
+        assert scheduler.scheduler.get_job(f"{SEND_JOB}:{evening.id}") is None
+    finally:
+        scheduler.store.engine.dispose()
+
+
 # The reader's side, in Chromium ----------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from newsletter.publications import (
     view,
 )
 
-RESTART = "a running scheduler (python send.py) takes this up when it is started again"
+TAKEN_UP = "a running scheduler (python send.py) takes this up within a minute"
 
 
 @click.group("newsletters")
@@ -104,7 +104,7 @@ def add(desk: Desk, slug: str, as_json: bool, **values: Any) -> None:
     given = {k: v for k, v in values.items() if v is not None}
     with desk.engine.begin() as conn:
         made = add_newsletter(conn, slug, desk.now(), **given)
-    emit(as_json, _document(desk, made), [*_lines(desk, made), RESTART])
+    emit(as_json, _document(desk, made), [*_lines(desk, made), TAKEN_UP])
 
 
 @group.command("set")
@@ -126,4 +126,4 @@ def set_(desk: Desk, slug: str, new_slug: str | None, as_json: bool, **values: A
         given["slug"] = new_slug
     with desk.engine.begin() as conn:
         changed = change_newsletter(conn, choose(conn, slug), **given)
-    emit(as_json, _document(desk, changed), [*_lines(desk, changed), RESTART])
+    emit(as_json, _document(desk, changed), [*_lines(desk, changed), TAKEN_UP])

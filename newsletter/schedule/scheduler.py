@@ -69,6 +69,16 @@ class Letter:
         return "" if self.newsletter_id == 1 else f" of {self.slug}"
 
 
+RELOAD_EVERY = timedelta(minutes=1)  # how soon a newsletter added or changed is scheduled
+
+
+def _seen(letter: Letter) -> tuple[object, ...]:
+    """What of a newsletter its jobs depend on."""
+    s = letter.settings
+    return (letter.newsletter_id, letter.slug, s.site_name, s.from_addr, s.list_id,
+            str(s.send_at), s.timezone.key, str(s.remind_at), str(s.templates))  # fmt: skip
+
+
 class FridayScheduler:
     """APScheduler's BlockingScheduler with its jobs in the app's database: a send (and
     its reminder) for each newsletter of the desk, on that newsletter's schedule."""
@@ -77,21 +87,14 @@ class FridayScheduler:
         self.desk, self.settings, self.clock = desk, desk.settings, clock
         self.stops = WorkerStop()
         self.stop = self.stops.asked
-        with desk.engine.connect() as conn:
-            found = list_newsletters(conn)
-        self.letters = {}
-        for newsletter in found:
-            seen = view(self.settings, newsletter)
-            job = FridayJob(desk, clock, self.stops, settings=seen)
-            self.letters[newsletter.id] = Letter(newsletter.id, newsletter.slug, seen, job)
-        self.job = self.letters[min(self.letters)].job  # the first newsletter's
+        self.letters = self._letters()
         # its own engine: the scheduler disposes of it on shutdown while a send may still run
         self.store = SQLAlchemyJobStore(
             engine=create_db_engine(self.settings.database_url), tablename="scheduler_jobs"
         )
         self.scheduler = BlockingScheduler(
             jobstores={"default": self.store, "transient": MemoryJobStore()},
-            executors={"default": ThreadPoolExecutor(2)},
+            executors={"default": ThreadPoolExecutor(8)},  # newsletters send side by side
             job_defaults={
                 "coalesce": True,  # a run missed several times runs once
                 "max_instances": 1,
@@ -104,6 +107,54 @@ class FridayScheduler:
         self.scheduler.add_listener(self._started, EVENT_SCHEDULER_STARTED)
         self.started = threading.Event()
         self.closer: threading.Thread | None = None
+
+    def _letters(self) -> dict[int, Letter]:
+        with self.desk.engine.connect() as conn:
+            found = list_newsletters(conn)
+        letters = {}
+        for newsletter in found:
+            seen = view(self.settings, newsletter)
+            job = FridayJob(self.desk, self.clock, self.stops, settings=seen)
+            letters[newsletter.id] = Letter(newsletter.id, newsletter.slug, seen, job)
+        return letters
+
+    @property
+    def job(self) -> FridayJob:
+        """The first newsletter's job."""
+        return self.letters[min(self.letters)].job
+
+    def reload(self, now: datetime) -> bool:
+        """Follow the newsletters as editors change them (one added, one rescheduled, a
+        new sender): the jobs of what changed are put in again, the rest keep their next
+        run times. Runs every RELOAD_EVERY; True when something changed."""
+        letters = self._letters()
+        before = [_seen(one) for one in self.letters.values()]
+        if [_seen(one) for one in letters.values()] == before:
+            return False
+        self.letters = letters
+        wanted = self.wanted()
+        for old in self.scheduler.get_jobs(jobstore="default"):
+            if old.id not in wanted:
+                self.scheduler.remove_job(old.id, jobstore="default")
+                log.info("%s: its newsletter is gone, so is the job", old.name)
+        for job_id, (func, trigger, name, newsletter_id) in wanted.items():
+            kept = self.scheduler.get_job(job_id, jobstore="default")
+            if kept is not None and repr(kept.trigger) == repr(trigger):
+                continue
+            run_at = trigger.get_next_fire_time(None, now)
+            self.scheduler.add_job(
+                func, trigger, args=(newsletter_id,), id=job_id, name=name,
+                jobstore="default", replace_existing=True, next_run_time=run_at,
+            )  # fmt: skip
+            zone = self.letters[newsletter_id].settings.timezone
+            log.info("next %s: %s (the newsletters changed)", name, describe(run_at, zone))
+        return True
+
+    def _reload_now(self) -> None:
+        try:
+            self.reload(self.clock())
+        except Exception:  # the next minute tries again; the jobs as they were still run
+            log.exception("the newsletters could not be read again")
 
     def wanted(self) -> dict[str, tuple[Callable[[int], None], CronTrigger, str, int]]:
         """Each newsletter's send, and its reminder where it has one (a weekly send's,
@@ -279,6 +330,10 @@ class FridayScheduler:
                 late = " (missed while no scheduler ran: handled now)" if run_at < now else ""
                 log.info("next %s: %s%s", name, when, late)
             self.resume_interrupted(now, planned)
+            self.scheduler.add_job(
+                self._reload_now, "interval", seconds=RELOAD_EVERY.total_seconds(),
+                id="reload-newsletters", jobstore="transient",
+            )  # fmt: skip
             with beating(self.desk.engine, self.clock):  # the desk shows it runs
                 self.scheduler.start()
                 if self.closer is not None:
