@@ -25,7 +25,6 @@ from newsletter.store import tables as db
 FIRST = db.FIRST_NEWSLETTER  # every desk's, made with its database
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 WORDING_MAX = 2000
-FIELDS = ("name", "from_addr", "list_id", "schedule", "templates", "appeal", "wording")
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,9 @@ def check_value(name: str, value: Any) -> Any:
             v.one_line(text)
             if not text or len(text) > 300:
                 raise ValueError("must be 1 to 300 characters")
+        elif name == "templates":
+            if not (Path(text) / "issue.html").is_file():
+                raise ValueError(f"{text!r} is not a templates folder (it has no issue.html)")
         elif name == "wording":
             text = " ".join(text.split())
             if not text or len(text) > WORDING_MAX:

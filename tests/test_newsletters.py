@@ -359,6 +359,7 @@ def test_a_newsletters_values_are_checked_and_named(two: Two) -> None:
             ("schedule", "fri 09:00 Mars/Olympus", "--schedule: unknown IANA time zone"),
             ("from_addr", "not an address", "--from: "),
             ("name", "two\nlines", "--name: "),
+            ("templates", "/nonexistent", "--templates: '/nonexistent' is not a templates folder"),
         ):
             values = {field: value} if field != "slug" else {}
             with pytest.raises(InputError, match=message.replace("(", r"\(")):
