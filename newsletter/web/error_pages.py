@@ -62,7 +62,8 @@ def error_answer(status: int, message: str) -> Response:
         _sign_in_shown()
         page = render_template(
             "desk/error.html", status=status, title=DESK_TITLES.get(status, SOMETHING),
-            message=message, desk="desk.this_week" in current_app.view_functions,
+            message=message[:1].upper() + message[1:],  # a sentence on the page
+            desk="desk.this_week" in current_app.view_functions,
         )  # fmt: skip
         return Response(page, status, mimetype="text/html")
     html = render_template(
