@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import update_wrapper
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.settings import load_settings
+from newsletter.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from newsletter.app import Desk
 
 MAKES_THE_DATABASE = {"init", "demo"}  # the commands that may create the SQLite file
 
@@ -91,7 +94,7 @@ def newsletter_option(func: F) -> F:
     )(func)
 
 
-def newsletter_settings(desk: Any, slug: str | None) -> Any:
+def newsletter_settings(desk: Desk, slug: str | None) -> Settings:
     """The settings as the newsletter named (or the only one) sees them."""
     from newsletter.publications import choose, view
 
