@@ -66,27 +66,38 @@ def find_subscriber(conn: sa.Connection, where: Any) -> Subscriber | None:
     return Subscriber(**row) if row else None
 
 
+def _matching(
+    conn: sa.Connection, ref: str | int, newsletter_id: int | None = None
+) -> list[Subscriber]:
+    """What a reference finds: the subscription with that id, else the address's
+    subscriptions (to the newsletter, where one is named), first made first."""
+    s = db.subscribers
+    text = str(ref).strip()
+    if text.isdigit() and text.isascii() and len(text) <= 10:
+        found = find_subscriber(conn, s.c.id == int(text))
+        if found is not None and newsletter_id in (None, found.newsletter_id):
+            return [found]
+    if "@" not in text:
+        return []
+    where = s.c.email == normalise_address(text)
+    if newsletter_id is not None:
+        where = sa.and_(where, s.c.newsletter_id == newsletter_id)
+    rows = conn.execute(sa.select(s).where(where).order_by(s.c.id)).mappings()
+    return [Subscriber(**row) for row in rows]
+
+
 def get_subscriber(
     conn: sa.Connection, ref: str | int, newsletter_id: int | None = None
 ) -> Subscriber:
     """By id, or by address: the address's subscription to the newsletter (with several
     newsletters, one must be named)."""
-    s = db.subscribers
-    text = str(ref).strip()
-    found = find_subscriber(conn, s.c.id == int(text)) if text.isdigit() else None
-    if found is not None and newsletter_id is not None and found.newsletter_id != newsletter_id:
-        found = None
-    if found is None and "@" in text:
-        where = s.c.email == normalise_address(text)
-        if newsletter_id is not None:
-            where = sa.and_(where, s.c.newsletter_id == newsletter_id)
-        rows = conn.execute(sa.select(s).where(where).limit(2)).mappings().all()
-        if len(rows) > 1:
-            raise InputError(f"{text} subscribes to several newsletters: name one (--newsletter)")
-        found = Subscriber(**rows[0]) if rows else None
-    if found is None:
-        raise NotFound(f"no subscriber {text}")
-    return found
+    found = _matching(conn, ref, newsletter_id)
+    if len(found) > 1:
+        raise InputError(f"{str(ref).strip()} subscribes to several newsletters: name one "
+                         "(--newsletter)")  # fmt: skip
+    if not found:
+        raise NotFound(f"no subscriber {str(ref).strip()}")
+    return found[0]
 
 
 def set_status(
@@ -315,16 +326,7 @@ def subscriptions(
 def of_address(conn: sa.Connection, ref: str | int) -> list[Subscriber]:
     """Every subscription of the address a reference (an id, or the address) finds: what
     an export or an erasure covers, since it is the person's, not one newsletter's."""
-    s = db.subscribers
-    text = str(ref).strip()
-    found = None
-    if text.isdigit() and text.isascii() and len(text) <= 10:
-        found = find_subscriber(conn, s.c.id == int(text))
-    if found is None and "@" in text:
-        rows = conn.execute(
-            sa.select(s).where(s.c.email == normalise_address(text)).order_by(s.c.id).limit(1)
-        ).mappings()
-        found = next((Subscriber(**row) for row in rows), None)
-    if found is None:
-        raise NotFound(f"no subscriber {text}")
-    return _same_address(conn, found)
+    found = _matching(conn, ref)
+    if not found:
+        raise NotFound(f"no subscriber {str(ref).strip()}")
+    return _same_address(conn, found[0])
