@@ -363,7 +363,8 @@ def test_the_scheduler_sends_at_its_time_once_and_a_second_scheduler_sends_nothi
     # it stood by while the other sent, then found nothing to do; or it never fired
     assert ("standing by" in other and "was sent already" in other) or "send for" not in other
     for text in texts:
-        assert "next send: " + f"{fire + timedelta(days=7):%a %Y-%m-%d %H:%M:%S}" in text
+        if "send for" in text:  # one that fired moved the job to next week and says so
+            assert "next send: " + f"{fire + timedelta(days=7):%a %Y-%m-%d %H:%M:%S}" in text
         assert "scheduler stopped" in text
     with desk.engine.connect() as conn:
         workers = conn.execute(sa.select(db.deliveries.c.worker).distinct()).scalars().all()
